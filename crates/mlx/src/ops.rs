@@ -1,0 +1,359 @@
+//! Array operations: element-wise math, reductions, shape manipulation, indexing, sorting,
+//! matmul and affine quantization. Methods on [`Array`] so model code reads as a chain.
+use crate::array::{wrap, Array, Dtype};
+use crate::error::{mlx_err, Result};
+use crate::ffi::bridge;
+use cxx::UniquePtr;
+
+/// Codes shared with shim.cc's `unary` switch.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Unary {
+    Exp = 0,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Tanh,
+    Sigmoid,
+    Negative,
+    Abs,
+    Square,
+    Sin,
+    Cos,
+    Erf,
+    Log1p,
+    Floor,
+    LogicalNot,
+    StopGradient,
+    Copy,
+}
+
+/// Codes shared with shim.cc's `binary` switch.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Binary {
+    Add = 0,
+    Subtract,
+    Multiply,
+    Divide,
+    Maximum,
+    Minimum,
+    Power,
+    Equal,
+    NotEqual,
+    Less,
+    LessEqual,
+    Greater,
+    GreaterEqual,
+    LogicalAnd,
+    LogicalOr,
+}
+
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Reduce {
+    Sum = 0,
+    Mean,
+    Max,
+    Min,
+    LogSumExp,
+    Prod,
+}
+
+fn ptr(a: Option<&Array>) -> *const bridge::Array {
+    a.map_or(std::ptr::null(), |a| &*a.0 as *const bridge::Array)
+}
+
+pub(crate) fn opt_ptr(a: Option<&Array>) -> *const bridge::Array {
+    ptr(a)
+}
+
+/// Builds the bridge's list type from Rust arrays.
+pub(crate) fn to_list<'a>(arrays: impl IntoIterator<Item = &'a Array>) -> UniquePtr<bridge::ArrayList> {
+    let mut list = bridge::list_new();
+    for a in arrays {
+        bridge::list_push(list.pin_mut(), &a.0, "");
+    }
+    list
+}
+
+pub(crate) fn from_list(op: &'static str, list: &bridge::ArrayList) -> Result<Vec<(String, Array)>> {
+    (0..bridge::list_len(list))
+        .map(|i| {
+            let name = bridge::list_name(list, i).map_err(mlx_err(op))?;
+            let a = wrap(op, bridge::list_get(list, i))?;
+            Ok((name, a))
+        })
+        .collect()
+}
+
+/// Evaluates all arrays together (one graph walk).
+pub fn eval<'a>(arrays: impl IntoIterator<Item = &'a Array>) -> Result<()> {
+    bridge::eval(&to_list(arrays)).map_err(mlx_err("eval"))
+}
+
+/// Starts evaluating in the background; a later `eval` or read waits for it.
+pub fn async_eval<'a>(arrays: impl IntoIterator<Item = &'a Array>) -> Result<()> {
+    bridge::async_eval(&to_list(arrays)).map_err(mlx_err("async_eval"))
+}
+
+pub fn concatenate(arrays: &[Array], axis: i32) -> Result<Array> {
+    wrap("concatenate", bridge::concatenate(&to_list(arrays), axis))
+}
+
+pub fn stack(arrays: &[Array], axis: i32) -> Result<Array> {
+    wrap("stack", bridge::stack(&to_list(arrays), axis))
+}
+
+/// `cond ? a : b`, broadcasting.
+pub fn where_(cond: &Array, a: &Array, b: &Array) -> Result<Array> {
+    wrap("where", bridge::where_(&cond.0, &a.0, &b.0))
+}
+
+/// Affine quantization along the last axis: returns (packed uint32 weight, scales, biases).
+pub fn quantize(w: &Array, group_size: i32, bits: i32) -> Result<(Array, Array, Array)> {
+    let list = bridge::quantize(&w.0, group_size, bits).map_err(mlx_err("quantize"))?;
+    let mut parts = from_list("quantize", &list)?.into_iter().map(|(_, a)| a);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(w), Some(s), Some(b)) => Ok((w, s, b)),
+        _ => Err(crate::Error::InvalidArgument {
+            op: "quantize",
+            message: "MLX returned no biases (non-affine mode?)".into(),
+        }),
+    }
+}
+
+/// Inverse of [`quantize`]; `dtype` picks the output type (default: the scales' dtype).
+pub fn dequantize(
+    w: &Array,
+    scales: &Array,
+    biases: Option<&Array>,
+    group_size: i32,
+    bits: i32,
+    dtype: Option<Dtype>,
+) -> Result<Array> {
+    let dt = dtype.map_or(-1, |d| d as i32);
+    // Safety: the pointer is null or borrows an Array that outlives the call.
+    wrap("dequantize", unsafe {
+        bridge::dequantize(&w.0, &scales.0, ptr(biases), group_size, bits, dt)
+    })
+}
+
+/// `x @ dequantize(w).T` (transpose = true, the Linear layout) without materializing w.
+pub fn quantized_matmul(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: Option<&Array>,
+    transpose: bool,
+    group_size: i32,
+    bits: i32,
+) -> Result<Array> {
+    // Safety: as in `dequantize`.
+    wrap("quantized_matmul", unsafe {
+        bridge::quantized_matmul(&x.0, &w.0, &scales.0, ptr(biases), transpose, group_size, bits)
+    })
+}
+
+macro_rules! unary_methods {
+    ($($name:ident => $op:ident),* $(,)?) => {
+        $(pub fn $name(&self) -> Result<Array> {
+            wrap(stringify!($name), bridge::unary(Unary::$op as u8, &self.0))
+        })*
+    };
+}
+
+macro_rules! binary_methods {
+    ($($name:ident => $op:ident),* $(,)?) => {
+        $(pub fn $name(&self, other: &Array) -> Result<Array> {
+            wrap(stringify!($name), bridge::binary(Binary::$op as u8, &self.0, &other.0))
+        })*
+    };
+}
+
+macro_rules! reduce_methods {
+    ($($name:ident => $op:ident),* $(,)?) => {
+        $(pub fn $name(&self, axes: &[i32], keepdims: bool) -> Result<Array> {
+            wrap(stringify!($name), bridge::reduce(Reduce::$op as u8, &self.0, axes, keepdims))
+        })*
+    };
+}
+
+impl Array {
+    unary_methods! {
+        exp => Exp, log => Log, sqrt => Sqrt, rsqrt => Rsqrt, tanh => Tanh, sigmoid => Sigmoid,
+        negative => Negative, abs => Abs, square => Square, sin => Sin, cos => Cos, erf => Erf,
+        log1p => Log1p, floor => Floor, logical_not => LogicalNot, stop_gradient => StopGradient,
+        copy => Copy,
+    }
+
+    binary_methods! {
+        add => Add, subtract => Subtract, multiply => Multiply, divide => Divide,
+        maximum => Maximum, minimum => Minimum, power => Power, equal => Equal,
+        not_equal => NotEqual, less => Less, less_equal => LessEqual, greater => Greater,
+        greater_equal => GreaterEqual, logical_and => LogicalAnd, logical_or => LogicalOr,
+    }
+
+    reduce_methods! {
+        sum => Sum, mean => Mean, max => Max, min => Min, logsumexp => LogSumExp, prod => Prod,
+    }
+
+    /// Multiplies by a scalar (in the array's dtype).
+    pub fn mul_scalar(&self, v: f64) -> Result<Array> {
+        self.multiply(&Array::full(&[], v, self.dtype())?)
+    }
+
+    pub fn add_scalar(&self, v: f64) -> Result<Array> {
+        self.add(&Array::full(&[], v, self.dtype())?)
+    }
+
+    pub fn argmax(&self, axis: i32, keepdims: bool) -> Result<Array> {
+        wrap("argmax", bridge::arg_reduce(0, &self.0, axis, keepdims))
+    }
+
+    pub fn argmin(&self, axis: i32, keepdims: bool) -> Result<Array> {
+        wrap("argmin", bridge::arg_reduce(1, &self.0, axis, keepdims))
+    }
+
+    pub fn astype(&self, dtype: Dtype) -> Result<Array> {
+        if self.dtype() == dtype {
+            return Ok(self.clone());
+        }
+        wrap("astype", bridge::astype(&self.0, dtype as u8))
+    }
+
+    /// Reinterprets the bytes as another dtype (the last axis scales by the size ratio).
+    pub fn view(&self, dtype: Dtype) -> Result<Array> {
+        wrap("view", bridge::view(&self.0, dtype as u8))
+    }
+
+    pub fn reshape(&self, shape: &[i32]) -> Result<Array> {
+        wrap("reshape", bridge::reshape(&self.0, shape))
+    }
+
+    /// Permutes axes; an empty `axes` reverses them.
+    pub fn transpose(&self, axes: &[i32]) -> Result<Array> {
+        wrap("transpose", bridge::transpose(&self.0, axes))
+    }
+
+    /// The transpose of the last two axes (a Linear weight's `.T`).
+    pub fn t(&self) -> Result<Array> {
+        self.swapaxes(-1, -2)
+    }
+
+    pub fn swapaxes(&self, a: i32, b: i32) -> Result<Array> {
+        wrap("swapaxes", bridge::swapaxes(&self.0, a, b))
+    }
+
+    pub fn expand_dims(&self, axis: i32) -> Result<Array> {
+        wrap("expand_dims", bridge::expand_dims(&self.0, axis))
+    }
+
+    /// Removes the given size-1 axes; empty removes all of them.
+    pub fn squeeze(&self, axes: &[i32]) -> Result<Array> {
+        wrap("squeeze", bridge::squeeze(&self.0, axes))
+    }
+
+    pub fn broadcast_to(&self, shape: &[i32]) -> Result<Array> {
+        wrap("broadcast_to", bridge::broadcast_to(&self.0, shape))
+    }
+
+    /// `a[start:stop:strides]` on every axis.
+    pub fn slice(&self, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<Array> {
+        wrap("slice", bridge::slice(&self.0, start, stop, strides))
+    }
+
+    /// `a[.., start:stop]` along one axis, stride 1.
+    pub fn slice_axis(&self, axis: i32, start: i32, stop: i32) -> Result<Array> {
+        let shape = self.shape();
+        let nd = shape.len() as i32;
+        let ax = if axis < 0 { nd + axis } else { axis } as usize;
+        let mut lo = vec![0; shape.len()];
+        let mut hi = shape.clone();
+        if ax >= shape.len() {
+            return Err(crate::Error::InvalidArgument {
+                op: "slice_axis",
+                message: format!("axis {axis} out of range for shape {shape:?}"),
+            });
+        }
+        lo[ax] = start;
+        hi[ax] = stop;
+        self.slice(&lo, &hi, &vec![1; shape.len()])
+    }
+
+    /// Returns a copy of `self` with `update` written into `self[start:stop:strides]`.
+    pub fn slice_update(&self, update: &Array, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<Array> {
+        wrap("slice_update", bridge::slice_update(&self.0, &update.0, start, stop, strides))
+    }
+
+    /// Part `index` of `parts` equal pieces along `axis`.
+    pub fn split_part(&self, parts: i32, axis: i32, index: usize) -> Result<Array> {
+        wrap("split", bridge::split_equal(&self.0, parts, axis, index))
+    }
+
+    pub fn take(&self, indices: &Array, axis: i32) -> Result<Array> {
+        wrap("take", bridge::take(&self.0, &indices.0, axis))
+    }
+
+    pub fn take_along_axis(&self, indices: &Array, axis: i32) -> Result<Array> {
+        wrap("take_along_axis", bridge::take_along_axis(&self.0, &indices.0, axis))
+    }
+
+    pub fn put_along_axis(&self, indices: &Array, values: &Array, axis: i32) -> Result<Array> {
+        wrap("put_along_axis", bridge::put_along_axis(&self.0, &indices.0, &values.0, axis))
+    }
+
+    pub fn sort(&self, axis: i32) -> Result<Array> {
+        wrap("sort", bridge::sort(&self.0, axis, false))
+    }
+
+    pub fn argsort(&self, axis: i32) -> Result<Array> {
+        wrap("argsort", bridge::sort(&self.0, axis, true))
+    }
+
+    /// Elements before `kth` are <= it and after are >= it (along `axis`).
+    pub fn partition(&self, kth: i32, axis: i32) -> Result<Array> {
+        wrap("partition", bridge::partition(&self.0, kth, axis, false))
+    }
+
+    pub fn argpartition(&self, kth: i32, axis: i32) -> Result<Array> {
+        wrap("argpartition", bridge::partition(&self.0, kth, axis, true))
+    }
+
+    pub fn softmax(&self, axes: &[i32], precise: bool) -> Result<Array> {
+        wrap("softmax", bridge::softmax(&self.0, axes, precise))
+    }
+
+    pub fn cumsum(&self, axis: i32, reverse: bool, inclusive: bool) -> Result<Array> {
+        wrap("cumsum", bridge::cumsum(&self.0, axis, reverse, inclusive))
+    }
+
+    pub fn triu(&self, k: i32) -> Result<Array> {
+        wrap("triu", bridge::tri_mask(&self.0, k, true))
+    }
+
+    pub fn tril(&self, k: i32) -> Result<Array> {
+        wrap("tril", bridge::tri_mask(&self.0, k, false))
+    }
+
+    pub fn contiguous(&self) -> Result<Array> {
+        wrap("contiguous", bridge::contiguous(&self.0))
+    }
+
+    pub fn repeat(&self, repeats: i32, axis: i32) -> Result<Array> {
+        wrap("repeat", bridge::repeat(&self.0, repeats, axis))
+    }
+
+    pub fn clip(&self, lo: f64, hi: f64) -> Result<Array> {
+        wrap("clip", bridge::clip(&self.0, lo, hi))
+    }
+
+    pub fn matmul(&self, other: &Array) -> Result<Array> {
+        wrap("matmul", bridge::matmul(&self.0, &other.0))
+    }
+
+    /// `c + self @ b`.
+    pub fn addmm(&self, c: &Array, b: &Array) -> Result<Array> {
+        wrap("addmm", bridge::addmm(&c.0, &self.0, &b.0))
+    }
+}

@@ -1,0 +1,354 @@
+//! Each op checked against a plain-Rust reference on small random inputs.
+use cortex_mlx::fast::{self, Mask, Rope};
+use cortex_mlx::{ops, random, Array, Dtype, Error};
+
+/// Deterministic pseudo-random floats in [-1, 1) (xorshift), so references need no MLX.
+fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn arr(data: &[f32], shape: &[i32]) -> Array {
+    Array::from_slice(data, shape).unwrap()
+}
+
+fn assert_close(got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "index {i}: got {g}, want {w}");
+    }
+}
+
+fn naive_matmul(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            out[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+        }
+    }
+    out
+}
+
+#[test]
+fn round_trip_and_dtypes() {
+    let a = Array::from_slice(&[1i32, 2, 3, 4, 5, 6], &[2, 3]).unwrap();
+    assert_eq!(a.shape(), vec![2, 3]);
+    assert_eq!(a.dtype(), Dtype::Int32);
+    assert_eq!(a.to_vec::<i32>().unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    let f = a.astype(Dtype::Bfloat16).unwrap();
+    assert_eq!(f.dtype(), Dtype::Bfloat16);
+    assert_eq!(f.nbytes(), 12);
+    assert_eq!(f.to_f32_vec().unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    // bf16 bytes straight from a file: 1.0 is 0x3F80.
+    let raw = Array::from_bytes(&[0x80, 0x3f, 0x00, 0xc0], &[2], Dtype::Bfloat16).unwrap();
+    assert_eq!(raw.to_f32_vec().unwrap(), vec![1.0, -2.0]);
+    // reading with the wrong element type is a typed error
+    assert!(matches!(a.to_vec::<f32>(), Err(Error::DtypeMismatch { .. })));
+    assert!(Array::from_slice(&[1.0f32, 2.0], &[3]).is_err());
+    assert_eq!(Array::scalar(7u32).unwrap().item::<u32>().unwrap(), 7);
+}
+
+#[test]
+fn mlx_exceptions_become_errors() {
+    let a = arr(&rand_vec(6, 1), &[2, 3]);
+    let b = arr(&rand_vec(8, 2), &[2, 4]);
+    let err = a.matmul(&b).unwrap_err();
+    assert!(matches!(err, Error::Mlx { op: "matmul", .. }), "{err}");
+    assert!(a.reshape(&[5]).is_err());
+    assert!(cortex_mlx::load_safetensors(std::path::Path::new("/nonexistent/x.safetensors")).is_err());
+}
+
+#[test]
+fn elementwise_and_reductions() {
+    let x = rand_vec(24, 3);
+    let y = rand_vec(24, 4);
+    let (a, b) = (arr(&x, &[4, 6]), arr(&y, &[4, 6]));
+    let want: Vec<f32> = x.iter().zip(&y).map(|(p, q)| p * q + p.exp()).collect();
+    let got = a.multiply(&b).unwrap().add(&a.exp().unwrap()).unwrap();
+    assert_close(&got.to_vec::<f32>().unwrap(), &want, 1e-6);
+
+    let sums: Vec<f32> = (0..4).map(|r| x[r * 6..r * 6 + 6].iter().sum()).collect();
+    assert_close(&a.sum(&[1], false).unwrap().to_vec::<f32>().unwrap(), &sums, 1e-6);
+    let maxes: Vec<f32> = (0..4).map(|r| x[r * 6..r * 6 + 6].iter().cloned().fold(f32::MIN, f32::max)).collect();
+    assert_close(&a.max(&[1], false).unwrap().to_vec::<f32>().unwrap(), &maxes, 0.0);
+    let lse: Vec<f32> = (0..4).map(|r| x[r * 6..r * 6 + 6].iter().map(|v| v.exp()).sum::<f32>().ln()).collect();
+    assert_close(&a.logsumexp(&[1], false).unwrap().to_vec::<f32>().unwrap(), &lse, 1e-5);
+    let am: Vec<u32> = (0..4)
+        .map(|r| (0..6).max_by(|&i, &j| x[r * 6 + i].total_cmp(&x[r * 6 + j])).unwrap() as u32)
+        .collect();
+    assert_eq!(a.argmax(1, false).unwrap().to_vec::<u32>().unwrap(), am);
+
+    let sm = a.softmax(&[-1], true).unwrap().to_vec::<f32>().unwrap();
+    for r in 0..4 {
+        let z: f32 = x[r * 6..r * 6 + 6].iter().map(|v| v.exp()).sum();
+        let want: Vec<f32> = x[r * 6..r * 6 + 6].iter().map(|v| v.exp() / z).collect();
+        assert_close(&sm[r * 6..r * 6 + 6], &want, 1e-6);
+    }
+    let cs = a.cumsum(1, false, true).unwrap().to_vec::<f32>().unwrap();
+    assert!((cs[5] - sums[0]).abs() < 1e-5);
+}
+
+#[test]
+fn matmul_matches_naive() {
+    let (m, k, n) = (5, 7, 3);
+    let x = rand_vec(m * k, 5);
+    let w = rand_vec(k * n, 6);
+    let got = arr(&x, &[m as i32, k as i32]).matmul(&arr(&w, &[k as i32, n as i32])).unwrap();
+    assert_close(&got.to_vec::<f32>().unwrap(), &naive_matmul(&x, &w, m, k, n), 1e-5);
+    let bias = rand_vec(n, 7);
+    let got = arr(&x, &[m as i32, k as i32])
+        .addmm(&arr(&bias, &[n as i32]), &arr(&w, &[k as i32, n as i32]))
+        .unwrap();
+    let mut want = naive_matmul(&x, &w, m, k, n);
+    for i in 0..m * n {
+        want[i] += bias[i % n];
+    }
+    assert_close(&got.to_vec::<f32>().unwrap(), &want, 1e-5);
+}
+
+/// The affine quantizer: per group of `g` values, scale = (max-min)/(2^bits-1), bias = min.
+#[test]
+fn quantize_dequantize_and_qmm() {
+    for &(bits, group) in &[(2, 32), (3, 32), (4, 32), (4, 64), (6, 64), (8, 64), (8, 128)] {
+        let (rows, cols) = (6usize, 256usize);
+        let w = rand_vec(rows * cols, bits as u64 * 100 + group as u64);
+        let wa = arr(&w, &[rows as i32, cols as i32]);
+        let (q, s, b) = ops::quantize(&wa, group, bits).unwrap();
+        assert_eq!(q.dtype(), Dtype::Uint32);
+        assert_eq!(q.shape(), vec![rows as i32, (cols * bits as usize / 32) as i32]);
+        assert_eq!(s.shape(), vec![rows as i32, (cols / group as usize) as i32]);
+        let deq = ops::dequantize(&q, &s, Some(&b), group, bits, None).unwrap().to_vec::<f32>().unwrap();
+        // each value is within one quantization step of the original (MLX nudges the scale so
+        // the group's extreme value is exact, which can stretch the half-step bound)
+        let svals = s.to_vec::<f32>().unwrap();
+        let bvals = b.to_vec::<f32>().unwrap();
+        for (i, (d, o)) in deq.iter().zip(&w).enumerate() {
+            let step = svals[i / group as usize].abs();
+            assert!((d - o).abs() <= step + 1e-5, "bits {bits} group {group} idx {i}: {d} vs {o}");
+        }
+        // for 4 and 8 bits, unpack the uint32 words by hand: value = q * scale + bias
+        if bits == 4 || bits == 8 {
+            let words = q.to_vec::<u32>().unwrap();
+            let per_word = 32 / bits as usize;
+            for i in 0..rows * cols {
+                let qv = (words[i / per_word] >> ((i % per_word) * bits as usize)) & ((1 << bits) - 1);
+                let g = i / group as usize;
+                assert!((qv as f32 * svals[g] + bvals[g] - deq[i]).abs() < 1e-5, "packing at {i}");
+            }
+        }
+        // quantized_matmul equals x @ dequantized.T
+        let x = rand_vec(3 * cols, 9);
+        let xa = arr(&x, &[3, cols as i32]);
+        let got = ops::quantized_matmul(&xa, &q, &s, Some(&b), true, group, bits).unwrap();
+        let mut wt = vec![0.0; cols * rows];
+        for r in 0..rows {
+            for c in 0..cols {
+                wt[c * rows + r] = deq[r * cols + c];
+            }
+        }
+        assert_close(&got.to_vec::<f32>().unwrap(), &naive_matmul(&x, &wt, 3, cols, rows), 1e-4);
+    }
+    // a group size that does not divide the row is an error, not a crash
+    let bad = arr(&rand_vec(2 * 48, 1), &[2, 48]);
+    assert!(ops::quantize(&bad, 32, 4).is_err());
+}
+
+#[test]
+fn norms_match_reference() {
+    let (n, d) = (3usize, 10usize);
+    let x = rand_vec(n * d, 11);
+    let w = rand_vec(d, 12);
+    let b = rand_vec(d, 13);
+    let xa = arr(&x, &[n as i32, d as i32]);
+    let got = fast::rms_norm(&xa, Some(&arr(&w, &[d as i32])), 1e-5).unwrap().to_vec::<f32>().unwrap();
+    let got_ln = fast::layer_norm(&xa, Some(&arr(&w, &[d as i32])), Some(&arr(&b, &[d as i32])), 1e-5)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    for r in 0..n {
+        let row = &x[r * d..(r + 1) * d];
+        let ms = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let want: Vec<f32> = row.iter().zip(&w).map(|(v, g)| v / (ms + 1e-5).sqrt() * g).collect();
+        assert_close(&got[r * d..(r + 1) * d], &want, 1e-5);
+        let mean = row.iter().sum::<f32>() / d as f32;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / d as f32;
+        let want: Vec<f32> =
+            (0..d).map(|i| (row[i] - mean) / (var + 1e-5).sqrt() * w[i] + b[i]).collect();
+        assert_close(&got_ln[r * d..(r + 1) * d], &want, 1e-4);
+    }
+}
+
+/// Non-traditional RoPE rotates (x[i], x[i + d/2]) by angle pos * base^(-2i/d).
+#[test]
+fn rope_matches_reference() {
+    let (heads, seq, d) = (2usize, 5usize, 8usize);
+    let x = rand_vec(heads * seq * d, 21);
+    let xa = arr(&x, &[1, heads as i32, seq as i32, d as i32]);
+    let offset = 3;
+    let p = Rope { dims: d as i32, traditional: false, base: Some(10000.0), scale: 1.0, freqs: None };
+    let got = fast::rope(&xa, &p, offset).unwrap().to_vec::<f32>().unwrap();
+    let mut want = x.clone();
+    for h in 0..heads {
+        for s in 0..seq {
+            let pos = (s + offset as usize) as f32;
+            let base = (h * seq + s) * d;
+            for i in 0..d / 2 {
+                let theta = pos * 10000f32.powf(-2.0 * i as f32 / d as f32);
+                let (a, b) = (x[base + i], x[base + i + d / 2]);
+                want[base + i] = a * theta.cos() - b * theta.sin();
+                want[base + i + d / 2] = a * theta.sin() + b * theta.cos();
+            }
+        }
+    }
+    assert_close(&got, &want, 1e-4);
+    // explicit frequencies (what llama3 rope scaling passes) give the same result
+    let inv: Vec<f32> = (0..d / 2).map(|i| 10000f32.powf(2.0 * i as f32 / d as f32)).collect();
+    let freqs = arr(&inv, &[(d / 2) as i32]);
+    let p = Rope { dims: d as i32, traditional: false, base: None, scale: 1.0, freqs: Some(&freqs) };
+    assert_close(&fast::rope(&xa, &p, offset).unwrap().to_vec::<f32>().unwrap(), &want, 1e-4);
+}
+
+fn naive_attention(q: &[f32], k: &[f32], v: &[f32], lq: usize, lk: usize, d: usize, causal: bool) -> Vec<f32> {
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut out = vec![0.0; lq * d];
+    for i in 0..lq {
+        let visible = if causal { lk - lq + i + 1 } else { lk };
+        let scores: Vec<f32> =
+            (0..visible).map(|j| (0..d).map(|t| q[i * d + t] * k[j * d + t]).sum::<f32>() * scale).collect();
+        let m = scores.iter().cloned().fold(f32::MIN, f32::max);
+        let z: f32 = scores.iter().map(|s| (s - m).exp()).sum();
+        for (j, s) in scores.iter().enumerate() {
+            let p = (s - m).exp() / z;
+            for t in 0..d {
+                out[i * d + t] += p * v[j * d + t];
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn attention_causal_gqa_and_mask() {
+    let (hq, hkv, lq, lk, d) = (4usize, 2usize, 3usize, 7usize, 16usize);
+    let q = rand_vec(hq * lq * d, 31);
+    let k = rand_vec(hkv * lk * d, 32);
+    let v = rand_vec(hkv * lk * d, 33);
+    let qa = arr(&q, &[1, hq as i32, lq as i32, d as i32]);
+    let ka = arr(&k, &[1, hkv as i32, lk as i32, d as i32]);
+    let va = arr(&v, &[1, hkv as i32, lk as i32, d as i32]);
+    let scale = 1.0 / (d as f32).sqrt();
+    let causal = fast::scaled_dot_product_attention(&qa, &ka, &va, scale, Mask::Causal).unwrap();
+    let causal = causal.to_vec::<f32>().unwrap();
+    // explicit boolean mask equal to the causal one
+    let keep: Vec<u8> = (0..lq).flat_map(|i| (0..lk).map(move |j| (j <= lk - lq + i) as u8)).collect();
+    let mask = Array::from_slice(&keep, &[lq as i32, lk as i32]).unwrap().astype(Dtype::Bool).unwrap();
+    let masked = fast::scaled_dot_product_attention(&qa, &ka, &va, scale, Mask::Array(&mask)).unwrap();
+    let masked = masked.to_vec::<f32>().unwrap();
+    for h in 0..hq {
+        let g = h / (hq / hkv);
+        let want = naive_attention(
+            &q[h * lq * d..(h + 1) * lq * d],
+            &k[g * lk * d..(g + 1) * lk * d],
+            &v[g * lk * d..(g + 1) * lk * d],
+            lq,
+            lk,
+            d,
+            true,
+        );
+        assert_close(&causal[h * lq * d..(h + 1) * lq * d], &want, 1e-4);
+        assert_close(&masked[h * lq * d..(h + 1) * lq * d], &want, 1e-4);
+    }
+}
+
+#[test]
+fn indexing_slicing_sorting() {
+    let x: Vec<f32> = (0..12).map(|v| v as f32).collect();
+    let a = arr(&x, &[3, 4]);
+    let rows = a.take(&Array::from_slice(&[2i32, 0], &[2]).unwrap(), 0).unwrap();
+    assert_eq!(rows.to_vec::<f32>().unwrap(), vec![8., 9., 10., 11., 0., 1., 2., 3.]);
+    let s = a.slice(&[1, 1], &[3, 4], &[1, 2]).unwrap();
+    assert_eq!(s.to_vec::<f32>().unwrap(), vec![5., 7., 9., 11.]);
+    let z = Array::zeros(&[3, 4], Dtype::Float32).unwrap();
+    let u = z.slice_update(&arr(&[1., 2.], &[1, 2]), &[2, 1], &[3, 3], &[1, 1]).unwrap();
+    assert_eq!(u.to_vec::<f32>().unwrap()[9..11], [1., 2.]);
+    let c = ops::concatenate(&[a.clone(), a.clone()], 0).unwrap();
+    assert_eq!(c.shape(), vec![6, 4]);
+    let r = rand_vec(10, 41);
+    let ra = arr(&r, &[10]);
+    let mut sorted = r.clone();
+    sorted.sort_by(|p, q| p.total_cmp(q));
+    assert_eq!(ra.sort(0).unwrap().to_vec::<f32>().unwrap(), sorted);
+    let idx = ra.argsort(0).unwrap().to_vec::<u32>().unwrap();
+    assert_eq!(idx.iter().map(|&i| r[i as usize]).collect::<Vec<_>>(), sorted);
+    let part = ra.partition(6, 0).unwrap().to_vec::<f32>().unwrap();
+    assert!(part[..6].iter().all(|v| *v <= sorted[6]) && part[7..].iter().all(|v| *v >= sorted[6]));
+    let tal = a.take_along_axis(&Array::from_slice(&[3i32, 0, 1], &[3, 1]).unwrap(), 1).unwrap();
+    assert_eq!(tal.to_vec::<f32>().unwrap(), vec![3., 4., 9.]);
+    let m = Array::ones(&[3, 3], Dtype::Float32).unwrap().triu(1).unwrap();
+    assert_eq!(m.to_vec::<f32>().unwrap(), vec![0., 1., 1., 0., 0., 1., 0., 0., 0.]);
+    let w = ops::where_(&a.greater(&Array::scalar(5.0f32).unwrap()).unwrap(), &a, &Array::scalar(-1.0f32).unwrap())
+        .unwrap();
+    assert_eq!(w.to_vec::<f32>().unwrap()[4..8], [-1., -1., 6., 7.]);
+}
+
+#[test]
+fn seeded_random_is_reproducible() {
+    let logits = arr(&[0.0, 2.0, 0.5, -1.0], &[1, 4]).broadcast_to(&[4000, 4]).unwrap();
+    let draw = |seed| {
+        random::categorical(&logits, -1, Some(&random::key(seed).unwrap())).unwrap().to_vec::<u32>().unwrap()
+    };
+    let (a, b, c) = (draw(7), draw(7), draw(8));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    // empirical frequencies follow the softmax
+    let z: f32 = [0.0f32, 2.0, 0.5, -1.0].iter().map(|v| v.exp()).sum();
+    for (i, l) in [0.0f32, 2.0, 0.5, -1.0].iter().enumerate() {
+        let freq = a.iter().filter(|&&x| x as usize == i).count() as f32 / 4000.0;
+        assert!((freq - l.exp() / z).abs() < 0.03, "class {i}: {freq}");
+    }
+    let keys = random::split(&random::key(1).unwrap(), 3).unwrap();
+    assert_eq!(keys.shape(), vec![3, 2]);
+}
+
+#[test]
+fn safetensors_round_trip_with_metadata() {
+    let dir = std::env::temp_dir().join(format!("cortex-mlx-st-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.safetensors");
+    let mut tensors = std::collections::BTreeMap::new();
+    tensors.insert("a.weight".to_string(), arr(&rand_vec(12, 51), &[3, 4]).astype(Dtype::Bfloat16).unwrap());
+    tensors.insert("b".to_string(), Array::from_slice(&[1u32, 2, 3], &[3]).unwrap());
+    let meta = [("format".to_string(), "mlx".to_string())].into_iter().collect();
+    cortex_mlx::save_safetensors(&path, &tensors, &meta).unwrap();
+    let back = cortex_mlx::load_safetensors(&path).unwrap();
+    assert_eq!(back.metadata.get("format").map(String::as_str), Some("mlx"));
+    assert_eq!(back.tensors["a.weight"].dtype(), Dtype::Bfloat16);
+    assert_eq!(back.tensors["a.weight"].to_bytes().unwrap(), tensors["a.weight"].to_bytes().unwrap());
+    assert_eq!(back.tensors["b"].to_vec::<u32>().unwrap(), vec![1, 2, 3]);
+    // truncating the file gives an error, not an abort
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let truncated = cortex_mlx::load_safetensors(&path).and_then(|f| {
+        ops::eval(f.tensors.values())?;
+        Ok(f)
+    });
+    assert!(truncated.is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn memory_accounting() {
+    cortex_mlx::reset_peak_memory();
+    let a = Array::zeros(&[1024, 1024], Dtype::Float32).unwrap();
+    a.eval().unwrap();
+    assert!(cortex_mlx::active_memory() >= 4 << 20);
+    assert!(cortex_mlx::peak_memory() >= 4 << 20);
+    assert!(!cortex_mlx::mlx_version().is_empty());
+}
