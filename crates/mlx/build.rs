@@ -21,7 +21,10 @@ fn sdk_root_from(p: &Path) -> Option<PathBuf> {
 }
 
 fn from_python(python: &str) -> Option<PathBuf> {
-    let out = Command::new(python).args(["-m", "mlx", "--cmake-dir"]).output().ok()?;
+    let out = Command::new(python)
+        .args(["-m", "mlx", "--cmake-dir"])
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }

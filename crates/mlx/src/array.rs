@@ -41,10 +41,13 @@ impl Dtype {
     ];
 
     pub(crate) fn from_code(code: u8) -> Result<Dtype> {
-        Dtype::ALL.get(code as usize).copied().ok_or(Error::InvalidArgument {
-            op: "dtype",
-            message: format!("unknown dtype code {code}"),
-        })
+        Dtype::ALL
+            .get(code as usize)
+            .copied()
+            .ok_or(Error::InvalidArgument {
+                op: "dtype",
+                message: format!("unknown dtype code {code}"),
+            })
     }
 
     pub fn size_bytes(self) -> usize {
@@ -57,7 +60,10 @@ impl Dtype {
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, Dtype::Float16 | Dtype::Float32 | Dtype::Bfloat16 | Dtype::Float64)
+        matches!(
+            self,
+            Dtype::Float16 | Dtype::Float32 | Dtype::Bfloat16 | Dtype::Float64
+        )
     }
 
     /// The name safetensors and numpy use ("F32", "BF16", ...).
@@ -160,7 +166,10 @@ fn check_shape(op: &'static str, len: usize, shape: &[i32]) -> Result<()> {
     let mut n: usize = 1;
     for &d in shape {
         if d < 0 {
-            return Err(Error::InvalidArgument { op, message: format!("negative dimension in {shape:?}") });
+            return Err(Error::InvalidArgument {
+                op,
+                message: format!("negative dimension in {shape:?}"),
+            });
         }
         n = n.saturating_mul(d as usize);
     }
@@ -216,7 +225,11 @@ impl Array {
     /// Size of axis `axis` (negative counts from the end).
     pub fn dim(&self, axis: i32) -> i32 {
         let s = self.shape();
-        let i = if axis < 0 { s.len() as i32 + axis } else { axis };
+        let i = if axis < 0 {
+            s.len() as i32 + axis
+        } else {
+            axis
+        };
         s.get(i as usize).copied().unwrap_or(0)
     }
 
@@ -229,7 +242,10 @@ impl Array {
     }
 
     pub fn dtype(&self) -> Dtype {
-        bridge::dtype(&self.0).ok().and_then(|c| Dtype::from_code(c).ok()).unwrap_or(Dtype::Float32)
+        bridge::dtype(&self.0)
+            .ok()
+            .and_then(|c| Dtype::from_code(c).ok())
+            .unwrap_or(Dtype::Float32)
     }
 
     pub fn nbytes(&self) -> usize {
@@ -250,7 +266,11 @@ impl Array {
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         let actual = self.dtype();
         if actual != T::DTYPE {
-            return Err(Error::DtypeMismatch { op: "to_vec", actual, expected: T::DTYPE });
+            return Err(Error::DtypeMismatch {
+                op: "to_vec",
+                actual,
+                expected: T::DTYPE,
+            });
         }
         let bytes = self.to_bytes()?;
         let n = bytes.len() / std::mem::size_of::<T>();

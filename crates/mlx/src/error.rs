@@ -7,7 +7,11 @@ pub enum Error {
     #[error("MLX {op}: {message}")]
     Mlx { op: &'static str, message: String },
     #[error("dtype mismatch in {op}: array is {actual}, expected {expected}")]
-    DtypeMismatch { op: &'static str, actual: Dtype, expected: Dtype },
+    DtypeMismatch {
+        op: &'static str,
+        actual: Dtype,
+        expected: Dtype,
+    },
     #[error("invalid argument to {op}: {message}")]
     InvalidArgument { op: &'static str, message: String },
 }
@@ -15,5 +19,8 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 pub(crate) fn mlx_err(op: &'static str) -> impl FnOnce(cxx::Exception) -> Error {
-    move |e| Error::Mlx { op, message: e.what().to_string() }
+    move |e| Error::Mlx {
+        op,
+        message: e.what().to_string(),
+    }
 }

@@ -6,12 +6,21 @@ use crate::ops::opt_ptr;
 
 pub fn rms_norm(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
     // Safety: the pointer is null or borrows an Array alive for the call.
-    wrap("rms_norm", unsafe { bridge::rms_norm(&x.0, opt_ptr(weight), eps) })
+    wrap("rms_norm", unsafe {
+        bridge::rms_norm(&x.0, opt_ptr(weight), eps)
+    })
 }
 
-pub fn layer_norm(x: &Array, weight: Option<&Array>, bias: Option<&Array>, eps: f32) -> Result<Array> {
+pub fn layer_norm(
+    x: &Array,
+    weight: Option<&Array>,
+    bias: Option<&Array>,
+    eps: f32,
+) -> Result<Array> {
     // Safety: as above.
-    wrap("layer_norm", unsafe { bridge::layer_norm(&x.0, opt_ptr(weight), opt_ptr(bias), eps) })
+    wrap("layer_norm", unsafe {
+        bridge::layer_norm(&x.0, opt_ptr(weight), opt_ptr(bias), eps)
+    })
 }
 
 /// Rotary embedding over the last axis of `x` ([.., seq, head_dim]) for positions
@@ -50,7 +59,13 @@ pub enum Mask<'a> {
 }
 
 /// softmax(q k^T * scale + mask) v with q [B, Hq, Lq, D], k/v [B, Hkv, Lk, D] (GQA allowed).
-pub fn scaled_dot_product_attention(q: &Array, k: &Array, v: &Array, scale: f32, mask: Mask<'_>) -> Result<Array> {
+pub fn scaled_dot_product_attention(
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    scale: f32,
+    mask: Mask<'_>,
+) -> Result<Array> {
     let (mode, arr) = match mask {
         Mask::None => ("", None),
         Mask::Causal => ("causal", None),

@@ -32,7 +32,12 @@ pub(crate) mod bridge {
         fn expand_dims(a: &Array, axis: i32) -> Result<UniquePtr<Array>>;
         fn squeeze(a: &Array, axes: &[i32]) -> Result<UniquePtr<Array>>;
         fn broadcast_to(a: &Array, shape: &[i32]) -> Result<UniquePtr<Array>>;
-        fn slice(a: &Array, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<UniquePtr<Array>>;
+        fn slice(
+            a: &Array,
+            start: &[i32],
+            stop: &[i32],
+            strides: &[i32],
+        ) -> Result<UniquePtr<Array>>;
         fn slice_update(
             src: &Array,
             update: &Array,
@@ -45,12 +50,18 @@ pub(crate) mod bridge {
         fn split_equal(a: &Array, parts: i32, axis: i32, index: usize) -> Result<UniquePtr<Array>>;
         fn take(a: &Array, indices: &Array, axis: i32) -> Result<UniquePtr<Array>>;
         fn take_along_axis(a: &Array, indices: &Array, axis: i32) -> Result<UniquePtr<Array>>;
-        fn put_along_axis(a: &Array, indices: &Array, values: &Array, axis: i32) -> Result<UniquePtr<Array>>;
+        fn put_along_axis(
+            a: &Array,
+            indices: &Array,
+            values: &Array,
+            axis: i32,
+        ) -> Result<UniquePtr<Array>>;
         fn where_(cond: &Array, a: &Array, b: &Array) -> Result<UniquePtr<Array>>;
         fn sort(a: &Array, axis: i32, arg: bool) -> Result<UniquePtr<Array>>;
         fn partition(a: &Array, kth: i32, axis: i32, arg: bool) -> Result<UniquePtr<Array>>;
         fn softmax(a: &Array, axes: &[i32], precise: bool) -> Result<UniquePtr<Array>>;
-        fn cumsum(a: &Array, axis: i32, reverse: bool, inclusive: bool) -> Result<UniquePtr<Array>>;
+        fn cumsum(a: &Array, axis: i32, reverse: bool, inclusive: bool)
+            -> Result<UniquePtr<Array>>;
         fn tri_mask(a: &Array, k: i32, upper: bool) -> Result<UniquePtr<Array>>;
         fn contiguous(a: &Array) -> Result<UniquePtr<Array>>;
         fn repeat(a: &Array, repeats: i32, axis: i32) -> Result<UniquePtr<Array>>;
@@ -105,7 +116,11 @@ pub(crate) mod bridge {
 
         fn random_key(seed: u64) -> Result<UniquePtr<Array>>;
         fn random_split(key: &Array, num: i32) -> Result<UniquePtr<Array>>;
-        unsafe fn categorical(logits: &Array, axis: i32, key: *const Array) -> Result<UniquePtr<Array>>;
+        unsafe fn categorical(
+            logits: &Array,
+            axis: i32,
+            key: *const Array,
+        ) -> Result<UniquePtr<Array>>;
         unsafe fn uniform(shape: &[i32], dtype: u8, key: *const Array) -> Result<UniquePtr<Array>>;
 
         fn eval(list: &ArrayList) -> Result<()>;

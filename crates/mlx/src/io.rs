@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 fn path_str(op: &'static str, path: &Path) -> Result<String> {
-    path.to_str().map(str::to_string).ok_or_else(|| Error::InvalidArgument {
-        op,
-        message: format!("path is not valid UTF-8: {}", path.display()),
-    })
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| Error::InvalidArgument {
+            op,
+            message: format!("path is not valid UTF-8: {}", path.display()),
+        })
 }
 
 pub struct SafetensorsFile {
@@ -22,14 +24,19 @@ pub struct SafetensorsFile {
 pub fn load_safetensors(path: &Path) -> Result<SafetensorsFile> {
     let p = path_str("load_safetensors", path)?;
     let (mut keys, mut values) = (Vec::new(), Vec::new());
-    let list = bridge::load_safetensors(&p, &mut keys, &mut values).map_err(mlx_err("load_safetensors"))?;
+    let list = bridge::load_safetensors(&p, &mut keys, &mut values)
+        .map_err(mlx_err("load_safetensors"))?;
     let tensors = from_list("load_safetensors", &list)?.into_iter().collect();
     let metadata = keys.into_iter().zip(values).collect();
     Ok(SafetensorsFile { tensors, metadata })
 }
 
 /// Writes `tensors` (evaluating them) with string metadata such as {"format": "mlx"}.
-pub fn save_safetensors(path: &Path, tensors: &BTreeMap<String, Array>, metadata: &BTreeMap<String, String>) -> Result<()> {
+pub fn save_safetensors(
+    path: &Path,
+    tensors: &BTreeMap<String, Array>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     let p = path_str("save_safetensors", path)?;
     let mut list = bridge::list_new();
     for (name, a) in tensors {
@@ -47,4 +54,3 @@ pub fn load_gguf(path: &Path) -> Result<BTreeMap<String, Array>> {
     let list = bridge::load_gguf(&p).map_err(mlx_err("load_gguf"))?;
     Ok(from_list("load_gguf", &list)?.into_iter().collect())
 }
-

@@ -8,9 +8,9 @@
 mod array;
 mod device;
 mod error;
+pub mod fast;
 mod ffi;
 mod io;
-pub mod fast;
 pub mod ops;
 pub mod random;
 

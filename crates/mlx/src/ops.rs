@@ -69,7 +69,9 @@ pub(crate) fn opt_ptr(a: Option<&Array>) -> *const bridge::Array {
 }
 
 /// Builds the bridge's list type from Rust arrays.
-pub(crate) fn to_list<'a>(arrays: impl IntoIterator<Item = &'a Array>) -> UniquePtr<bridge::ArrayList> {
+pub(crate) fn to_list<'a>(
+    arrays: impl IntoIterator<Item = &'a Array>,
+) -> UniquePtr<bridge::ArrayList> {
     let mut list = bridge::list_new();
     for a in arrays {
         bridge::list_push(list.pin_mut(), &a.0, "");
@@ -77,7 +79,10 @@ pub(crate) fn to_list<'a>(arrays: impl IntoIterator<Item = &'a Array>) -> Unique
     list
 }
 
-pub(crate) fn from_list(op: &'static str, list: &bridge::ArrayList) -> Result<Vec<(String, Array)>> {
+pub(crate) fn from_list(
+    op: &'static str,
+    list: &bridge::ArrayList,
+) -> Result<Vec<(String, Array)>> {
     (0..bridge::list_len(list))
         .map(|i| {
             let name = bridge::list_name(list, i).map_err(mlx_err(op))?;
@@ -151,7 +156,15 @@ pub fn quantized_matmul(
 ) -> Result<Array> {
     // Safety: as in `dequantize`.
     wrap("quantized_matmul", unsafe {
-        bridge::quantized_matmul(&x.0, &w.0, &scales.0, ptr(biases), transpose, group_size, bits)
+        bridge::quantized_matmul(
+            &x.0,
+            &w.0,
+            &scales.0,
+            ptr(biases),
+            transpose,
+            group_size,
+            bits,
+        )
     })
 }
 
@@ -282,8 +295,17 @@ impl Array {
     }
 
     /// Returns a copy of `self` with `update` written into `self[start:stop:strides]`.
-    pub fn slice_update(&self, update: &Array, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<Array> {
-        wrap("slice_update", bridge::slice_update(&self.0, &update.0, start, stop, strides))
+    pub fn slice_update(
+        &self,
+        update: &Array,
+        start: &[i32],
+        stop: &[i32],
+        strides: &[i32],
+    ) -> Result<Array> {
+        wrap(
+            "slice_update",
+            bridge::slice_update(&self.0, &update.0, start, stop, strides),
+        )
     }
 
     /// Part `index` of `parts` equal pieces along `axis`.
@@ -296,11 +318,17 @@ impl Array {
     }
 
     pub fn take_along_axis(&self, indices: &Array, axis: i32) -> Result<Array> {
-        wrap("take_along_axis", bridge::take_along_axis(&self.0, &indices.0, axis))
+        wrap(
+            "take_along_axis",
+            bridge::take_along_axis(&self.0, &indices.0, axis),
+        )
     }
 
     pub fn put_along_axis(&self, indices: &Array, values: &Array, axis: i32) -> Result<Array> {
-        wrap("put_along_axis", bridge::put_along_axis(&self.0, &indices.0, &values.0, axis))
+        wrap(
+            "put_along_axis",
+            bridge::put_along_axis(&self.0, &indices.0, &values.0, axis),
+        )
     }
 
     pub fn sort(&self, axis: i32) -> Result<Array> {

@@ -16,10 +16,14 @@ pub fn split(key: &Array, num: i32) -> Result<Array> {
 /// Samples an index from unnormalized log-probabilities along `axis`.
 pub fn categorical(logits: &Array, axis: i32, key: Option<&Array>) -> Result<Array> {
     // Safety: the pointer is null or borrows an Array alive for the call.
-    wrap("random.categorical", unsafe { bridge::categorical(&logits.0, axis, opt_ptr(key)) })
+    wrap("random.categorical", unsafe {
+        bridge::categorical(&logits.0, axis, opt_ptr(key))
+    })
 }
 
 pub fn uniform(shape: &[i32], dtype: Dtype, key: Option<&Array>) -> Result<Array> {
     // Safety: as above.
-    wrap("random.uniform", unsafe { bridge::uniform(shape, dtype as u8, opt_ptr(key)) })
+    wrap("random.uniform", unsafe {
+        bridge::uniform(shape, dtype as u8, opt_ptr(key))
+    })
 }

@@ -22,7 +22,10 @@ fn arr(data: &[f32], shape: &[i32]) -> Array {
 fn assert_close(got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "index {i}: got {g}, want {w}");
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "index {i}: got {g}, want {w}"
+        );
     }
 }
 
@@ -50,7 +53,10 @@ fn round_trip_and_dtypes() {
     let raw = Array::from_bytes(&[0x80, 0x3f, 0x00, 0xc0], &[2], Dtype::Bfloat16).unwrap();
     assert_eq!(raw.to_f32_vec().unwrap(), vec![1.0, -2.0]);
     // reading with the wrong element type is a typed error
-    assert!(matches!(a.to_vec::<f32>(), Err(Error::DtypeMismatch { .. })));
+    assert!(matches!(
+        a.to_vec::<f32>(),
+        Err(Error::DtypeMismatch { .. })
+    ));
     assert!(Array::from_slice(&[1.0f32, 2.0], &[3]).is_err());
     assert_eq!(Array::scalar(7u32).unwrap().item::<u32>().unwrap(), 7);
 }
@@ -62,7 +68,9 @@ fn mlx_exceptions_become_errors() {
     let err = a.matmul(&b).unwrap_err();
     assert!(matches!(err, Error::Mlx { op: "matmul", .. }), "{err}");
     assert!(a.reshape(&[5]).is_err());
-    assert!(cortex_mlx::load_safetensors(std::path::Path::new("/nonexistent/x.safetensors")).is_err());
+    assert!(
+        cortex_mlx::load_safetensors(std::path::Path::new("/nonexistent/x.safetensors")).is_err()
+    );
 }
 
 #[test]
@@ -75,13 +83,39 @@ fn elementwise_and_reductions() {
     assert_close(&got.to_vec::<f32>().unwrap(), &want, 1e-6);
 
     let sums: Vec<f32> = (0..4).map(|r| x[r * 6..r * 6 + 6].iter().sum()).collect();
-    assert_close(&a.sum(&[1], false).unwrap().to_vec::<f32>().unwrap(), &sums, 1e-6);
-    let maxes: Vec<f32> = (0..4).map(|r| x[r * 6..r * 6 + 6].iter().cloned().fold(f32::MIN, f32::max)).collect();
-    assert_close(&a.max(&[1], false).unwrap().to_vec::<f32>().unwrap(), &maxes, 0.0);
-    let lse: Vec<f32> = (0..4).map(|r| x[r * 6..r * 6 + 6].iter().map(|v| v.exp()).sum::<f32>().ln()).collect();
-    assert_close(&a.logsumexp(&[1], false).unwrap().to_vec::<f32>().unwrap(), &lse, 1e-5);
+    assert_close(
+        &a.sum(&[1], false).unwrap().to_vec::<f32>().unwrap(),
+        &sums,
+        1e-6,
+    );
+    let maxes: Vec<f32> = (0..4)
+        .map(|r| x[r * 6..r * 6 + 6].iter().cloned().fold(f32::MIN, f32::max))
+        .collect();
+    assert_close(
+        &a.max(&[1], false).unwrap().to_vec::<f32>().unwrap(),
+        &maxes,
+        0.0,
+    );
+    let lse: Vec<f32> = (0..4)
+        .map(|r| {
+            x[r * 6..r * 6 + 6]
+                .iter()
+                .map(|v| v.exp())
+                .sum::<f32>()
+                .ln()
+        })
+        .collect();
+    assert_close(
+        &a.logsumexp(&[1], false).unwrap().to_vec::<f32>().unwrap(),
+        &lse,
+        1e-5,
+    );
     let am: Vec<u32> = (0..4)
-        .map(|r| (0..6).max_by(|&i, &j| x[r * 6 + i].total_cmp(&x[r * 6 + j])).unwrap() as u32)
+        .map(|r| {
+            (0..6)
+                .max_by(|&i, &j| x[r * 6 + i].total_cmp(&x[r * 6 + j]))
+                .unwrap() as u32
+        })
         .collect();
     assert_eq!(a.argmax(1, false).unwrap().to_vec::<u32>().unwrap(), am);
 
@@ -100,8 +134,14 @@ fn matmul_matches_naive() {
     let (m, k, n) = (5, 7, 3);
     let x = rand_vec(m * k, 5);
     let w = rand_vec(k * n, 6);
-    let got = arr(&x, &[m as i32, k as i32]).matmul(&arr(&w, &[k as i32, n as i32])).unwrap();
-    assert_close(&got.to_vec::<f32>().unwrap(), &naive_matmul(&x, &w, m, k, n), 1e-5);
+    let got = arr(&x, &[m as i32, k as i32])
+        .matmul(&arr(&w, &[k as i32, n as i32]))
+        .unwrap();
+    assert_close(
+        &got.to_vec::<f32>().unwrap(),
+        &naive_matmul(&x, &w, m, k, n),
+        1e-5,
+    );
     let bias = rand_vec(n, 7);
     let got = arr(&x, &[m as i32, k as i32])
         .addmm(&arr(&bias, &[n as i32]), &arr(&w, &[k as i32, n as i32]))
@@ -116,31 +156,52 @@ fn matmul_matches_naive() {
 /// The affine quantizer: per group of `g` values, scale = (max-min)/(2^bits-1), bias = min.
 #[test]
 fn quantize_dequantize_and_qmm() {
-    for &(bits, group) in &[(2, 32), (3, 32), (4, 32), (4, 64), (6, 64), (8, 64), (8, 128)] {
+    for &(bits, group) in &[
+        (2, 32),
+        (3, 32),
+        (4, 32),
+        (4, 64),
+        (6, 64),
+        (8, 64),
+        (8, 128),
+    ] {
         let (rows, cols) = (6usize, 256usize);
         let w = rand_vec(rows * cols, bits as u64 * 100 + group as u64);
         let wa = arr(&w, &[rows as i32, cols as i32]);
         let (q, s, b) = ops::quantize(&wa, group, bits).unwrap();
         assert_eq!(q.dtype(), Dtype::Uint32);
-        assert_eq!(q.shape(), vec![rows as i32, (cols * bits as usize / 32) as i32]);
+        assert_eq!(
+            q.shape(),
+            vec![rows as i32, (cols * bits as usize / 32) as i32]
+        );
         assert_eq!(s.shape(), vec![rows as i32, (cols / group as usize) as i32]);
-        let deq = ops::dequantize(&q, &s, Some(&b), group, bits, None).unwrap().to_vec::<f32>().unwrap();
+        let deq = ops::dequantize(&q, &s, Some(&b), group, bits, None)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
         // each value is within one quantization step of the original (MLX nudges the scale so
         // the group's extreme value is exact, which can stretch the half-step bound)
         let svals = s.to_vec::<f32>().unwrap();
         let bvals = b.to_vec::<f32>().unwrap();
         for (i, (d, o)) in deq.iter().zip(&w).enumerate() {
             let step = svals[i / group as usize].abs();
-            assert!((d - o).abs() <= step + 1e-5, "bits {bits} group {group} idx {i}: {d} vs {o}");
+            assert!(
+                (d - o).abs() <= step + 1e-5,
+                "bits {bits} group {group} idx {i}: {d} vs {o}"
+            );
         }
         // for 4 and 8 bits, unpack the uint32 words by hand: value = q * scale + bias
         if bits == 4 || bits == 8 {
             let words = q.to_vec::<u32>().unwrap();
             let per_word = 32 / bits as usize;
             for i in 0..rows * cols {
-                let qv = (words[i / per_word] >> ((i % per_word) * bits as usize)) & ((1 << bits) - 1);
+                let qv =
+                    (words[i / per_word] >> ((i % per_word) * bits as usize)) & ((1 << bits) - 1);
                 let g = i / group as usize;
-                assert!((qv as f32 * svals[g] + bvals[g] - deq[i]).abs() < 1e-5, "packing at {i}");
+                assert!(
+                    (qv as f32 * svals[g] + bvals[g] - deq[i]).abs() < 1e-5,
+                    "packing at {i}"
+                );
             }
         }
         // quantized_matmul equals x @ dequantized.T
@@ -153,7 +214,11 @@ fn quantize_dequantize_and_qmm() {
                 wt[c * rows + r] = deq[r * cols + c];
             }
         }
-        assert_close(&got.to_vec::<f32>().unwrap(), &naive_matmul(&x, &wt, 3, cols, rows), 1e-4);
+        assert_close(
+            &got.to_vec::<f32>().unwrap(),
+            &naive_matmul(&x, &wt, 3, cols, rows),
+            1e-4,
+        );
     }
     // a group size that does not divide the row is an error, not a crash
     let bad = arr(&rand_vec(2 * 48, 1), &[2, 48]);
@@ -167,20 +232,33 @@ fn norms_match_reference() {
     let w = rand_vec(d, 12);
     let b = rand_vec(d, 13);
     let xa = arr(&x, &[n as i32, d as i32]);
-    let got = fast::rms_norm(&xa, Some(&arr(&w, &[d as i32])), 1e-5).unwrap().to_vec::<f32>().unwrap();
-    let got_ln = fast::layer_norm(&xa, Some(&arr(&w, &[d as i32])), Some(&arr(&b, &[d as i32])), 1e-5)
+    let got = fast::rms_norm(&xa, Some(&arr(&w, &[d as i32])), 1e-5)
         .unwrap()
         .to_vec::<f32>()
         .unwrap();
+    let got_ln = fast::layer_norm(
+        &xa,
+        Some(&arr(&w, &[d as i32])),
+        Some(&arr(&b, &[d as i32])),
+        1e-5,
+    )
+    .unwrap()
+    .to_vec::<f32>()
+    .unwrap();
     for r in 0..n {
         let row = &x[r * d..(r + 1) * d];
         let ms = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
-        let want: Vec<f32> = row.iter().zip(&w).map(|(v, g)| v / (ms + 1e-5).sqrt() * g).collect();
+        let want: Vec<f32> = row
+            .iter()
+            .zip(&w)
+            .map(|(v, g)| v / (ms + 1e-5).sqrt() * g)
+            .collect();
         assert_close(&got[r * d..(r + 1) * d], &want, 1e-5);
         let mean = row.iter().sum::<f32>() / d as f32;
         let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / d as f32;
-        let want: Vec<f32> =
-            (0..d).map(|i| (row[i] - mean) / (var + 1e-5).sqrt() * w[i] + b[i]).collect();
+        let want: Vec<f32> = (0..d)
+            .map(|i| (row[i] - mean) / (var + 1e-5).sqrt() * w[i] + b[i])
+            .collect();
         assert_close(&got_ln[r * d..(r + 1) * d], &want, 1e-4);
     }
 }
@@ -192,8 +270,17 @@ fn rope_matches_reference() {
     let x = rand_vec(heads * seq * d, 21);
     let xa = arr(&x, &[1, heads as i32, seq as i32, d as i32]);
     let offset = 3;
-    let p = Rope { dims: d as i32, traditional: false, base: Some(10000.0), scale: 1.0, freqs: None };
-    let got = fast::rope(&xa, &p, offset).unwrap().to_vec::<f32>().unwrap();
+    let p = Rope {
+        dims: d as i32,
+        traditional: false,
+        base: Some(10000.0),
+        scale: 1.0,
+        freqs: None,
+    };
+    let got = fast::rope(&xa, &p, offset)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
     let mut want = x.clone();
     for h in 0..heads {
         for s in 0..seq {
@@ -209,19 +296,43 @@ fn rope_matches_reference() {
     }
     assert_close(&got, &want, 1e-4);
     // explicit frequencies (what llama3 rope scaling passes) give the same result
-    let inv: Vec<f32> = (0..d / 2).map(|i| 10000f32.powf(2.0 * i as f32 / d as f32)).collect();
+    let inv: Vec<f32> = (0..d / 2)
+        .map(|i| 10000f32.powf(2.0 * i as f32 / d as f32))
+        .collect();
     let freqs = arr(&inv, &[(d / 2) as i32]);
-    let p = Rope { dims: d as i32, traditional: false, base: None, scale: 1.0, freqs: Some(&freqs) };
-    assert_close(&fast::rope(&xa, &p, offset).unwrap().to_vec::<f32>().unwrap(), &want, 1e-4);
+    let p = Rope {
+        dims: d as i32,
+        traditional: false,
+        base: None,
+        scale: 1.0,
+        freqs: Some(&freqs),
+    };
+    assert_close(
+        &fast::rope(&xa, &p, offset)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
+        &want,
+        1e-4,
+    );
 }
 
-fn naive_attention(q: &[f32], k: &[f32], v: &[f32], lq: usize, lk: usize, d: usize, causal: bool) -> Vec<f32> {
+fn naive_attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    lq: usize,
+    lk: usize,
+    d: usize,
+    causal: bool,
+) -> Vec<f32> {
     let scale = 1.0 / (d as f32).sqrt();
     let mut out = vec![0.0; lq * d];
     for i in 0..lq {
         let visible = if causal { lk - lq + i + 1 } else { lk };
-        let scores: Vec<f32> =
-            (0..visible).map(|j| (0..d).map(|t| q[i * d + t] * k[j * d + t]).sum::<f32>() * scale).collect();
+        let scores: Vec<f32> = (0..visible)
+            .map(|j| (0..d).map(|t| q[i * d + t] * k[j * d + t]).sum::<f32>() * scale)
+            .collect();
         let m = scores.iter().cloned().fold(f32::MIN, f32::max);
         let z: f32 = scores.iter().map(|s| (s - m).exp()).sum();
         for (j, s) in scores.iter().enumerate() {
@@ -247,9 +358,15 @@ fn attention_causal_gqa_and_mask() {
     let causal = fast::scaled_dot_product_attention(&qa, &ka, &va, scale, Mask::Causal).unwrap();
     let causal = causal.to_vec::<f32>().unwrap();
     // explicit boolean mask equal to the causal one
-    let keep: Vec<u8> = (0..lq).flat_map(|i| (0..lk).map(move |j| (j <= lk - lq + i) as u8)).collect();
-    let mask = Array::from_slice(&keep, &[lq as i32, lk as i32]).unwrap().astype(Dtype::Bool).unwrap();
-    let masked = fast::scaled_dot_product_attention(&qa, &ka, &va, scale, Mask::Array(&mask)).unwrap();
+    let keep: Vec<u8> = (0..lq)
+        .flat_map(|i| (0..lk).map(move |j| (j <= lk - lq + i) as u8))
+        .collect();
+    let mask = Array::from_slice(&keep, &[lq as i32, lk as i32])
+        .unwrap()
+        .astype(Dtype::Bool)
+        .unwrap();
+    let masked =
+        fast::scaled_dot_product_attention(&qa, &ka, &va, scale, Mask::Array(&mask)).unwrap();
     let masked = masked.to_vec::<f32>().unwrap();
     for h in 0..hq {
         let g = h / (hq / hkv);
@@ -271,12 +388,19 @@ fn attention_causal_gqa_and_mask() {
 fn indexing_slicing_sorting() {
     let x: Vec<f32> = (0..12).map(|v| v as f32).collect();
     let a = arr(&x, &[3, 4]);
-    let rows = a.take(&Array::from_slice(&[2i32, 0], &[2]).unwrap(), 0).unwrap();
-    assert_eq!(rows.to_vec::<f32>().unwrap(), vec![8., 9., 10., 11., 0., 1., 2., 3.]);
+    let rows = a
+        .take(&Array::from_slice(&[2i32, 0], &[2]).unwrap(), 0)
+        .unwrap();
+    assert_eq!(
+        rows.to_vec::<f32>().unwrap(),
+        vec![8., 9., 10., 11., 0., 1., 2., 3.]
+    );
     let s = a.slice(&[1, 1], &[3, 4], &[1, 2]).unwrap();
     assert_eq!(s.to_vec::<f32>().unwrap(), vec![5., 7., 9., 11.]);
     let z = Array::zeros(&[3, 4], Dtype::Float32).unwrap();
-    let u = z.slice_update(&arr(&[1., 2.], &[1, 2]), &[2, 1], &[3, 3], &[1, 1]).unwrap();
+    let u = z
+        .slice_update(&arr(&[1., 2.], &[1, 2]), &[2, 1], &[3, 3], &[1, 1])
+        .unwrap();
     assert_eq!(u.to_vec::<f32>().unwrap()[9..11], [1., 2.]);
     let c = ops::concatenate(&[a.clone(), a.clone()], 0).unwrap();
     assert_eq!(c.shape(), vec![6, 4]);
@@ -286,23 +410,43 @@ fn indexing_slicing_sorting() {
     sorted.sort_by(|p, q| p.total_cmp(q));
     assert_eq!(ra.sort(0).unwrap().to_vec::<f32>().unwrap(), sorted);
     let idx = ra.argsort(0).unwrap().to_vec::<u32>().unwrap();
-    assert_eq!(idx.iter().map(|&i| r[i as usize]).collect::<Vec<_>>(), sorted);
+    assert_eq!(
+        idx.iter().map(|&i| r[i as usize]).collect::<Vec<_>>(),
+        sorted
+    );
     let part = ra.partition(6, 0).unwrap().to_vec::<f32>().unwrap();
     assert!(part[..6].iter().all(|v| *v <= sorted[6]) && part[7..].iter().all(|v| *v >= sorted[6]));
-    let tal = a.take_along_axis(&Array::from_slice(&[3i32, 0, 1], &[3, 1]).unwrap(), 1).unwrap();
-    assert_eq!(tal.to_vec::<f32>().unwrap(), vec![3., 4., 9.]);
-    let m = Array::ones(&[3, 3], Dtype::Float32).unwrap().triu(1).unwrap();
-    assert_eq!(m.to_vec::<f32>().unwrap(), vec![0., 1., 1., 0., 0., 1., 0., 0., 0.]);
-    let w = ops::where_(&a.greater(&Array::scalar(5.0f32).unwrap()).unwrap(), &a, &Array::scalar(-1.0f32).unwrap())
+    let tal = a
+        .take_along_axis(&Array::from_slice(&[3i32, 0, 1], &[3, 1]).unwrap(), 1)
         .unwrap();
+    assert_eq!(tal.to_vec::<f32>().unwrap(), vec![3., 4., 9.]);
+    let m = Array::ones(&[3, 3], Dtype::Float32)
+        .unwrap()
+        .triu(1)
+        .unwrap();
+    assert_eq!(
+        m.to_vec::<f32>().unwrap(),
+        vec![0., 1., 1., 0., 0., 1., 0., 0., 0.]
+    );
+    let w = ops::where_(
+        &a.greater(&Array::scalar(5.0f32).unwrap()).unwrap(),
+        &a,
+        &Array::scalar(-1.0f32).unwrap(),
+    )
+    .unwrap();
     assert_eq!(w.to_vec::<f32>().unwrap()[4..8], [-1., -1., 6., 7.]);
 }
 
 #[test]
 fn seeded_random_is_reproducible() {
-    let logits = arr(&[0.0, 2.0, 0.5, -1.0], &[1, 4]).broadcast_to(&[4000, 4]).unwrap();
+    let logits = arr(&[0.0, 2.0, 0.5, -1.0], &[1, 4])
+        .broadcast_to(&[4000, 4])
+        .unwrap();
     let draw = |seed| {
-        random::categorical(&logits, -1, Some(&random::key(seed).unwrap())).unwrap().to_vec::<u32>().unwrap()
+        random::categorical(&logits, -1, Some(&random::key(seed).unwrap()))
+            .unwrap()
+            .to_vec::<u32>()
+            .unwrap()
     };
     let (a, b, c) = (draw(7), draw(7), draw(8));
     assert_eq!(a, b);
@@ -323,14 +467,27 @@ fn safetensors_round_trip_with_metadata() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("t.safetensors");
     let mut tensors = std::collections::BTreeMap::new();
-    tensors.insert("a.weight".to_string(), arr(&rand_vec(12, 51), &[3, 4]).astype(Dtype::Bfloat16).unwrap());
-    tensors.insert("b".to_string(), Array::from_slice(&[1u32, 2, 3], &[3]).unwrap());
-    let meta = [("format".to_string(), "mlx".to_string())].into_iter().collect();
+    tensors.insert(
+        "a.weight".to_string(),
+        arr(&rand_vec(12, 51), &[3, 4])
+            .astype(Dtype::Bfloat16)
+            .unwrap(),
+    );
+    tensors.insert(
+        "b".to_string(),
+        Array::from_slice(&[1u32, 2, 3], &[3]).unwrap(),
+    );
+    let meta = [("format".to_string(), "mlx".to_string())]
+        .into_iter()
+        .collect();
     cortex_mlx::save_safetensors(&path, &tensors, &meta).unwrap();
     let back = cortex_mlx::load_safetensors(&path).unwrap();
     assert_eq!(back.metadata.get("format").map(String::as_str), Some("mlx"));
     assert_eq!(back.tensors["a.weight"].dtype(), Dtype::Bfloat16);
-    assert_eq!(back.tensors["a.weight"].to_bytes().unwrap(), tensors["a.weight"].to_bytes().unwrap());
+    assert_eq!(
+        back.tensors["a.weight"].to_bytes().unwrap(),
+        tensors["a.weight"].to_bytes().unwrap()
+    );
     assert_eq!(back.tensors["b"].to_vec::<u32>().unwrap(), vec![1, 2, 3]);
     // truncating the file gives an error, not an abort
     let bytes = std::fs::read(&path).unwrap();

@@ -1,0 +1,74 @@
+//! `cortex bench`: prefill and decode throughput on a synthetic prompt, after one warm-up run.
+use anyhow::Result;
+use clap::Args;
+use cortex_engine::generate::{Flow, GenerateParams, Generator};
+use cortex_engine::SamplerParams;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    pub model: String,
+    #[arg(long, default_value_t = 128)]
+    pub prompt_tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+    /// Measured runs (the median is reported)
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let dir = crate::resolve_model(&args.model)?;
+    let t0 = Instant::now();
+    let model = cortex_engine::load(&dir)?;
+    // Deterministic prompt of ordinary token ids (skipping the first ids, often specials).
+    let vocab = model.model.vocab_size() as u32;
+    let prompt: Vec<u32> = (0..args.prompt_tokens as u32)
+        .map(|i| 100 + (i * 7919) % (vocab - 200))
+        .collect();
+    let params = GenerateParams {
+        max_tokens: args.gen_tokens,
+        sampler: SamplerParams::greedy(),
+        stop_token_ids: vec![],
+        ..Default::default()
+    };
+    let generator = Generator::new(model.model.as_ref());
+    // load to first token: includes the first (cold) prefill
+    let (_, first) = generator.generate(
+        &prompt[..prompt.len().min(16)],
+        &GenerateParams {
+            max_tokens: 1,
+            ..params.clone()
+        },
+        |_| Flow::Continue,
+    )?;
+    let load_to_first_token_s = t0.elapsed().as_secs_f64();
+    let _ = first;
+    generator.generate(&prompt, &params, |_| Flow::Continue)?; // warm-up
+    let (mut pre, mut dec, mut ttft) = (vec![], vec![], vec![]);
+    for _ in 0..args.runs.max(1) {
+        let (_, s) = generator.generate(&prompt, &params, |_| Flow::Continue)?;
+        pre.push(s.prefill_tokens_per_s);
+        dec.push(s.decode_tokens_per_s);
+        ttft.push(s.ttft_ms);
+    }
+    let v = serde_json::json!({
+        "model": dir.display().to_string(),
+        "dtype": model.dtype.to_string(),
+        "prompt_tokens": args.prompt_tokens,
+        "gen_tokens": args.gen_tokens,
+        "prefill_tokens_per_s": median(pre),
+        "decode_tokens_per_s": median(dec),
+        "ttft_ms": median(ttft),
+        "load_s": model.load_time.as_secs_f64(),
+        "load_to_first_token_s": load_to_first_token_s,
+        "peak_memory_bytes": cortex_mlx::peak_memory(),
+    });
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}

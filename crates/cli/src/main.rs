@@ -1,0 +1,62 @@
+//! `cortex`: the command line. Each subcommand is a thin adapter over the engine.
+mod bench;
+mod default_model;
+mod run;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cortex", version, about = "Run local LLMs on MLX")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer one prompt, or chat interactively when no prompt is given.
+    Run(run::RunArgs),
+    /// Import a GGUF file into MLX format in the models folder.
+    Import {
+        /// The .gguf file
+        file: std::path::PathBuf,
+        /// Folder name in the models folder (default: the file name without .gguf)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Measure prefill and decode speed; prints JSON.
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Import { file, name } => import(&file, name),
+        Command::Bench(args) => bench::bench(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn import(file: &std::path::Path, name: Option<String>) -> Result<()> {
+    let name = name.or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()));
+    let name =
+        name.ok_or_else(|| anyhow::anyhow!("cannot derive a model name from {}", file.display()))?;
+    let dest = cortex_engine::loader::models_dir().join(&name);
+    let out = cortex_engine::gguf_import::import_gguf(file, &dest)?;
+    println!("{}", out.display());
+    Ok(())
+}
+
+/// Resolves a MODEL argument: "default", a folder, a .gguf file or a name in the models folder.
+pub fn resolve_model(spec: &str) -> Result<std::path::PathBuf> {
+    let models = cortex_engine::loader::models_dir();
+    if spec == "default" {
+        return default_model::ensure(&models);
+    }
+    Ok(cortex_engine::loader::resolve(spec, &models)?)
+}

@@ -1,0 +1,110 @@
+//! The per-sequence KV cache: one growing key/value buffer per layer, grown in steps of 256
+//! positions so decode writes in place (slice_update) instead of concatenating every token.
+//!
+//! Models see only the [`KvCache`] trait; the paged, shared cache of the serving layer
+//! implements the same trait.
+use crate::error::Result;
+use cortex_mlx::{ops, Array};
+
+pub trait KvCache {
+    /// Positions already cached for `layer` before the current forward pass.
+    fn layer_offset(&self, layer: usize) -> i32;
+    /// Appends k/v ([B, H, L, D]) for `layer`; returns all cached keys and values so far.
+    fn update_and_fetch(&mut self, layer: usize, k: Array, v: Array) -> Result<(Array, Array)>;
+    /// Total positions cached (layer 0).
+    fn offset(&self) -> i32 {
+        self.layer_offset(0)
+    }
+}
+
+#[derive(Default)]
+struct LayerKv {
+    keys: Option<Array>,
+    values: Option<Array>,
+    offset: i32,
+}
+
+pub struct SimpleKvCache {
+    layers: Vec<LayerKv>,
+}
+
+const STEP: i32 = 256;
+
+impl SimpleKvCache {
+    pub fn new(num_layers: usize) -> Self {
+        SimpleKvCache {
+            layers: (0..num_layers).map(|_| LayerKv::default()).collect(),
+        }
+    }
+
+    /// Every live buffer (to evaluate together with a step's output).
+    pub fn arrays(&self) -> Vec<Array> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.keys.iter().chain(l.values.iter()).cloned())
+            .collect()
+    }
+
+    /// Drops the last `n` positions (e.g. to re-run a prompt suffix).
+    pub fn trim(&mut self, n: i32) {
+        for l in &mut self.layers {
+            l.offset = (l.offset - n).max(0);
+        }
+    }
+}
+
+fn grow(buf: Option<Array>, used: i32, new: &Array) -> Result<Array> {
+    let (b, h, l, d) = (new.dim(0), new.dim(1), new.dim(2), new.dim(3));
+    let steps = (l + STEP - 1) / STEP;
+    let fresh = Array::zeros(&[b, h, steps * STEP, d], new.dtype())?;
+    Ok(match buf {
+        None => fresh,
+        Some(old) => {
+            let kept = if old.dim(2) != used {
+                old.slice_axis(2, 0, used)?
+            } else {
+                old
+            };
+            ops::concatenate(&[kept, fresh], 2)?
+        }
+    })
+}
+
+impl KvCache for SimpleKvCache {
+    fn layer_offset(&self, layer: usize) -> i32 {
+        self.layers.get(layer).map_or(0, |l| l.offset)
+    }
+
+    fn update_and_fetch(&mut self, layer: usize, k: Array, v: Array) -> Result<(Array, Array)> {
+        if layer >= self.layers.len() {
+            self.layers.resize_with(layer + 1, LayerKv::default);
+        }
+        let entry = &mut self.layers[layer];
+        let prev = entry.offset;
+        let l = k.dim(2);
+        let capacity = entry.keys.as_ref().map_or(0, |a| a.dim(2));
+        if prev + l > capacity {
+            entry.keys = Some(grow(entry.keys.take(), prev, &k)?);
+            entry.values = Some(grow(entry.values.take(), prev, &v)?);
+        }
+        let end = prev + l;
+        let write = |buf: &Array, upd: &Array| -> Result<Array> {
+            let (b, h, d) = (buf.dim(0), buf.dim(1), buf.dim(3));
+            Ok(buf.slice_update(upd, &[0, 0, prev, 0], &[b, h, end, d], &[1, 1, 1, 1])?)
+        };
+        let keys = write(entry.keys.as_ref().expect("grown above"), &k)?;
+        let values = write(entry.values.as_ref().expect("grown above"), &v)?;
+        entry.offset = end;
+        let view = |a: &Array| {
+            if a.dim(2) == end {
+                Ok(a.clone())
+            } else {
+                a.slice_axis(2, 0, end)
+            }
+        };
+        let out = (view(&keys)?, view(&values)?);
+        entry.keys = Some(keys);
+        entry.values = Some(values);
+        Ok(out)
+    }
+}

@@ -1,0 +1,342 @@
+//! GGUF -> MLX format. MLX reads the tensors (Q4_0/Q4_1/Q8_0 arrive in MLX's affine form,
+//! group size 32); we rename them to Hugging Face keys, undo llama.cpp's Q/K row permutation,
+//! write config.json with a "quantization" block (per-module overrides where bit widths differ),
+//! and rebuild the tokenizer and chat template from the GGUF metadata.
+//!
+//! Output is written to a temporary sibling folder and renamed into place when complete, so an
+//! interrupted import never leaves a folder that looks like a model.
+use crate::config::QuantizationConfig;
+use crate::error::{EngineError, Result};
+use cortex_mlx::{Array, Dtype};
+use cortex_tokenizer::gguf::{self, GgufMetadata};
+use cortex_tokenizer::Tokenizer;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// GGML tensor types MLX can load: F32, F16, Q4_0, Q4_1, Q8_0.
+const SUPPORTED_TYPES: &[(u32, &str)] = &[
+    (0, "F32"),
+    (1, "F16"),
+    (2, "Q4_0"),
+    (3, "Q4_1"),
+    (8, "Q8_0"),
+];
+const SUPPORTED_ARCHS: &[&str] = &["llama"];
+
+fn ggml_type_name(t: u32) -> String {
+    let names = [
+        "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K",
+        "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL",
+        "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16",
+    ];
+    names
+        .get(t as usize)
+        .map_or_else(|| format!("type {t}"), |s| s.to_string())
+}
+
+/// Hyperparameters read from `{arch}.*` keys.
+struct Hparams {
+    layers: u32,
+    hidden: u32,
+    ffn: u32,
+    heads: u32,
+    kv_heads: u32,
+    eps: f32,
+    theta: f32,
+    ctx: u32,
+    head_dim: u32,
+}
+
+fn hparams(meta: &GgufMetadata, arch: &str) -> Result<Hparams> {
+    let key = |k: &str| format!("{arch}.{k}");
+    let need = |k: &str| {
+        meta.get_u32(&key(k))
+            .map_err(|e| EngineError::Gguf(e.to_string()))
+    };
+    let opt_u32 = |k: &str| {
+        meta.opt_u32(&key(k))
+            .map_err(|e| EngineError::Gguf(e.to_string()))
+    };
+    let opt_f32 = |k: &str| meta.get_f32(&key(k)).ok();
+    let heads = need("attention.head_count")?;
+    let hidden = need("embedding_length")?;
+    Ok(Hparams {
+        layers: need("block_count")?,
+        hidden,
+        ffn: need("feed_forward_length")?,
+        heads,
+        kv_heads: opt_u32("attention.head_count_kv")?.unwrap_or(heads),
+        eps: opt_f32("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+        theta: opt_f32("rope.freq_base").unwrap_or(10000.0),
+        ctx: opt_u32("context_length")?.unwrap_or(2048),
+        head_dim: opt_u32("attention.key_length")?.unwrap_or(hidden / heads.max(1)),
+    })
+}
+
+/// llama.cpp tensor names -> Hugging Face names (None: dropped).
+fn hf_name(name: &str) -> Option<String> {
+    let (base, suffix) = name.rsplit_once('.')?;
+    let mapped = match base {
+        "token_embd" => "model.embed_tokens".to_string(),
+        "output_norm" => "model.norm".to_string(),
+        "output" => "lm_head".to_string(),
+        "rope_freqs" => "rope_freqs".to_string(),
+        _ => {
+            let rest = base.strip_prefix("blk.")?;
+            let (idx, part) = rest.split_once('.')?;
+            let hf = match part {
+                "attn_norm" => "input_layernorm",
+                "ffn_norm" => "post_attention_layernorm",
+                "attn_q" => "self_attn.q_proj",
+                "attn_k" => "self_attn.k_proj",
+                "attn_v" => "self_attn.v_proj",
+                "attn_output" => "self_attn.o_proj",
+                "ffn_gate" => "mlp.gate_proj",
+                "ffn_up" => "mlp.up_proj",
+                "ffn_down" => "mlp.down_proj",
+                _ => return None,
+            };
+            format!("model.layers.{idx}.{hf}")
+        }
+    };
+    Some(format!("{mapped}.{suffix}"))
+}
+
+/// Undo llama.cpp's interleaving of each head's rotary halves: rows were reordered as
+/// reshape(n_head, 2, hd/2, in).swap(1, 2); applying reshape(n_head, hd/2, 2, in).swap(1, 2)
+/// restores them. Quantization is per row, so packed weights, scales and biases permute alike.
+fn unpermute(a: &Array, n_head: u32) -> Result<Array> {
+    let (rows, cols) = (a.dim(0), a.dim(1));
+    let n = n_head as i32;
+    let hd = rows / n;
+    Ok(a.reshape(&[n, hd / 2, 2, cols])?
+        .swapaxes(1, 2)?
+        .reshape(&[rows, cols])?)
+}
+
+fn check_types(meta: &GgufMetadata) -> Result<()> {
+    for t in &meta.tensors {
+        if !SUPPORTED_TYPES.iter().any(|(id, _)| *id == t.ggml_type) {
+            return Err(EngineError::UnsupportedGgufType {
+                tensor: t.name.clone(),
+                ggml_type: t.ggml_type,
+                type_name: ggml_type_name(t.ggml_type),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Imports `src` into `dest` (which must not exist yet). Returns `dest`.
+pub fn import_gguf(src: &Path, dest: &Path) -> Result<PathBuf> {
+    let meta = gguf::read_metadata(src)
+        .map_err(|e| EngineError::Gguf(format!("{}: {e}", src.display())))?;
+    let arch = meta
+        .opt_str("general.architecture")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .to_string();
+    if !SUPPORTED_ARCHS.contains(&arch.as_str()) {
+        return Err(EngineError::UnsupportedModelType {
+            model_type: format!("gguf:{arch}"),
+            supported: SUPPORTED_ARCHS.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+    check_types(&meta)?;
+    let hp = hparams(&meta, &arch)?;
+    let tokenizer = Tokenizer::from_gguf(&meta)?;
+    if dest.exists() {
+        return Err(EngineError::InvalidRequest(format!(
+            "{} already exists",
+            dest.display()
+        )));
+    }
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(EngineError::io(parent))?;
+    let tmp = parent.join(format!(
+        ".{}.importing-{}",
+        dest.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = write_model(src, &meta, &hp, &tokenizer, &tmp);
+    match result {
+        Ok(()) => std::fs::rename(&tmp, dest).map_err(EngineError::io(dest))?,
+        Err(e) => {
+            std::fs::remove_dir_all(&tmp).ok();
+            return Err(e);
+        }
+    }
+    Ok(dest.to_path_buf())
+}
+
+fn write_model(
+    src: &Path,
+    meta: &GgufMetadata,
+    hp: &Hparams,
+    tok: &Tokenizer,
+    out: &Path,
+) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(EngineError::io(out))?;
+    // Scales, biases and norms: float32 on CPU (MLX emulates float16 there), float16 elsewhere.
+    let side_dtype = if cortex_mlx::default_device_is_gpu() {
+        Dtype::Float16
+    } else {
+        Dtype::Float32
+    };
+    let mut tensors = BTreeMap::new();
+    let mut bits_of: BTreeMap<String, i32> = BTreeMap::new();
+    for (name, a) in cortex_mlx::load_gguf(src)? {
+        let Some(hf) = hf_name(&name) else { continue };
+        let mut a = a;
+        if hf.contains("self_attn.q_proj.") {
+            a = unpermute(&a, hp.heads)?;
+        } else if hf.contains("self_attn.k_proj.") {
+            a = unpermute(&a, hp.kv_heads)?;
+        }
+        if a.dtype() == Dtype::Uint32 {
+            // packed affine weight: bits = packed columns * 32 / input columns
+            let module = hf.trim_end_matches(".weight").to_string();
+            let in_cols = if module == "model.embed_tokens" || module == "lm_head" {
+                hp.hidden
+            } else {
+                input_dim(&module, hp)
+            };
+            bits_of.insert(module, a.dim(1) * 32 / in_cols as i32);
+        } else if a.dtype().is_float()
+            && (hf.ends_with(".scales") || hf.ends_with(".biases") || a.ndim() == 1)
+        {
+            a = a.astype(side_dtype)?;
+        }
+        tensors.insert(hf, a);
+    }
+    let rope_scaling = match tensors.remove("rope_freqs.weight") {
+        Some(f) => Some(llama3_scaling(&f.to_f32_vec()?, hp)?),
+        None => None,
+    };
+    let quant = quantization_block(&bits_of);
+    let tied = !tensors.contains_key("lm_head.weight");
+    let mut config = json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": hp.hidden,
+        "intermediate_size": hp.ffn,
+        "num_attention_heads": hp.heads,
+        "num_key_value_heads": hp.kv_heads,
+        "num_hidden_layers": hp.layers,
+        "head_dim": hp.head_dim,
+        "rms_norm_eps": hp.eps,
+        "rope_theta": hp.theta,
+        "max_position_embeddings": hp.ctx,
+        "vocab_size": tensors.get("model.embed_tokens.weight").map_or(0, |a| a.dim(0)),
+        "tie_word_embeddings": tied,
+        "torch_dtype": "float32",
+    });
+    if let Some(rs) = rope_scaling {
+        config["rope_scaling"] = rs;
+    }
+    if let Some(q) = &quant {
+        config["quantization"] = q.to_value();
+        config["quantization_config"] = q.to_value();
+    }
+    if let Ok(Some(name)) = meta.opt_str("general.name") {
+        config["_name_or_path"] = json!(name);
+    }
+    let text =
+        serde_json::to_string_pretty(&config).map_err(|e| EngineError::Gguf(e.to_string()))?;
+    write_file(&out.join("config.json"), text.as_bytes())?;
+    let st_meta = [("format".to_string(), "mlx".to_string())]
+        .into_iter()
+        .collect();
+    cortex_mlx::save_safetensors(&out.join("model.safetensors"), &tensors, &st_meta)?;
+    tok.save_dir(out)?;
+    let gen = json!({ "eos_token_id": tok.eos_token_ids() });
+    write_file(
+        &out.join("generation_config.json"),
+        gen.to_string().as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// llama.cpp stores Llama 3 rope scaling as a per-frequency period multiplier (rope_freqs).
+/// Hugging Face configs (and mlx-lm) describe it by (factor, low/high_freq_factor, original
+/// context). The multipliers are 1 for short wavelengths, `factor` for long ones, and
+/// 1/((1-s)/factor + s) between, with s linear in 1/wavelength: s = a/wavelen - b where
+/// a = old_ctx/(high-low), b = low/(high-low). Fitting a and b on the middle band and fixing
+/// low = 1 recovers parameters that reproduce every multiplier.
+fn llama3_scaling(factors: &[f32], hp: &Hparams) -> Result<serde_json::Value> {
+    let dims = hp.head_dim as f64;
+    let factor = factors.iter().cloned().fold(1.0f32, f32::max) as f64;
+    let wavelen =
+        |i: usize| 2.0 * std::f64::consts::PI * (hp.theta as f64).powf(2.0 * i as f64 / dims);
+    let mid: Vec<(f64, f64)> = factors
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| (**f as f64) > 1.0 + 1e-4 && (**f as f64) < factor - 1e-4)
+        .map(|(i, f)| {
+            let s = (1.0 / *f as f64 - 1.0 / factor) / (1.0 - 1.0 / factor);
+            (1.0 / wavelen(i), s)
+        })
+        .collect();
+    let unfit = || {
+        EngineError::Gguf(
+            "rope_freqs does not follow Llama 3 scaling (need two mid-band values)".into(),
+        )
+    };
+    let (&(x0, s0), &(x1, s1)) = (
+        mid.first().ok_or_else(unfit)?,
+        mid.last().ok_or_else(unfit)?,
+    );
+    if mid.len() < 2 || (x1 - x0).abs() < 1e-12 {
+        return Err(unfit());
+    }
+    let a = (s1 - s0) / (x1 - x0);
+    let b = a * x0 - s0;
+    if a <= 0.0 || b <= 0.0 {
+        return Err(unfit());
+    }
+    let (low, high) = (1.0, 1.0 + 1.0 / b);
+    Ok(json!({
+        "rope_type": "llama3",
+        "factor": factor,
+        "low_freq_factor": low,
+        "high_freq_factor": high,
+        "original_max_position_embeddings": a * (high - low),
+    }))
+}
+
+fn input_dim(module: &str, hp: &Hparams) -> u32 {
+    if module.ends_with("mlp.down_proj") {
+        hp.ffn
+    } else if module.ends_with("self_attn.o_proj") {
+        hp.heads * hp.head_dim
+    } else {
+        hp.hidden
+    }
+}
+
+/// The most common bit width becomes the default; other modules get overrides.
+fn quantization_block(bits_of: &BTreeMap<String, i32>) -> Option<QuantizationConfig> {
+    let mut counts: BTreeMap<i32, usize> = BTreeMap::new();
+    for b in bits_of.values() {
+        *counts.entry(*b).or_default() += 1;
+    }
+    let default_bits = counts.iter().max_by_key(|(_, c)| **c).map(|(b, _)| *b)?;
+    let overrides = bits_of
+        .iter()
+        .filter(|(_, b)| **b != default_bits)
+        .map(|(m, b)| (m.clone(), Some((32, *b))))
+        .collect();
+    Some(QuantizationConfig {
+        group_size: 32,
+        bits: default_bits,
+        overrides,
+    })
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(EngineError::io(path))
+}

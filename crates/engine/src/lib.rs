@@ -1,0 +1,23 @@
+//! CortexStream's inference engine on MLX: model architectures, weight loading (Hugging Face
+//! safetensors, MLX format with affine quantization, GGUF import), the per-sequence KV cache,
+//! sampling and the generation loop.
+//!
+//! The engine knows nothing of HTTP, SQLite or Hugging Face: callers hand it folders and files.
+//! Models never own KV state; they are handed a [`cache::KvCache`] on every forward pass.
+
+pub mod cache;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod generate;
+pub mod gguf_import;
+pub mod loader;
+pub mod models;
+pub mod nn;
+pub mod sampler;
+pub mod weights;
+
+pub use error::{EngineError, Result};
+pub use generate::{GenerateParams, GenerationStats, Generator};
+pub use loader::{load, LoadedModel};
+pub use sampler::SamplerParams;

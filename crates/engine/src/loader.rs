@@ -1,0 +1,92 @@
+//! From a MODEL argument to a ready model: resolve it (folder, .gguf file, or a name in the
+//! models folder), import GGUF into MLX format on first use, load weights and tokenizer.
+use crate::config::RawConfig;
+use crate::error::{EngineError, Result};
+use crate::gguf_import;
+use crate::models::{self, Model};
+use crate::weights::{safetensors_files, Weights};
+use cortex_mlx::Dtype;
+use cortex_tokenizer::Tokenizer;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct LoadedModel {
+    pub model: Box<dyn Model>,
+    pub tokenizer: Tokenizer,
+    pub dir: PathBuf,
+    pub model_type: String,
+    pub dtype: Dtype,
+    pub load_time: Duration,
+}
+
+/// Where imported and converted models live: $CORTEX_HOME/models, else ~/.cortexstream/models.
+pub fn models_dir() -> PathBuf {
+    let home = std::env::var_os("CORTEX_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let h = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            h.join(".cortexstream")
+        });
+    home.join("models")
+}
+
+/// Turns what a user typed into a model folder, importing a .gguf file if needed.
+pub fn resolve(spec: &str, models: &Path) -> Result<PathBuf> {
+    let p = PathBuf::from(spec);
+    if p.is_dir() {
+        return Ok(p);
+    }
+    if p.is_file()
+        && p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        let name = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        let dest = models.join(&name);
+        if dest.join("config.json").exists() {
+            return Ok(dest);
+        }
+        return gguf_import::import_gguf(&p, &dest);
+    }
+    let named = models.join(spec);
+    if !spec.contains(['/', '\\']) && named.is_dir() {
+        return Ok(named);
+    }
+    Err(EngineError::NotAModel { path: p })
+}
+
+/// Loads a model folder (Hugging Face safetensors or MLX format) with its tokenizer.
+pub fn load(dir: &Path) -> Result<LoadedModel> {
+    let start = Instant::now();
+    let config = RawConfig::read(dir)?;
+    let model_type = config.model_type()?;
+    if !models::supported_model_types().contains(&model_type) {
+        return Err(EngineError::UnsupportedModelType {
+            model_type,
+            supported: models::supported_model_types(),
+        });
+    }
+    let tokenizer = Tokenizer::from_dir(dir)?;
+    let checkpoint_dtype = config
+        .value
+        .get("torch_dtype")
+        .or_else(|| config.value.get("dtype"))
+        .and_then(|v| v.as_str())
+        .and_then(Dtype::parse);
+    let dtype = crate::device::compute_dtype(checkpoint_dtype);
+    let _ = safetensors_files(dir)?;
+    let weights = Weights::load_dir(dir, config.quantization()?, dtype)?;
+    let model = models::build(&config, weights)?;
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        dir: dir.to_path_buf(),
+        model_type,
+        dtype,
+        load_time: start.elapsed(),
+    })
+}

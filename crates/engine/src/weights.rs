@@ -1,0 +1,261 @@
+//! Checkpoint tensors: every *.safetensors of a folder (or those named by
+//! model.safetensors.index.json), loaded lazily by MLX, cast to the compute dtype, and handed
+//! out to model builders as dense or affine-quantized layers.
+use crate::config::QuantizationConfig;
+use crate::error::{EngineError, Result};
+use crate::nn::{Embedding, Linear, LinearWeight, RmsNorm};
+use cortex_mlx::{Array, Dtype};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub struct Weights {
+    tensors: BTreeMap<String, Array>,
+    quant: Option<QuantizationConfig>,
+    dtype: Dtype,
+}
+
+/// The safetensors files of a model folder, in a stable order.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let text = std::fs::read_to_string(&index).map_err(EngineError::io(&index))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| EngineError::Config {
+                path: index.clone(),
+                detail: e.to_string(),
+            })?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| EngineError::Config {
+                path: index.clone(),
+                detail: "no \"weight_map\" object".into(),
+            })?;
+        let files: BTreeSet<String> = map
+            .values()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect();
+        return Ok(files.into_iter().map(|f| dir.join(f)).collect());
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(EngineError::io(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(EngineError::MissingFile {
+            path: dir.join("model.safetensors"),
+        });
+    }
+    Ok(files)
+}
+
+/// Checks the header and that the file holds every byte the header promises, so a truncated
+/// download fails here with a clear message instead of deep inside MLX.
+pub fn check_safetensors(path: &Path) -> Result<()> {
+    let corrupt = |detail: String| EngineError::CorruptSafetensors {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut f = std::fs::File::open(path).map_err(EngineError::io(path))?;
+    let file_len = f.metadata().map_err(EngineError::io(path))?.len();
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| corrupt("shorter than its 8-byte header length".into()))?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > 100 << 20 || 8 + header_len > file_len {
+        return Err(corrupt(format!(
+            "header length {header_len} exceeds the file ({file_len} bytes)"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    f.read_exact(&mut header)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| corrupt(format!("bad header: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| corrupt("header is not an object".into()))?;
+    let mut end = 0u64;
+    for (name, info) in obj.iter().filter(|(k, _)| *k != "__metadata__") {
+        let offsets = info.get("data_offsets").and_then(|o| o.as_array());
+        let stop = offsets.and_then(|o| o.get(1)).and_then(|x| x.as_u64());
+        let stop = stop.ok_or_else(|| corrupt(format!("tensor {name} has no data_offsets")))?;
+        end = end.max(stop);
+    }
+    if 8 + header_len + end > file_len {
+        return Err(corrupt(format!(
+            "needs {} bytes, file has {file_len}",
+            8 + header_len + end
+        )));
+    }
+    Ok(())
+}
+
+impl Weights {
+    pub fn load_dir(
+        dir: &Path,
+        quant: Option<QuantizationConfig>,
+        dtype: Dtype,
+    ) -> Result<Weights> {
+        let mut tensors = BTreeMap::new();
+        for file in safetensors_files(dir)? {
+            check_safetensors(&file)?;
+            tensors.extend(cortex_mlx::load_safetensors(&file)?.tensors);
+        }
+        Ok(Weights {
+            tensors,
+            quant,
+            dtype,
+        })
+    }
+
+    pub fn from_map(
+        tensors: BTreeMap<String, Array>,
+        quant: Option<QuantizationConfig>,
+        dtype: Dtype,
+    ) -> Weights {
+        Weights {
+            tensors,
+            quant,
+            dtype,
+        }
+    }
+
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.tensors.keys()
+    }
+
+    /// Renames or drops checkpoint keys (each architecture's `sanitize`).
+    pub fn rename(&mut self, f: impl Fn(&str) -> Option<String>) {
+        let old = std::mem::take(&mut self.tensors);
+        self.tensors = old
+            .into_iter()
+            .filter_map(|(k, v)| f(&k).map(|n| (n, v)))
+            .collect();
+    }
+
+    pub fn insert(&mut self, name: String, a: Array) {
+        self.tensors.insert(name, a);
+    }
+
+    /// The raw tensor as stored.
+    pub fn raw(&self, name: &str) -> Result<Array> {
+        self.tensors
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::MissingTensor {
+                name: name.to_string(),
+            })
+    }
+
+    /// A floating-point parameter cast to the compute dtype, with its shape checked.
+    pub fn param(&self, name: &str, shape: &[i32]) -> Result<Array> {
+        let a = self.raw(name)?;
+        expect_shape(name, &a, shape)?;
+        Ok(a.astype(self.dtype)?)
+    }
+
+    fn layer_weight(&self, prefix: &str, out_dim: i32, in_dim: i32) -> Result<LinearWeight> {
+        let wname = format!("{prefix}.weight");
+        let sname = format!("{prefix}.scales");
+        if !self.has(&sname) {
+            return Ok(LinearWeight::Dense(self.param(&wname, &[out_dim, in_dim])?));
+        }
+        // Quantized: presence of .scales decides, per layer (see DESIGN.md). Group size and
+        // bits follow from the shapes, as mlx-lm infers them; the config only confirms.
+        let w = self.raw(&wname)?;
+        let scales = self.raw(&sname)?;
+        let (packed, groups) = (w.dim(-1), scales.dim(-1));
+        let bad = |detail: String| EngineError::Config {
+            path: PathBuf::from("config.json"),
+            detail,
+        };
+        if packed == 0 || groups == 0 || in_dim % groups != 0 || (packed * 32) % in_dim != 0 {
+            return Err(bad(format!(
+                "{prefix}: packed width {packed} / {groups} groups do not fit input size {in_dim}"
+            )));
+        }
+        let (group_size, bits) = (in_dim / groups, packed * 32 / in_dim);
+        crate::config::check_params(group_size, bits).map_err(|e| bad(format!("{prefix}: {e}")))?;
+        if let Some(q) = &self.quant {
+            let (g, b) = q.params_for(prefix);
+            if (g, b) != (group_size, bits) {
+                tracing::debug!(
+                    prefix,
+                    g,
+                    b,
+                    group_size,
+                    bits,
+                    "config quantization differs from tensor shapes"
+                );
+            }
+        }
+        expect_shape(&wname, &w, &[out_dim, in_dim * bits / 32])?;
+        expect_shape(&sname, &scales, &[out_dim, in_dim / group_size])?;
+        let bname = format!("{prefix}.biases");
+        let biases = if self.has(&bname) {
+            Some(self.param(&bname, &[out_dim, in_dim / group_size])?)
+        } else {
+            None
+        };
+        Ok(LinearWeight::Quantized {
+            w,
+            scales: scales.astype(self.dtype)?,
+            biases,
+            group_size,
+            bits,
+        })
+    }
+
+    pub fn linear(&self, prefix: &str, in_dim: i32, out_dim: i32, bias: bool) -> Result<Linear> {
+        let weight = self.layer_weight(prefix, out_dim, in_dim)?;
+        let bias = if bias {
+            Some(self.param(&format!("{prefix}.bias"), &[out_dim])?)
+        } else {
+            None
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    /// A linear layer whose bias is used when the checkpoint has one.
+    pub fn linear_opt_bias(&self, prefix: &str, in_dim: i32, out_dim: i32) -> Result<Linear> {
+        let has_bias = self.has(&format!("{prefix}.bias"));
+        self.linear(prefix, in_dim, out_dim, has_bias)
+    }
+
+    pub fn embedding(&self, prefix: &str, vocab: i32, dim: i32) -> Result<Embedding> {
+        Ok(Embedding {
+            weight: self.layer_weight(prefix, vocab, dim)?,
+        })
+    }
+
+    pub fn rms_norm(&self, prefix: &str, dim: i32, eps: f32) -> Result<RmsNorm> {
+        Ok(RmsNorm {
+            weight: self.param(&format!("{prefix}.weight"), &[dim])?,
+            eps,
+        })
+    }
+}
+
+pub fn expect_shape(name: &str, a: &Array, shape: &[i32]) -> Result<()> {
+    let actual = a.shape();
+    if actual != shape {
+        return Err(EngineError::ShapeMismatch {
+            name: name.to_string(),
+            expected: shape.to_vec(),
+            actual,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+use super::*;
+
+fn render(src: &str, msgs: &[ChatMessage], opts: &ChatOptions) -> Result<String, TokenizerError> {
+    let special = SpecialTokens {
+        bos: Some("<s>".into()),
+        eos: Some("</s>".into()),
+        ..Default::default()
+    };
+    ChatTemplate::compile(src)?.render(msgs, opts, &special)
+}
+
+fn kind_of(r: Result<String, TokenizerError>) -> (TemplateErrorKind, String) {
+    match r {
+        Err(TokenizerError::Template { kind, message }) => (kind, message),
+        other => panic!("expected a template error, got {other:?}"),
+    }
+}
+
+#[test]
+fn trim_and_lstrip_blocks_like_hf() {
+    let src = "{% for m in messages %}\n    {% if m.role == 'user' %}\nU:{{ m.content }}\n    {% endif %}\n{% endfor %}";
+    let out = render(src, &[ChatMessage::user("hi")], &ChatOptions::default()).unwrap();
+    assert_eq!(out, "U:hi\n");
+}
+
+#[test]
+fn hostile_loop_runs_out_of_fuel() {
+    let src =
+        "{% for i in range(100000) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}";
+    let (kind, _) = kind_of(render(src, &[], &ChatOptions::default()));
+    assert_eq!(kind, TemplateErrorKind::LimitExceeded);
+}
+
+#[test]
+fn giant_range_is_a_limit_error() {
+    let (kind, msg) = kind_of(render(
+        "{% for i in range(10**12) %}x{% endfor %}",
+        &[],
+        &ChatOptions::default(),
+    ));
+    assert_eq!(kind, TemplateErrorKind::LimitExceeded, "{msg}");
+}
+
+#[test]
+fn infinite_recursion_is_a_limit_error() {
+    let src = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
+    let (kind, msg) = kind_of(render(src, &[], &ChatOptions::default()));
+    assert_eq!(kind, TemplateErrorKind::LimitExceeded, "{msg}");
+}
+
+#[test]
+fn raise_exception_surfaces_its_message() {
+    let src = "{% if messages[0].role != 'user' %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}";
+    let (kind, msg) = kind_of(render(
+        src,
+        &[ChatMessage::assistant("x")],
+        &ChatOptions::default(),
+    ));
+    assert_eq!(kind, TemplateErrorKind::Raised);
+    assert_eq!(
+        msg,
+        "Conversation roles must alternate user/assistant/user/assistant/..."
+    );
+}
+
+#[test]
+fn syntax_errors_are_typed() {
+    let (kind, _) = kind_of(render(
+        "{% for m in messages %}",
+        &[],
+        &ChatOptions::default(),
+    ));
+    assert_eq!(kind, TemplateErrorKind::Syntax);
+}
+
+#[test]
+fn python_spelling_of_values() {
+    let src = "{{ none }}|{{ true }}|{{ x }}|{{ 2.0 }}|{{ tools }}";
+    let mut opts = ChatOptions::default();
+    opts.extra
+        .insert("x".into(), serde_json::json!({"a": ["b", 1]}));
+    assert_eq!(
+        render(src, &[], &opts).unwrap(),
+        "None|True|{'a': ['b', 1]}|2.0|None"
+    );
+}
+
+#[test]
+fn tojson_like_hf() {
+    let src = "{{ tools | tojson }}\n{{ tools[0] | tojson(indent=2) }}";
+    let opts = ChatOptions {
+        tools: Some(serde_json::json!([{"name": "get_weather", "description": "Météo <now>"}])),
+        ..ChatOptions::default()
+    };
+    assert_eq!(
+        render(src, &[], &opts).unwrap(),
+        "[{\"name\": \"get_weather\", \"description\": \"Météo <now>\"}]\n{\n  \"name\": \"get_weather\",\n  \"description\": \"Météo <now>\"\n}"
+    );
+}
+
+#[test]
+fn python_string_methods_slices_namespace_and_loop() {
+    let src = "{% set ns = namespace(n=0) %}{% for m in messages[1:] %}{% set ns.n = ns.n + 1 %}\
+               {{ m.content.strip().upper() }}{% if not loop.last %},{% endif %}{% endfor %}\
+               |{{ ns.n }}|{{ messages[0].content.startswith('sys') }}|{{ 'a b'.split() | length }}\
+               |{{ bos_token }}{{ unk_token is defined }}";
+    let msgs = [
+        ChatMessage::system("sys"),
+        ChatMessage::user(" hi "),
+        ChatMessage::assistant("yo"),
+    ];
+    assert_eq!(
+        render(src, &msgs, &ChatOptions::default()).unwrap(),
+        "HI,YO|2|True|2|<s>False"
+    );
+}
+
+#[test]
+fn extra_fields_and_kwargs_reach_the_template() {
+    let src = "{{ enable_thinking }}|{{ messages[0].tool_calls[0].name }}|{{ messages[0].name is defined }}";
+    let mut m = ChatMessage::assistant("");
+    m.tool_calls = Some(serde_json::json!([{"name": "f"}]));
+    let mut opts = ChatOptions::default();
+    opts.extra.insert("enable_thinking".into(), false.into());
+    assert_eq!(render(src, &[m], &opts).unwrap(), "False|f|False");
+}
+
+#[test]
+fn generation_tags_render_their_body() {
+    let src =
+        "{% for m in messages %}{% generation %}\n{{ m.content }}{%- endgeneration %}{% endfor %}";
+    assert_eq!(
+        render(
+            src,
+            &[ChatMessage::assistant("ok")],
+            &ChatOptions::default()
+        )
+        .unwrap(),
+        "ok"
+    );
+}
+
+#[test]
+fn strftime_now_formats_and_rejects_bad_formats() {
+    let out = render("{{ strftime_now('%Y') }}", &[], &ChatOptions::default()).unwrap();
+    assert_eq!(out.len(), 4);
+    assert!(out.chars().all(|c| c.is_ascii_digit()));
+    assert!(render("{{ strftime_now('%Q%') }}", &[], &ChatOptions::default()).is_err());
+}
+
+#[test]
+fn loop_controls_work() {
+    let src = "{% for i in range(10) %}{% if i == 3 %}{% break %}{% endif %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}";
+    assert_eq!(render(src, &[], &ChatOptions::default()).unwrap(), "02");
+}
