@@ -25,16 +25,65 @@ pub enum LinearWeight {
 impl LinearWeight {
     /// x @ W^T
     fn apply(&self, x: &Array) -> Result<Array> {
-        Ok(match self {
-            LinearWeight::Dense(w) => x.matmul(&w.t()?)?,
-            LinearWeight::Quantized {
-                w,
-                scales,
-                biases,
-                group_size,
-                bits,
-            } => ops::quantized_matmul(x, w, scales, biases.as_ref(), true, *group_size, *bits)?,
+        let LinearWeight::Quantized {
+            w,
+            scales,
+            biases,
+            group_size,
+            bits,
+        } = self
+        else {
+            let LinearWeight::Dense(w) = self else {
+                unreachable!()
+            };
+            return Ok(x.matmul(&w.t()?)?);
+        };
+        let (g, b) = (*group_size, *bits);
+        let rows = x.size() / x.dim(-1).max(1) as usize;
+        Ok(match (quantized_path(rows, b, g), biases) {
+            (QuantPath::CpuGemv, Some(bias)) => {
+                ops::qgemv_cpu(x, w, scales, bias, g, b)?.astype(x.dtype())?
+            }
+            (QuantPath::Dequantize, _) => {
+                let dense = ops::dequantize(w, scales, biases.as_ref(), g, b, Some(x.dtype()))?;
+                x.matmul(&dense.t()?)?
+            }
+            _ => ops::quantized_matmul(x, w, scales, biases.as_ref(), true, g, b)?,
         })
+    }
+}
+
+/// How a quantized matmul runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuantPath {
+    /// MLX's own quantized kernel (GPUs, and bit widths our CPU kernel lacks).
+    Mlx,
+    /// Our multi-threaded SIMD kernel for few rows on the CPU (decode).
+    CpuGemv,
+    /// Many rows on the CPU (prefill): dequantize, then one BLAS sgemm, which beats any
+    /// quantized kernel once the weights are reused across enough rows.
+    Dequantize,
+}
+
+/// Rows at or below this go through the gemv kernel on the CPU; above it, dequantize + sgemm.
+const CPU_GEMV_MAX_ROWS: usize = 8;
+
+/// The path for `rows` rows of input on this device. `CORTEX_CPU_KERNELS=0` turns the CPU
+/// paths off (MLX's kernel everywhere), for A/B benchmarks.
+pub fn quantized_path(rows: usize, bits: i32, group_size: i32) -> QuantPath {
+    static CPU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let cpu = *CPU.get_or_init(|| {
+        std::env::var("CORTEX_CPU_KERNELS").as_deref() != Ok("0")
+            && !cortex_mlx::default_device_is_gpu()
+    });
+    if !cpu {
+        QuantPath::Mlx
+    } else if rows > CPU_GEMV_MAX_ROWS {
+        QuantPath::Dequantize
+    } else if (bits == 4 || bits == 8) && group_size % 8 == 0 {
+        QuantPath::CpuGemv
+    } else {
+        QuantPath::Mlx
     }
 }
 

@@ -77,6 +77,10 @@ ArrayPtr dequantize(const Array& w, const Array& scales, const Array* biases, in
 ArrayPtr quantized_matmul(const Array& x, const Array& w, const Array& scales, const Array* biases,
                           bool transpose, int32_t group_size, int32_t bits);
 
+// x @ dequantize(w).T on the CPU for 4/8-bit affine weights (src/qgemv.cc)
+ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array& biases, int32_t group_size,
+               int32_t bits);
+
 // fast ops
 ArrayPtr rms_norm(const Array& x, const Array* weight, float eps);
 ArrayPtr layer_norm(const Array& x, const Array* weight, const Array* bias, float eps);

@@ -88,6 +88,15 @@ pub(crate) mod bridge {
             bits: i32,
         ) -> Result<UniquePtr<Array>>;
 
+        fn qgemv(
+            x: &Array,
+            w: &Array,
+            scales: &Array,
+            biases: &Array,
+            group_size: i32,
+            bits: i32,
+        ) -> Result<UniquePtr<Array>>;
+
         unsafe fn rms_norm(x: &Array, weight: *const Array, eps: f32) -> Result<UniquePtr<Array>>;
         unsafe fn layer_norm(
             x: &Array,

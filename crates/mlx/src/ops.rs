@@ -168,6 +168,23 @@ pub fn quantized_matmul(
     })
 }
 
+/// `x @ dequantize(w).T` for 4- or 8-bit affine weights, computed by our own multi-threaded
+/// SIMD CPU kernel (src/qgemv.cc): the decode path on CPUs, where MLX's generic quantized
+/// matmul is the bottleneck. Inputs are cast to float32; the output is float32 [.., N].
+pub fn qgemv_cpu(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: &Array,
+    group_size: i32,
+    bits: i32,
+) -> Result<Array> {
+    wrap(
+        "qgemv",
+        bridge::qgemv(&x.0, &w.0, &scales.0, &biases.0, group_size, bits),
+    )
+}
+
 macro_rules! unary_methods {
     ($($name:ident => $op:ident),* $(,)?) => {
         $(pub fn $name(&self) -> Result<Array> {

@@ -509,3 +509,62 @@ fn memory_accounting() {
     assert!(cortex_mlx::peak_memory() >= 4 << 20);
     assert!(!cortex_mlx::mlx_version().is_empty());
 }
+
+/// Our CPU kernel agrees with MLX's quantized_matmul for every supported layout.
+#[test]
+fn qgemv_matches_quantized_matmul() {
+    for &(bits, group) in &[(4, 32), (4, 64), (4, 128), (8, 32), (8, 64)] {
+        for &m in &[1, 3] {
+            let (n, k) = (70usize, 256usize);
+            let w = arr(&rand_vec(n * k, 7 + bits as u64), &[n as i32, k as i32]);
+            let (q, s, b) = ops::quantize(&w, group, bits).unwrap();
+            let x = arr(&rand_vec(m * k, 99), &[1, m as i32, k as i32]);
+            let want = ops::quantized_matmul(&x, &q, &s, Some(&b), true, group, bits).unwrap();
+            let got = ops::qgemv_cpu(&x, &q, &s, &b, group, bits).unwrap();
+            assert_eq!(got.shape(), vec![1, m as i32, n as i32]);
+            assert_close(
+                &got.to_vec::<f32>().unwrap(),
+                &want.to_vec::<f32>().unwrap(),
+                1e-4,
+            );
+        }
+    }
+    let w = arr(&rand_vec(8 * 64, 1), &[8, 64]);
+    let (q, s, b) = ops::quantize(&w, 32, 4).unwrap();
+    let wrong = arr(&rand_vec(32, 2), &[1, 32]);
+    assert!(
+        ops::qgemv_cpu(&wrong, &q, &s, &b, 32, 4).is_err(),
+        "mismatched input size is an error"
+    );
+    assert!(ops::qgemv_cpu(&arr(&rand_vec(64, 2), &[1, 64]), &q, &s, &b, 32, 3).is_err());
+}
+
+/// Regression: MLX gives each thread its own stream, so the kernel's thread pool is entered
+/// from several threads at once; it once mixed their jobs up. Each thread must get its own
+/// answer.
+#[test]
+fn qgemv_is_correct_under_concurrent_callers() {
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let (n, k) = (96usize, 128usize);
+                let w = arr(&rand_vec(n * k, 1000 + t), &[n as i32, k as i32]);
+                let (q, s, b) = ops::quantize(&w, 32, if t % 2 == 0 { 4 } else { 8 }).unwrap();
+                let bits = if t % 2 == 0 { 4 } else { 8 };
+                for i in 0..20 {
+                    let x = arr(&rand_vec(k, t * 100 + i), &[1, k as i32]);
+                    let want = ops::quantized_matmul(&x, &q, &s, Some(&b), true, 32, bits).unwrap();
+                    let got = ops::qgemv_cpu(&x, &q, &s, &b, 32, bits).unwrap();
+                    assert_close(
+                        &got.to_vec::<f32>().unwrap(),
+                        &want.to_vec::<f32>().unwrap(),
+                        1e-4,
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
