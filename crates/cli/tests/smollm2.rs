@@ -199,3 +199,39 @@ fn bench_prints_throughput_json() {
     assert!(v["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn interactive_chat_answers_each_turn() {
+    use std::io::Write;
+    let (home, _) = imported();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cortex"))
+        .env("CORTEX_HOME", &home)
+        .args(["run", "smol", "--temp", "0", "--max-tokens", "24"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"What is the capital of France?\nAnd of Italy?\n/bye\n")
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Paris"), "first answer: {text}");
+    assert!(
+        text.contains("Rome"),
+        "second turn sees the history: {text}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).matches(">>> ").count(),
+        3,
+        "one prompt per turn"
+    );
+}

@@ -81,6 +81,9 @@ ArrayPtr quantized_matmul(const Array& x, const Array& w, const Array& scales, c
 ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array& biases, int32_t group_size,
                int32_t bits);
 
+// x @ w.T for a dense [N, K] weight on the CPU, few rows of x (src/qgemv.cc)
+ArrayPtr gemv_f32(const Array& x, const Array& w);
+
 // fast ops
 ArrayPtr rms_norm(const Array& x, const Array* weight, float eps);
 ArrayPtr layer_norm(const Array& x, const Array* weight, const Array* bias, float eps);

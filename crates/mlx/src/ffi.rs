@@ -97,6 +97,8 @@ pub(crate) mod bridge {
             bits: i32,
         ) -> Result<UniquePtr<Array>>;
 
+        fn gemv_f32(x: &Array, w: &Array) -> Result<UniquePtr<Array>>;
+
         unsafe fn rms_norm(x: &Array, weight: *const Array, eps: f32) -> Result<UniquePtr<Array>>;
         unsafe fn layer_norm(
             x: &Array,

@@ -1,5 +1,6 @@
 //! Array operations: element-wise math, reductions, shape manipulation, indexing, sorting,
-//! matmul and affine quantization. Methods on [`Array`] so model code reads as a chain.
+//! matmul and affine quantization, plus our CPU gemv kernels. Methods on [`Array`] so model
+//! code reads as a chain.
 use crate::array::{wrap, Array, Dtype};
 use crate::error::{mlx_err, Result};
 use crate::ffi::bridge;
@@ -183,6 +184,12 @@ pub fn qgemv_cpu(
         "qgemv",
         bridge::qgemv(&x.0, &w.0, &scales.0, &biases.0, group_size, bits),
     )
+}
+
+/// `x @ w.T` for a dense [N, K] weight by the same CPU kernel family: each weight row is read
+/// once (BLAS sgemm packs the whole matrix even for one row of x). float32 [.., N] out.
+pub fn gemv_cpu(x: &Array, w: &Array) -> Result<Array> {
+    wrap("gemv", bridge::gemv_f32(&x.0, &w.0))
 }
 
 macro_rules! unary_methods {

@@ -25,7 +25,17 @@ namespace mx = mlx::core;
 namespace cortex_mlx {
 namespace {
 
-// Runs f(0..n) split into contiguous chunks, one per worker, and waits.
+inline void cpu_relax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Runs f(0..n) split into contiguous chunks, one per worker, and waits. Decode calls it a few
+// hundred times per token, microseconds apart, so workers and the caller spin briefly before
+// sleeping on a condition variable: a futex wake-up per call cost about a fifth of decode time.
 class Pool {
  public:
   // Never destroyed: workers wait on the condition variable for the life of the process, and
@@ -45,23 +55,27 @@ class Pool {
       return;
     }
     int chunk = (n + workers - 1) / workers;
+    job_ = &f;
+    chunk_ = chunk;
+    n_ = n;
+    active_ = workers - 1;
+    pending_.store(workers - 1, std::memory_order_relaxed);
     {
-      std::unique_lock<std::mutex> lk(mu_);
-      job_ = &f;
-      chunk_ = chunk;
-      n_ = n;
-      pending_ = workers - 1;
-      active_ = workers - 1;
-      ++generation_;
+      std::lock_guard<std::mutex> lk(mu_);
+      generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     f(0, std::min(chunk, n));  // the caller takes the first chunk
-    std::unique_lock<std::mutex> lk(mu_);
-    done_.wait(lk, [&] { return pending_ == 0; });
-    job_ = nullptr;
+    for (int i = 0; i < kSpins && pending_.load(std::memory_order_acquire) != 0; ++i) cpu_relax();
+    if (pending_.load(std::memory_order_acquire) != 0) {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    }
   }
 
  private:
+  static constexpr int kSpins = 4000;
+
   Pool() {
     unsigned hw = std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i + 1 < hw && i < 15; ++i) {
@@ -73,21 +87,23 @@ class Pool {
   void loop(int index) {
     unsigned long seen = 0;
     for (;;) {
-      const std::function<void(int, int)>* job;
-      int start, end;
-      {
-        std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return generation_ != seen; });
-        seen = generation_;
-        if (index > active_) continue;
-        job = job_;
-        start = index * chunk_;
-        end = std::min(n_, start + chunk_);
+      unsigned long g = generation_.load(std::memory_order_acquire);
+      for (int i = 0; i < kSpins && g == seen; ++i) {
+        cpu_relax();
+        g = generation_.load(std::memory_order_acquire);
       }
-      if (start < end) (*job)(start, end);
-      {
+      if (g == seen) {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        g = generation_.load(std::memory_order_acquire);
+      }
+      seen = g;
+      if (index > active_) continue;
+      int start = index * chunk_, end = std::min(n_, start + chunk_);
+      if (start < end) (*job_)(start, end);
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lk(mu_);
-        if (--pending_ == 0) done_.notify_one();
+        done_.notify_one();
       }
     }
   }
@@ -96,8 +112,9 @@ class Pool {
   std::mutex mu_, run_mu_;
   std::condition_variable cv_, done_;
   const std::function<void(int, int)>* job_ = nullptr;
-  int chunk_ = 0, n_ = 0, pending_ = 0, active_ = 0;
-  unsigned long generation_ = 0;
+  int chunk_ = 0, n_ = 0, active_ = 0;
+  std::atomic<int> pending_{0};
+  std::atomic<unsigned long> generation_{0};
 };
 
 struct Problem {
@@ -172,11 +189,43 @@ __attribute__((target("avx2,fma"))) void rows_avx2(const Problem& p, int n0, int
   }
 }
 
+// Dense float32 rows: out[m, r] = dot(w[r], x[m]). Reading each weight row once is what makes
+// decode fast: BLAS sgemm packs (copies) the whole matrix even for a single row of x.
+__attribute__((target("avx2,fma"))) void dense_rows_avx2(const Problem& p, int n0, int n1) {
+  const float* wf = reinterpret_cast<const float*>(p.w);
+  for (int r = n0; r < n1; ++r) {
+    const float* wrow = wf + size_t(r) * p.k;
+    for (int m = 0; m < p.m; ++m) {
+      const float* x = p.x + size_t(m) * p.k;
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+      int i = 0;
+      for (; i + 16 <= p.k; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wrow + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(wrow + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+      }
+      float acc = hsum(_mm256_add_ps(a0, a1));
+      for (; i < p.k; ++i) acc += wrow[i] * x[i];
+      p.out[size_t(m) * p.n + r] = acc;
+    }
+  }
+}
+
 bool have_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return yes;
 }
 #endif
+
+void dense_rows_scalar(const Problem& p, int n0, int n1) {
+  const float* wf = reinterpret_cast<const float*>(p.w);
+  for (int r = n0; r < n1; ++r) {
+    for (int m = 0; m < p.m; ++m) {
+      float acc = 0.f;
+      for (int i = 0; i < p.k; ++i) acc += wf[size_t(r) * p.k + i] * p.x[size_t(m) * p.k + i];
+      p.out[size_t(m) * p.n + r] = acc;
+    }
+  }
+}
 
 void rows_scalar(const Problem& p, int n0, int n1) {
   const int groups = p.k / p.group;
@@ -195,9 +244,27 @@ void rows_scalar(const Problem& p, int n0, int n1) {
   }
 }
 
+void run_dense(const Problem& p) {
+  std::function<void(int, int)> f;
+#if defined(__x86_64__)
+  if (have_avx2()) {
+    f = [&p](int a, int b) { dense_rows_avx2(p, a, b); };
+  } else
+#endif
+  {
+    f = [&p](int a, int b) { dense_rows_scalar(p, a, b); };
+  }
+  Pool::get().run(p.n, f);
+}
+
 void run_problem(const Problem& p) {
+  if (p.bits == 32) {
+    run_dense(p);
+    return;
+  }
   const int groups = p.k / p.group;
-  std::vector<float> xsums(size_t(p.m) * groups);
+  thread_local std::vector<float> xsums;
+  xsums.resize(size_t(p.m) * groups);
   for (int m = 0; m < p.m; ++m) {
     for (int g = 0; g < groups; ++g) {
       float s = 0.f;
@@ -219,22 +286,50 @@ void run_problem(const Problem& p) {
   Pool::get().run(p.n, f);
 }
 
+// Row-major copy of a strided array (an activation MLX left as a view).
+void gather_contiguous(const float* src, const mx::Shape& shape, const mx::Strides& strides, float* dst) {
+  size_t total = 1;
+  for (auto d : shape) total *= size_t(d);
+  std::vector<int> idx(shape.size(), 0);
+  for (size_t i = 0; i < total; ++i) {
+    int64_t off = 0;
+    for (size_t d = 0; d < shape.size(); ++d) off += int64_t(idx[d]) * strides[d];
+    dst[i] = src[off];
+    for (int d = int(shape.size()) - 1; d >= 0; --d) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
 class QGemv : public mx::UnaryPrimitive {
  public:
   QGemv(mx::Stream s, int group, int bits) : mx::UnaryPrimitive(s), group_(group), bits_(bits) {}
 
+  // inputs: x, w and, for quantized weights (bits 4 or 8), scales and biases; bits 32 means
+  // w is a dense float32 [N, K] matrix.
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
-    const auto &x = inputs[0], &w = inputs[1], &s = inputs[2], &b = inputs[3];
+    const auto &x = inputs[0], &w = inputs[1];
+    const bool quantized = inputs.size() == 4;
     out.set_data(mx::allocator::malloc(out.nbytes()));
     auto& enc = mx::cpu::get_command_encoder(stream());
-    enc.set_input_array(x);
-    enc.set_input_array(w);
-    enc.set_input_array(s);
-    enc.set_input_array(b);
+    for (auto& in : inputs) enc.set_input_array(in);
     enc.set_output_array(out);
-    Problem p{x.data<float>(), w.data<uint8_t>(), s.data<float>(), b.data<float>(), nullptr, out.data<float>(),
+    Problem p{x.data<float>(), w.data<uint8_t>(), quantized ? inputs[2].data<float>() : nullptr,
+              quantized ? inputs[3].data<float>() : nullptr, nullptr, out.data<float>(),
               int(x.size() / x.shape(-1)), int(w.shape(0)), int(x.shape(-1)), group_, bits_};
-    enc.dispatch([p]() { run_problem(p); });
+    if (x.flags().row_contiguous) {
+      enc.dispatch([p]() { run_problem(p); });
+    } else {
+      // x is a view (transposed heads, a slice): gather it when its data is ready.
+      enc.dispatch([p, shape = x.shape(), strides = x.strides()]() mutable {
+        thread_local std::vector<float> buf;
+        buf.resize(size_t(p.m) * p.k);
+        gather_contiguous(p.x, shape, strides, buf.data());
+        p.x = buf.data();
+        run_problem(p);
+      });
+    }
   }
 
   void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
@@ -254,6 +349,32 @@ class QGemv : public mx::UnaryPrimitive {
 
 }  // namespace
 
+// Inputs as the kernel reads them: float32, and row-contiguous for weights. Each MLX op here is
+// a graph node evaluated on every call, so arrays that already qualify (evaluated weights) go
+// in as they are; activations may stay views (the kernel gathers them).
+mx::array as_f32(const mx::array& a, mx::Stream s) {
+  return a.dtype() == mx::float32 ? a : mx::astype(a, mx::float32, s);
+}
+
+mx::array weight_input(const mx::array& a, mx::Stream s, bool to_f32) {
+  mx::array b = to_f32 ? as_f32(a, s) : a;
+  bool ready = b.status() != mx::array::Status::unscheduled && b.flags().row_contiguous;
+  return ready ? b : mx::contiguous(b, false, s);
+}
+
+ArrayPtr gemv_f32(const Array& x, const Array& w) {
+  auto k = x.inner.shape(-1);
+  if (w.inner.ndim() != 2 || w.inner.shape(1) != k) {
+    throw std::invalid_argument("gemv: weight [N, K] does not match the input size");
+  }
+  auto s = mx::default_stream(mx::Device::cpu);
+  auto out_shape = x.inner.shape();
+  out_shape.back() = w.inner.shape(0);
+  std::vector<mx::array> inputs{as_f32(x.inner, s), weight_input(w.inner, s, true)};
+  return std::make_unique<Array>(
+      mx::array(out_shape, mx::float32, std::make_shared<QGemv>(s, 0, 32), std::move(inputs)));
+}
+
 ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array& biases, int32_t group_size,
                int32_t bits) {
   if (bits != 4 && bits != 8) throw std::invalid_argument("qgemv supports 4 and 8 bits");
@@ -267,11 +388,10 @@ ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array&
     throw std::invalid_argument("qgemv: scales/biases do not match the weight");
   }
   auto s = mx::default_stream(mx::Device::cpu);
-  auto f32 = [&](const mx::array& a) { return mx::contiguous(mx::astype(a, mx::float32, s), false, s); };
   auto out_shape = x.inner.shape();
   out_shape.back() = n;
-  std::vector<mx::array> inputs{f32(x.inner), mx::contiguous(w.inner, false, s), f32(scales.inner),
-                                f32(biases.inner)};
+  std::vector<mx::array> inputs{as_f32(x.inner, s), weight_input(w.inner, s, false),
+                                weight_input(scales.inner, s, true), weight_input(biases.inner, s, true)};
   return std::make_unique<Array>(
       mx::array(out_shape, mx::float32, std::make_shared<QGemv>(s, group_size, bits), std::move(inputs)));
 }

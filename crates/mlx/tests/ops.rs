@@ -568,3 +568,53 @@ fn qgemv_is_correct_under_concurrent_callers() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn dense_gemv_matches_matmul() {
+    for &(m, n, k) in &[(1usize, 33usize, 70usize), (4, 64, 256), (1, 5, 7)] {
+        let x = rand_vec(m * k, 3);
+        let w = rand_vec(n * k, 4);
+        let got = ops::gemv_cpu(
+            &arr(&x, &[m as i32, k as i32]),
+            &arr(&w, &[n as i32, k as i32]),
+        )
+        .unwrap();
+        let mut wt = vec![0.0; k * n];
+        for r in 0..n {
+            for c in 0..k {
+                wt[c * n + r] = w[r * k + c];
+            }
+        }
+        assert_close(
+            &got.to_vec::<f32>().unwrap(),
+            &naive_matmul(&x, &wt, m, k, n),
+            1e-5,
+        );
+    }
+    assert!(ops::gemv_cpu(
+        &arr(&rand_vec(8, 1), &[1, 8]),
+        &arr(&rand_vec(18, 1), &[2, 9])
+    )
+    .is_err());
+}
+
+/// Activations are often views (transposed heads, slices): the kernels gather them.
+#[test]
+fn gemv_kernels_accept_strided_inputs() {
+    let (n, k, m) = (40usize, 64usize, 3usize);
+    let w = arr(&rand_vec(n * k, 5), &[n as i32, k as i32]);
+    let (q, s, b) = ops::quantize(&w, 32, 4).unwrap();
+    let xt = arr(&rand_vec(k * m, 6), &[k as i32, m as i32]).t().unwrap(); // [m, k], strided
+    let want = ops::quantized_matmul(&xt, &q, &s, Some(&b), true, 32, 4)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let got = ops::qgemv_cpu(&xt, &q, &s, &b, 32, 4)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_close(&got, &want, 1e-4);
+    let want = xt.matmul(&w.t().unwrap()).unwrap().to_vec::<f32>().unwrap();
+    let got = ops::gemv_cpu(&xt, &w).unwrap().to_vec::<f32>().unwrap();
+    assert_close(&got, &want, 1e-5);
+}
