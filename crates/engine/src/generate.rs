@@ -130,17 +130,19 @@ impl<'m> Generator<'m> {
     }
 
     /// Feeds the prompt through the model; returns the last position's logits [1, V].
+    /// All but the last token go through in chunks whose logits are never evaluated (MLX is
+    /// lazy, so the output head, a fifth of a small model's compute, runs for one position only).
     pub fn prefill(&self, prompt: &[u32], step: usize, cache: &mut SimpleKvCache) -> Result<Array> {
-        let mut rest = prompt;
-        while rest.len() > step {
-            let (chunk, tail) = rest.split_at(step);
+        let Some(split) = prompt.len().checked_sub(1) else {
+            return Err(EngineError::InvalidRequest("the prompt has no tokens".into()));
+        };
+        let (body, last) = prompt.split_at(split);
+        for chunk in body.chunks(step) {
             self.model.forward(&tokens_array(chunk)?, cache)?;
             ops::eval(cache.arrays().iter())?;
-            rest = tail;
         }
-        let logits = self.model.forward(&tokens_array(rest)?, cache)?;
-        let l = logits.dim(1);
-        Ok(logits.slice_axis(1, l - 1, l)?.squeeze(&[1])?)
+        let logits = self.model.forward(&tokens_array(last)?, cache)?;
+        Ok(logits.squeeze(&[1])?)
     }
 
     fn step(&self, y: &Array, cache: &mut dyn KvCache) -> Result<Array> {
