@@ -25,6 +25,7 @@ pub enum LinearWeight {
 impl LinearWeight {
     /// x @ W^T
     fn apply(&self, x: &Array) -> Result<Array> {
+        let rows = x.size() / x.dim(-1).max(1) as usize;
         let LinearWeight::Quantized {
             w,
             scales,
@@ -36,10 +37,12 @@ impl LinearWeight {
             let LinearWeight::Dense(w) = self else {
                 unreachable!()
             };
+            if cpu_kernels() && rows <= CPU_GEMV_MAX_ROWS && w.dtype() == Dtype::Float32 {
+                return Ok(ops::gemv_cpu(x, w)?.astype(x.dtype())?);
+            }
             return Ok(x.matmul(&w.t()?)?);
         };
         let (g, b) = (*group_size, *bits);
-        let rows = x.size() / x.dim(-1).max(1) as usize;
         Ok(match (quantized_path(rows, b, g), biases) {
             (QuantPath::CpuGemv, Some(bias)) => {
                 ops::qgemv_cpu(x, w, scales, bias, g, b)?.astype(x.dtype())?
@@ -65,18 +68,23 @@ pub enum QuantPath {
     Dequantize,
 }
 
-/// Rows at or below this go through the gemv kernel on the CPU; above it, dequantize + sgemm.
+/// Rows at or below this go through the gemv kernels on the CPU; above it, BLAS sgemm (after
+/// dequantizing, for quantized layers).
 const CPU_GEMV_MAX_ROWS: usize = 8;
 
-/// The path for `rows` rows of input on this device. `CORTEX_CPU_KERNELS=0` turns the CPU
-/// paths off (MLX's kernel everywhere), for A/B benchmarks.
-pub fn quantized_path(rows: usize, bits: i32, group_size: i32) -> QuantPath {
+/// Whether our CPU kernels are used: on the CPU device, unless `CORTEX_CPU_KERNELS=0` (MLX's
+/// own kernels everywhere, for A/B benchmarks).
+fn cpu_kernels() -> bool {
     static CPU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let cpu = *CPU.get_or_init(|| {
+    *CPU.get_or_init(|| {
         std::env::var("CORTEX_CPU_KERNELS").as_deref() != Ok("0")
             && !cortex_mlx::default_device_is_gpu()
-    });
-    if !cpu {
+    })
+}
+
+/// The path for `rows` rows of input on this device.
+pub fn quantized_path(rows: usize, bits: i32, group_size: i32) -> QuantPath {
+    if !cpu_kernels() {
         QuantPath::Mlx
     } else if rows > CPU_GEMV_MAX_ROWS {
         QuantPath::Dequantize
