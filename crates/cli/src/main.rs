@@ -1,5 +1,6 @@
 //! `cortex`: the command line. Each subcommand is a thin adapter over the engine.
 mod bench;
+mod convert;
 mod default_model;
 mod run;
 
@@ -25,6 +26,8 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Convert a Hugging Face safetensors model to MLX format (optionally quantized).
+    Convert(convert::ConvertArgs),
     /// Measure prefill and decode speed; prints JSON.
     Bench(bench::BenchArgs),
 }
@@ -34,6 +37,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Import { file, name } => import(&file, name),
+        Command::Convert(args) => convert::run(args),
         Command::Bench(args) => bench::bench(args),
     };
     if let Err(e) = result {

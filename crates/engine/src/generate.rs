@@ -134,7 +134,9 @@ impl<'m> Generator<'m> {
     /// lazy, so the output head, a fifth of a small model's compute, runs for one position only).
     pub fn prefill(&self, prompt: &[u32], step: usize, cache: &mut SimpleKvCache) -> Result<Array> {
         let Some(split) = prompt.len().checked_sub(1) else {
-            return Err(EngineError::InvalidRequest("the prompt has no tokens".into()));
+            return Err(EngineError::InvalidRequest(
+                "the prompt has no tokens".into(),
+            ));
         };
         let (body, last) = prompt.split_at(split);
         for chunk in body.chunks(step) {

@@ -7,6 +7,7 @@
 //! interrupted import never leaves a folder that looks like a model.
 use crate::config::QuantizationConfig;
 use crate::error::{EngineError, Result};
+use crate::staging::StagingDir;
 use cortex_mlx::{Array, Dtype};
 use cortex_tokenizer::gguf::{self, GgufMetadata};
 use cortex_tokenizer::Tokenizer;
@@ -153,23 +154,12 @@ pub fn import_gguf(src: &Path, dest: &Path) -> Result<PathBuf> {
             dest.display()
         )));
     }
-    let parent = dest.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(EngineError::io(parent))?;
-    let tmp = parent.join(format!(
-        ".{}.importing-{}",
-        dest.file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let result = write_model(src, &meta, &hp, &tokenizer, &tmp);
-    match result {
-        Ok(()) => std::fs::rename(&tmp, dest).map_err(EngineError::io(dest))?,
-        Err(e) => {
-            std::fs::remove_dir_all(&tmp).ok();
-            return Err(e);
-        }
-    }
+    let staging = StagingDir::create(dest, "importing")
+        .map_err(|(path, source)| EngineError::io(path)(source))?;
+    write_model(src, &meta, &hp, &tokenizer, staging.path())?;
+    staging
+        .commit()
+        .map_err(|(path, source)| EngineError::io(path)(source))?;
     Ok(dest.to_path_buf())
 }
 

@@ -15,6 +15,7 @@ pub mod loader;
 pub mod models;
 pub mod nn;
 pub mod sampler;
+pub mod staging;
 pub mod weights;
 
 pub use error::{EngineError, Result};
