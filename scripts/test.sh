@@ -15,7 +15,18 @@ export CORTEX_TEST_PYTHON="$PYTHON"
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "${TEST_LOG:-/tmp/cortex-test.log}"
 status=${PIPESTATUS[0]}
+# The local Hugging Face test hub, checked with the official huggingface_hub client.
+PYTEST_LOG="${PYTEST_LOG:-/tmp/cortex-pytest.log}"
+"$PYTHON" -m pytest tests/hub -q 2>&1 | tee "$PYTEST_LOG"
+pytest_status=${PIPESTATUS[0]}
+if [[ "$status" -eq 0 ]]; then status=$pytest_status; fi
 set -e
 echo "== summary =="
-grep -E "^test result:" "${TEST_LOG:-/tmp/cortex-test.log}" | awk '{p+=$4; f+=$6; i+=$8} END {printf "%d passed, %d failed, %d skipped\n", p, f, i}'
+{
+  grep -E "^test result:" "${TEST_LOG:-/tmp/cortex-test.log}" | awk '{print $4, $6, $8}'
+  # pytest's last line, e.g. "1 failed, 7 passed, 2 skipped in 4.2s" (errors count as failed).
+  tail -n 1 "$PYTEST_LOG" | awk '{p=0; f=0; s=0; for (i=2; i<=NF; i++) { w=$i; sub(/,$/, "", w);
+      if (w=="passed") p=$(i-1); else if (w=="failed" || w=="error" || w=="errors") f+=$(i-1);
+      else if (w=="skipped" || w=="deselected") s+=$(i-1) } print p, f, s}'
+} | awk '{p+=$1; f+=$2; i+=$3} END {printf "%d passed, %d failed, %d skipped\n", p, f, i}'
 exit "$status"
