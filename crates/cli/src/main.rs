@@ -2,6 +2,7 @@
 mod bench;
 mod convert;
 mod default_model;
+mod pull;
 mod run;
 
 use anyhow::Result;
@@ -28,6 +29,8 @@ enum Command {
     },
     /// Convert a Hugging Face safetensors model to MLX format (optionally quantized).
     Convert(convert::ConvertArgs),
+    /// Download a model from the Hugging Face hub into the shared HF cache.
+    Pull(pull::PullArgs),
     /// Measure prefill and decode speed; prints JSON.
     Bench(bench::BenchArgs),
 }
@@ -39,6 +42,7 @@ fn main() {
         Command::Import { file, name } => import(&file, name),
         Command::Convert(args) => convert::run(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Pull(args) => pull::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -56,11 +60,19 @@ fn import(file: &std::path::Path, name: Option<String>) -> Result<()> {
     Ok(())
 }
 
-/// Resolves a MODEL argument: "default", a folder, a .gguf file or a name in the models folder.
+/// Resolves a MODEL argument: "default", a folder, a .gguf file, a name in the models folder,
+/// or a Hugging Face id / URL (pulled into the HF cache; the engine loads HF safetensors and
+/// MLX folders alike, so the snapshot folder is the model).
 pub fn resolve_model(spec: &str) -> Result<std::path::PathBuf> {
     let models = cortex_engine::loader::models_dir();
     if spec == "default" {
         return default_model::ensure(&models);
     }
-    Ok(cortex_engine::loader::resolve(spec, &models)?)
+    match cortex_hub::parse_model_ref(spec) {
+        Ok(cortex_hub::ModelRef::Hub(model)) => Ok(pull::pull(&model, Vec::new())?.path),
+        Ok(cortex_hub::ModelRef::Local(_)) => Ok(cortex_engine::loader::resolve(spec, &models)?),
+        Err(e) => Err(anyhow::anyhow!(
+            "{spec}: neither a local model nor a Hugging Face id: {e}"
+        )),
+    }
 }

@@ -8,7 +8,7 @@ use std::io::{BufRead, Write};
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// A model folder, a .gguf file, a name in the models folder, or "default"
+    /// A model folder, a .gguf file, a name in the models folder, "default", or a Hugging Face id (org/name[@rev])
     pub model: String,
     /// The prompt; without one, an interactive chat starts
     pub prompt: Option<String>,

@@ -1,0 +1,304 @@
+//! The few hub endpoints the downloader needs: the commit a revision points at (model info),
+//! the file list (tree API, paginated through the Link header), and resolve URLs. Also the
+//! retry policy every request shares.
+use super::config::HubConfig;
+use super::error::{DownloadError, Result};
+use crate::model_id::HubModel;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TreeEntry {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub path: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub oid: String,
+    #[serde(default)]
+    pub lfs: Option<LfsInfo>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LfsInfo {
+    pub oid: String,
+    pub size: u64,
+}
+
+impl TreeEntry {
+    /// The blob name in the cache: the LFS sha256, else the git blob id (what the hub sends as
+    /// the ETag, and what huggingface_hub names blobs after).
+    pub fn etag(&self) -> &str {
+        self.lfs
+            .as_ref()
+            .map(|l| l.oid.as_str())
+            .unwrap_or(&self.oid)
+    }
+
+    pub fn file_size(&self) -> u64 {
+        self.lfs.as_ref().map(|l| l.size).unwrap_or(self.size)
+    }
+}
+
+#[derive(Deserialize)]
+struct ModelInfo {
+    sha: Option<String>,
+}
+
+pub(crate) struct HubClient {
+    pub config: HubConfig,
+    pub http: Client,
+    pub max_retries: u32,
+    pub backoff: Duration,
+}
+
+/// Transient failures are retried; the rest end the download.
+pub(crate) enum Failure {
+    Transient(Box<dyn std::error::Error + Send + Sync>),
+    Fatal(DownloadError),
+}
+
+impl HubClient {
+    pub fn new(
+        config: HubConfig,
+        stall_timeout: Duration,
+        max_retries: u32,
+        backoff: Duration,
+    ) -> Result<Self> {
+        let http = Client::builder()
+            .user_agent(concat!("cortexstream/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(stall_timeout)
+            // The blocking client applies this to each read, which makes it a stall detector.
+            .timeout(stall_timeout)
+            .build()
+            .map_err(|e| DownloadError::BadResponse {
+                url: config.endpoint.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(HubClient {
+            config,
+            http,
+            max_retries,
+            backoff,
+        })
+    }
+
+    pub fn get(&self, url: &str) -> RequestBuilder {
+        let req = self.http.get(url);
+        match &self.config.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    pub fn resolve_url(&self, repo: &HubModel, commit: &str, path: &str) -> String {
+        let path: Vec<String> = path.split('/').map(encode_segment).collect();
+        format!(
+            "{}/{}/resolve/{}/{}",
+            self.config.endpoint,
+            repo.repo_id(),
+            encode_segment(commit),
+            path.join("/")
+        )
+    }
+
+    /// Maps a response status to the error it means, or `None` on success.
+    pub fn classify(&self, repo: &HubModel, url: &str, status: StatusCode) -> Option<Failure> {
+        if status.is_success() {
+            return None;
+        }
+        let code = status.as_u16();
+        Some(match code {
+            401 | 403 => Failure::Fatal(DownloadError::Unauthorized {
+                repo: repo.repo_id(),
+                status: code,
+                page: format!("{}/{}", self.config.endpoint, repo.repo_id()),
+            }),
+            404 => Failure::Fatal(DownloadError::RepoNotFound {
+                repo: repo.repo_id(),
+                revision: repo.revision_or_main().to_string(),
+                endpoint: self.config.endpoint.clone(),
+            }),
+            408 | 429 | 500..=599 => Failure::Transient(format!("HTTP {code}").into()),
+            _ => Failure::Fatal(DownloadError::Http {
+                url: url.to_string(),
+                status: code,
+            }),
+        })
+    }
+
+    /// Sleeps before retry `attempt` (1-based): base * 2^(attempt-1), capped at 30 s.
+    pub fn backoff_sleep(
+        &self,
+        attempt: u32,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<()> {
+        let wait = self
+            .backoff
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+            .min(Duration::from_secs(30));
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until {
+            if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(DownloadError::Cancelled);
+            }
+            std::thread::sleep(Duration::from_millis(20).min(wait));
+        }
+        Ok(())
+    }
+
+    /// One API GET with retries on transient failures.
+    fn get_json(
+        &self,
+        repo: &HubModel,
+        url: &str,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<Response> {
+        let mut attempt = 0;
+        loop {
+            let failure = match self.get(url).send() {
+                Ok(resp) => match self.classify(repo, url, resp.status()) {
+                    None => return Ok(resp),
+                    Some(f) => f,
+                },
+                Err(e) => Failure::Transient(Box::new(e)),
+            };
+            match failure {
+                Failure::Fatal(e) => return Err(e),
+                Failure::Transient(source) => {
+                    attempt += 1;
+                    if attempt > self.max_retries {
+                        return Err(DownloadError::Network {
+                            url: url.to_string(),
+                            attempts: attempt,
+                            source,
+                        });
+                    }
+                    self.backoff_sleep(attempt, cancel)?;
+                }
+            }
+        }
+    }
+
+    /// The commit `repo`'s revision points at.
+    pub fn resolve_commit(
+        &self,
+        repo: &HubModel,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<String> {
+        let rev = repo.revision_or_main();
+        let url = format!(
+            "{}/api/models/{}/revision/{}",
+            self.config.endpoint,
+            repo.repo_id(),
+            encode_segment(rev)
+        );
+        let info: ModelInfo = self
+            .get_json(repo, &url, cancel)?
+            .json()
+            .map_err(bad(&url))?;
+        match info.sha {
+            Some(sha) => Ok(sha),
+            None if rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit()) => {
+                Ok(rev.to_string())
+            }
+            None => Err(DownloadError::BadResponse {
+                url,
+                detail: "model info has no sha".into(),
+            }),
+        }
+    }
+
+    /// Every file of the repository at `commit`.
+    pub fn list_files(
+        &self,
+        repo: &HubModel,
+        commit: &str,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<Vec<TreeEntry>> {
+        let mut url = format!(
+            "{}/api/models/{}/tree/{}?recursive=true",
+            self.config.endpoint,
+            repo.repo_id(),
+            encode_segment(commit)
+        );
+        let mut files = Vec::new();
+        loop {
+            let resp = self.get_json(repo, &url, cancel)?;
+            let next = resp
+                .headers()
+                .get_all(reqwest::header::LINK)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(next_link);
+            let page: Vec<TreeEntry> = resp.json().map_err(bad(&url))?;
+            files.extend(page.into_iter().filter(|e| e.kind == "file"));
+            match next {
+                Some(n) if n.starts_with('/') => url = format!("{}{}", self.config.endpoint, n),
+                Some(n) => url = n,
+                None => return Ok(files),
+            }
+        }
+    }
+}
+
+fn bad(url: &str) -> impl FnOnce(reqwest::Error) -> DownloadError + '_ {
+    move |e| DownloadError::BadResponse {
+        url: url.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+/// The URL of `rel="next"` in a Link header value, if any.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        is_next.then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
+/// Percent-encodes one URL path segment (RFC 3986 unreserved characters stay as they are).
+pub(crate) fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header() {
+        let h = r#"<https://hub/api/models?cursor=abc>; rel="next", <https://hub/x>; rel="prev""#;
+        assert_eq!(
+            next_link(h).as_deref(),
+            Some("https://hub/api/models?cursor=abc")
+        );
+        assert_eq!(next_link(r#"<https://hub/x>; rel="prev""#), None);
+    }
+
+    #[test]
+    fn encoding() {
+        assert_eq!(encode_segment("refs/pr/1"), "refs%2Fpr%2F1");
+        assert_eq!(encode_segment("a b.json"), "a%20b.json");
+    }
+}
