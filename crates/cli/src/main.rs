@@ -2,8 +2,11 @@
 mod bench;
 mod convert;
 mod default_model;
+mod info;
+mod models;
 mod pull;
 mod run;
+mod search;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -31,6 +34,12 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Download a model from the Hugging Face hub into the shared HF cache.
     Pull(pull::PullArgs),
+    /// Search the Hugging Face hub for models.
+    Search(search::SearchArgs),
+    /// Show a hub model's files, license, support here and memory needs, without downloading.
+    Info(info::InfoArgs),
+    /// List the architectures and weight formats this build runs.
+    Models(models::ModelsArgs),
     /// Measure prefill and decode speed; prints JSON.
     Bench(bench::BenchArgs),
 }
@@ -43,6 +52,9 @@ fn main() {
         Command::Convert(args) => convert::run(args),
         Command::Bench(args) => bench::bench(args),
         Command::Pull(args) => pull::run(args),
+        Command::Search(args) => search::run(args),
+        Command::Info(args) => info::run(args),
+        Command::Models(args) => models::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

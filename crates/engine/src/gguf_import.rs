@@ -16,14 +16,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// GGML tensor types MLX can load: F32, F16, Q4_0, Q4_1, Q8_0.
-const SUPPORTED_TYPES: &[(u32, &str)] = &[
+pub const SUPPORTED_TYPES: &[(u32, &str)] = &[
     (0, "F32"),
     (1, "F16"),
     (2, "Q4_0"),
     (3, "Q4_1"),
     (8, "Q8_0"),
 ];
-const SUPPORTED_ARCHS: &[&str] = &["llama"];
+pub const SUPPORTED_ARCHS: &[&str] = &["llama"];
 
 fn ggml_type_name(t: u32) -> String {
     let names = [

@@ -11,21 +11,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::Duration;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CORTEX_TEST_PYTHON") {
-        return p.into();
-    }
-    let venv = workspace().join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
+mod common;
+use common::{python, workspace};
 
 /// Deterministic pseudo-random bytes (xorshift), so corruption and ranges are visible.
 fn bytes(n: usize, seed: u64) -> Vec<u8> {

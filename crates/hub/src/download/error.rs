@@ -14,7 +14,9 @@ pub enum DownloadError {
         status: u16,
         page: String,
     },
-    #[error("{repo} (revision {revision}) was not found on {endpoint}")]
+    #[error(
+        "{repo} (revision {revision}) was not found on {endpoint} (a private repo needs HF_TOKEN)"
+    )]
     RepoNotFound {
         repo: String,
         revision: String,

@@ -6,10 +6,10 @@
 //! in `<etag>.incomplete.ranges` so a killed download resumes every range where it stopped.
 //! A file becomes a blob only after its sha256 (LFS) or size (others) checks out; a file that
 //! fails is deleted and fetched again a bounded number of times, never renamed into place.
-use super::api::{Failure, HubClient};
 use super::cache::RepoCache;
 use super::error::{DownloadError, Result};
 use super::progress::{DownloadEvent, FileCounter, Tracker};
+use crate::api::{Failure, HubClient};
 use crate::model_id::HubModel;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
@@ -301,7 +301,7 @@ impl Fetcher<'_> {
             format!("bytes={}-{}", pos, range.end - 1),
         );
         let mut resp = req.send().map_err(|e| Failure::Transient(Box::new(e)))?;
-        if let Some(f) = self.client.classify(self.repo, url, resp.status()) {
+        if let Some(f) = self.client.classify_response(Some(self.repo), url, &resp) {
             return Err(f);
         }
         if resp.status() != reqwest::StatusCode::PARTIAL_CONTENT && pos > 0 {

@@ -5,14 +5,13 @@
 //! Never: exposes a file that failed verification, writes outside the repo's cache folder, or
 //! deletes anything but its own partial files. Written on reqwest rather than the hf-hub crate;
 //! see docs/ARCHITECTURE.md for why.
-mod api;
 mod cache;
 mod config;
 mod error;
 mod fetch;
 mod progress;
 
-pub use api::{LfsInfo, TreeEntry};
+pub use crate::api::{LfsInfo, TreeEntry};
 pub use config::{HubConfig, DEFAULT_ENDPOINT};
 pub use error::DownloadError;
 pub use progress::{DownloadEvent, Progress};
@@ -95,7 +94,7 @@ pub fn download(
     cancel: &AtomicBool,
     on_event: &(dyn Fn(DownloadEvent) + Sync),
 ) -> Result<Snapshot, DownloadError> {
-    let client = api::HubClient::new(
+    let client = crate::api::HubClient::new(
         opts.config.clone(),
         opts.stall_timeout,
         opts.max_retries,

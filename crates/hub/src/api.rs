@@ -1,13 +1,16 @@
-//! The few hub endpoints the downloader needs: the commit a revision points at (model info),
-//! the file list (tree API, paginated through the Link header), and resolve URLs. Also the
-//! retry policy every request shares.
-use super::config::HubConfig;
-use super::error::{DownloadError, Result};
+//! The HTTP side of the hub API, shared by the downloader and search/details: one client
+//! (HF_ENDPOINT, the token as Bearer, the stall timeout), the status -> error mapping, the retry
+//! policy, Link-header pagination, and the endpoints both need (revision -> commit, the tree).
+//! It never writes to the cache; that is the downloader's job.
+use crate::download::{DownloadError, HubConfig};
 use crate::model_id::HubModel;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::time::Duration;
+
+type Result<T> = std::result::Result<T, DownloadError>;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TreeEntry {
@@ -105,29 +108,59 @@ impl HubClient {
         )
     }
 
-    /// Maps a response status to the error it means, or `None` on success.
-    pub fn classify(&self, repo: &HubModel, url: &str, status: StatusCode) -> Option<Failure> {
+    /// Maps a response status to the error it means, or `None` on success. Without a `repo`
+    /// (search), 401/403/404 are plain HTTP errors.
+    pub fn classify(
+        &self,
+        repo: Option<&HubModel>,
+        url: &str,
+        status: StatusCode,
+    ) -> Option<Failure> {
         if status.is_success() {
             return None;
         }
         let code = status.as_u16();
-        Some(match code {
-            401 | 403 => Failure::Fatal(DownloadError::Unauthorized {
+        Some(match (code, repo) {
+            (401 | 403, Some(repo)) => Failure::Fatal(DownloadError::Unauthorized {
                 repo: repo.repo_id(),
                 status: code,
                 page: format!("{}/{}", self.config.endpoint, repo.repo_id()),
             }),
-            404 => Failure::Fatal(DownloadError::RepoNotFound {
+            (404, Some(repo)) => Failure::Fatal(DownloadError::RepoNotFound {
                 repo: repo.repo_id(),
                 revision: repo.revision_or_main().to_string(),
                 endpoint: self.config.endpoint.clone(),
             }),
-            408 | 429 | 500..=599 => Failure::Transient(format!("HTTP {code}").into()),
+            (408 | 429 | 500..=599, _) => Failure::Transient(format!("HTTP {code}").into()),
             _ => Failure::Fatal(DownloadError::Http {
                 url: url.to_string(),
                 status: code,
             }),
         })
+    }
+
+    /// [`Self::classify`], except that the hub's `X-Error-Code: RepoNotFound` means not found
+    /// even on a 401 (what the hub answers for unknown and private repos alike without a token).
+    pub fn classify_response(
+        &self,
+        repo: Option<&HubModel>,
+        url: &str,
+        resp: &Response,
+    ) -> Option<Failure> {
+        let code = resp
+            .headers()
+            .get("x-error-code")
+            .and_then(|v| v.to_str().ok());
+        match (repo, code) {
+            (Some(repo), Some("RepoNotFound")) if !resp.status().is_success() => {
+                Some(Failure::Fatal(DownloadError::RepoNotFound {
+                    repo: repo.repo_id(),
+                    revision: repo.revision_or_main().to_string(),
+                    endpoint: self.config.endpoint.clone(),
+                }))
+            }
+            _ => self.classify(repo, url, resp.status()),
+        }
     }
 
     /// Sleeps before retry `attempt` (1-based): base * 2^(attempt-1), capped at 30 s.
@@ -151,16 +184,16 @@ impl HubClient {
     }
 
     /// One API GET with retries on transient failures.
-    fn get_json(
+    pub fn get_json(
         &self,
-        repo: &HubModel,
+        repo: Option<&HubModel>,
         url: &str,
         cancel: &std::sync::atomic::AtomicBool,
     ) -> Result<Response> {
         let mut attempt = 0;
         loop {
             let failure = match self.get(url).send() {
-                Ok(resp) => match self.classify(repo, url, resp.status()) {
+                Ok(resp) => match self.classify_response(repo, url, &resp) {
                     None => return Ok(resp),
                     Some(f) => f,
                 },
@@ -197,7 +230,7 @@ impl HubClient {
             encode_segment(rev)
         );
         let info: ModelInfo = self
-            .get_json(repo, &url, cancel)?
+            .get_json(Some(repo), &url, cancel)?
             .json()
             .map_err(bad(&url))?;
         match info.sha {
@@ -219,13 +252,29 @@ impl HubClient {
         commit: &str,
         cancel: &std::sync::atomic::AtomicBool,
     ) -> Result<Vec<TreeEntry>> {
-        let mut url = format!(
+        let url = format!(
             "{}/api/models/{}/tree/{}?recursive=true",
             self.config.endpoint,
             repo.repo_id(),
             encode_segment(commit)
         );
         let mut files = Vec::new();
+        self.get_pages(Some(repo), url, cancel, |page: Vec<TreeEntry>| {
+            files.extend(page.into_iter().filter(|e| e.kind == "file"));
+            true
+        })?;
+        Ok(files)
+    }
+
+    /// GETs `url` and every page its `Link: rel="next"` header chains to, handing each page to
+    /// `on_page` until it returns false or there is no next page.
+    pub fn get_pages<T: DeserializeOwned>(
+        &self,
+        repo: Option<&HubModel>,
+        mut url: String,
+        cancel: &std::sync::atomic::AtomicBool,
+        mut on_page: impl FnMut(Vec<T>) -> bool,
+    ) -> Result<()> {
         loop {
             let resp = self.get_json(repo, &url, cancel)?;
             let next = resp
@@ -234,18 +283,20 @@ impl HubClient {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .find_map(next_link);
-            let page: Vec<TreeEntry> = resp.json().map_err(bad(&url))?;
-            files.extend(page.into_iter().filter(|e| e.kind == "file"));
+            let page: Vec<T> = resp.json().map_err(bad(&url))?;
+            if !on_page(page) {
+                return Ok(());
+            }
             match next {
                 Some(n) if n.starts_with('/') => url = format!("{}{}", self.config.endpoint, n),
                 Some(n) => url = n,
-                None => return Ok(files),
+                None => return Ok(()),
             }
         }
     }
 }
 
-fn bad(url: &str) -> impl FnOnce(reqwest::Error) -> DownloadError + '_ {
+pub(crate) fn bad(url: &str) -> impl FnOnce(reqwest::Error) -> DownloadError + '_ {
     move |e| DownloadError::BadResponse {
         url: url.to_string(),
         detail: e.to_string(),
