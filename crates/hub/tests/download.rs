@@ -554,3 +554,91 @@ fn shares_the_cache_with_huggingface_hub() {
     let out = hf_python(&hub, &code).unwrap();
     assert!(out.starts_with("t/m 5 "), "{out}");
 }
+
+/// Child half of `sigkill_mid_file_then_rerun_fetches_only_the_rest`: a download run in its own
+/// process so the parent can SIGKILL it mid-file. Ignored in normal runs; the parent runs it
+/// with `--ignored --exact`.
+#[test]
+#[ignore = "child process of the SIGKILL test"]
+fn sigkill_child_entry() {
+    let url = std::env::var("CORTEX_KILL_TEST_URL").expect("run by the SIGKILL test");
+    let cache = std::env::var("CORTEX_KILL_TEST_CACHE").expect("run by the SIGKILL test");
+    let opts = DownloadOptions {
+        config: HubConfig {
+            endpoint: url,
+            token: None,
+            cache_dir: cache.into(),
+        },
+        chunk_threshold: u64::MAX,
+        stall_timeout: Duration::from_secs(120),
+        disk_margin: 0,
+        include: vec!["big.safetensors".into()],
+        ..Default::default()
+    };
+    let _ = download(
+        &HubModel::new("t", "m"),
+        &opts,
+        &AtomicBool::new(false),
+        &|_| {},
+    );
+}
+
+#[test]
+fn sigkill_mid_file_then_rerun_fetches_only_the_rest() {
+    let hub = Hub::start();
+    let cache = tempfile::tempdir().unwrap();
+    let data = hub.source("big.safetensors");
+    // The server sends 2.5 MB of the file, then holds the connection long enough to kill.
+    hub.faults(json!([{"path_glob": "/cdn/*", "kind": "stall", "bytes": 2_500_000, "seconds": 60, "times": 1}]));
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "sigkill_child_entry", "--nocapture"])
+        .env("CORTEX_KILL_TEST_URL", &hub.url)
+        .env("CORTEX_KILL_TEST_CACHE", cache.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = cache
+        .path()
+        .join("models--t--m/blobs")
+        .join(format!("{}.incomplete", sha256(&data)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 2_000_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never wrote 2 MB"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let have = std::fs::metadata(&partial).unwrap().len();
+    assert!(have < data.len() as u64);
+    hub.http
+        .delete(format!("{}/_faults", hub.url))
+        .send()
+        .unwrap();
+    hub.clear_log();
+
+    let mut opts = hub.opts(cache.path());
+    opts.chunk_threshold = u64::MAX;
+    opts.include = vec!["big.safetensors".into()];
+    let snap = pull(&opts).0.unwrap();
+    assert!(
+        std::fs::read(snap.path.join("big.safetensors")).unwrap() == data,
+        "resumed file differs"
+    );
+    assert_eq!(
+        snap.fetched_bytes,
+        data.len() as u64 - have,
+        "only the missing bytes are fetched"
+    );
+    for g in hub.file_gets("/cdn/") {
+        assert_eq!(
+            g["range"],
+            json!(format!("bytes={}-{}", have, data.len() - 1)),
+            "{g}"
+        );
+    }
+    no_partials(cache.path());
+}
