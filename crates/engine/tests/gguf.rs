@@ -1,8 +1,6 @@
 //! GGUF: MLX's tensor loading against PyPI `gguf`'s dequantization, and the importer
 //! (names, llama.cpp's Q/K permutation, config, tokenizer) against mlx-lm's logits.
 mod common;
-use cortex_engine::cache::SimpleKvCache;
-use cortex_engine::generate::tokens_array;
 use cortex_engine::gguf_import::import_gguf;
 use cortex_engine::EngineError;
 use cortex_mlx::{load_gguf, load_safetensors, ops, Dtype};
@@ -47,24 +45,7 @@ fn every_quant_type_dequantizes_like_gguf_py() {
 
 fn check_logits(dir: &std::path::Path, tol: f32) -> f32 {
     let model = cortex_engine::load(dir).unwrap();
-    let refs = load_safetensors(&common::fixtures().join("refs/tiny-llama.safetensors"))
-        .unwrap()
-        .tensors;
-    let prompt: Vec<u32> = refs["prompt_tokens"]
-        .to_vec::<i32>()
-        .unwrap()
-        .iter()
-        .map(|&t| t as u32)
-        .collect();
-    let want = refs["prompt_logits"].to_vec::<f32>().unwrap();
-    let mut cache = SimpleKvCache::new(model.model.num_layers());
-    let got = model
-        .model
-        .forward(&tokens_array(&prompt).unwrap(), &mut cache)
-        .unwrap()
-        .to_f32_vec()
-        .unwrap();
-    let d = common::max_abs_diff(&got, &want);
+    let d = common::compare(&model, &common::Reference::mlx_lm("tiny-llama"), 0).prompt;
     assert!(
         d <= tol,
         "{}: logits differ from mlx-lm's on the original weights by {d}",

@@ -22,9 +22,7 @@
 //! with only that scale rounded, and is held to 1e-3; the plain golden is held to
 //! GEMMA3_EMBED_SCALE_TOL, still tight enough to catch rope, window or norm mistakes.
 mod common;
-use cortex_engine::cache::{KvCache, SimpleKvCache};
-use cortex_engine::generate::tokens_array;
-use cortex_mlx::{load_safetensors, Array};
+use cortex_mlx::load_safetensors;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -76,54 +74,19 @@ fn check_golden(golden: &str, tol: f32) -> (f32, f32) {
         );
     }
 
-    let t = &file.tensors;
-    let prompt: Vec<u32> = t["prompt_tokens"]
-        .to_vec::<i32>()
-        .unwrap()
-        .iter()
-        .map(|&x| x as u32)
-        .collect();
-    let want_prompt = t["prompt_logits"].to_vec::<f32>().unwrap();
-    let decode: Vec<i32> = t["decode_tokens"].to_vec::<i32>().unwrap();
-    let want_decode = t["decode_logits"].to_vec::<f32>().unwrap();
-    assert!(
-        prompt.len() >= 64 && decode.len() >= 16,
-        "{golden}: golden too short"
-    );
-    let vocab = want_prompt.len() / prompt.len();
-    assert_eq!(
-        want_decode.len(),
-        vocab * decode.len(),
-        "{golden}: bad shapes"
-    );
-
+    let reference = common::Reference::from_tensors(&file.tensors);
     let model = cortex_engine::load(&model_dir).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let mut cache = SimpleKvCache::new(model.model.num_layers());
-    let got = model
-        .model
-        .forward(&tokens_array(&prompt).unwrap(), &mut cache)
-        .unwrap()
-        .to_f32_vec()
-        .unwrap();
-    let d_prompt = common::max_abs_diff(&got, &want_prompt);
-
-    let mut d_decode = 0.0f32;
-    let mut worst_step = 0;
-    for (i, &tok) in decode.iter().enumerate() {
-        let x = Array::from_slice(&[tok], &[1, 1]).unwrap();
-        let got = model
-            .model
-            .forward(&x, &mut cache)
-            .unwrap()
-            .to_f32_vec()
-            .unwrap();
-        let d = common::max_abs_diff(&got, &want_decode[i * vocab..(i + 1) * vocab]);
-        if d > d_decode {
-            d_decode = d;
-            worst_step = i;
-        }
-    }
-    assert_eq!(cache.offset(), (prompt.len() + decode.len()) as i32);
+    let d = common::compare(&model, &reference, usize::MAX);
+    let d_prompt = d.prompt;
+    let (worst_step, d_decode) =
+        d.decode
+            .iter()
+            .copied()
+            .enumerate()
+            .fold(
+                (0, 0.0f32),
+                |best, (i, x)| if x > best.1 { (i, x) } else { best },
+            );
 
     eprintln!(
         "{golden}: max |engine - transformers| prompt {d_prompt:.3e}, decode {d_decode:.3e} \

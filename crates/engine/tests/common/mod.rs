@@ -31,3 +31,87 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// A logits reference (mlx-lm's or transformers'): a prompt, its logits at every position, and
+/// decode tokens fed one at a time with the logits after each ([16, V] flattened).
+pub struct Reference {
+    pub prompt: Vec<u32>,
+    pub prompt_logits: Vec<f32>,
+    pub decode: Vec<i32>,
+    pub decode_logits: Vec<f32>,
+}
+
+impl Reference {
+    pub fn from_tensors(t: &std::collections::BTreeMap<String, cortex_mlx::Array>) -> Reference {
+        let r = Reference {
+            prompt: t["prompt_tokens"]
+                .to_vec::<i32>()
+                .unwrap()
+                .iter()
+                .map(|&x| x as u32)
+                .collect(),
+            prompt_logits: t["prompt_logits"].to_vec::<f32>().unwrap(),
+            decode: t["decode_tokens"].to_vec::<i32>().unwrap(),
+            decode_logits: t["decode_logits"].to_vec::<f32>().unwrap(),
+        };
+        assert!(
+            r.prompt.len() >= 64 && r.decode.len() >= 16,
+            "reference too short"
+        );
+        assert_eq!(
+            r.decode_logits.len(),
+            r.vocab() * r.decode.len(),
+            "reference shapes disagree"
+        );
+        r
+    }
+
+    /// tests/fixtures/generated/refs/<name>.safetensors (mlx-lm).
+    pub fn mlx_lm(name: &str) -> Reference {
+        let path = fixtures().join("refs").join(format!("{name}.safetensors"));
+        Reference::from_tensors(&cortex_mlx::load_safetensors(&path).unwrap().tensors)
+    }
+
+    pub fn vocab(&self) -> usize {
+        self.prompt_logits.len() / self.prompt.len()
+    }
+}
+
+/// Max |ours - reference| over the prompt logits, and per decode step, running `model` through
+/// a fresh cache exactly as the reference was made.
+pub struct Diffs {
+    pub prompt: f32,
+    pub decode: Vec<f32>,
+}
+
+pub fn compare(model: &cortex_engine::LoadedModel, r: &Reference, decode_steps: usize) -> Diffs {
+    use cortex_engine::cache::{KvCache, SimpleKvCache};
+    let mut cache = SimpleKvCache::new(model.model.num_layers());
+    let tokens = cortex_engine::generate::tokens_array(&r.prompt).unwrap();
+    let got = model
+        .model
+        .forward(&tokens, &mut cache)
+        .unwrap()
+        .to_f32_vec()
+        .unwrap();
+    let prompt = max_abs_diff(&got, &r.prompt_logits);
+    let v = r.vocab();
+    let decode = (0..decode_steps.min(r.decode.len()))
+        .map(|i| {
+            let x = cortex_mlx::Array::from_slice(&[r.decode[i]], &[1, 1]).unwrap();
+            let got = model
+                .model
+                .forward(&x, &mut cache)
+                .unwrap()
+                .to_f32_vec()
+                .unwrap();
+            max_abs_diff(&got, &r.decode_logits[i * v..(i + 1) * v])
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        cache.offset(),
+        (r.prompt.len() + decode.len()) as i32,
+        "cache length"
+    );
+    Diffs { prompt, decode }
+}
