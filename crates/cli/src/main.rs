@@ -84,7 +84,7 @@ pub fn resolve_model(spec: &str) -> Result<std::path::PathBuf> {
         Ok(cortex_hub::ModelRef::Hub(model)) => Ok(pull::pull(&model, Vec::new())?.path),
         Ok(cortex_hub::ModelRef::Local(_)) => Ok(cortex_engine::loader::resolve(spec, &models)?),
         Err(e) => Err(anyhow::anyhow!(
-            "{spec}: neither a local model nor a Hugging Face id: {e}"
+            "{spec}: no such local model file or folder, and not a Hugging Face id ({e})"
         )),
     }
 }
