@@ -4,7 +4,7 @@ use crate::config::RawConfig;
 use crate::error::{EngineError, Result};
 use crate::gguf_import;
 use crate::models::{self, Model};
-use crate::weights::{safetensors_files, Weights};
+use crate::weights::Weights;
 use cortex_mlx::Dtype;
 use cortex_tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
@@ -78,7 +78,6 @@ pub fn load(dir: &Path) -> Result<LoadedModel> {
         .and_then(|v| v.as_str())
         .and_then(Dtype::parse);
     let dtype = crate::device::compute_dtype(checkpoint_dtype);
-    let _ = safetensors_files(dir)?;
     let weights = Weights::load_dir(dir, config.quantization()?, dtype)?;
     let model = models::build(&config, weights)?;
     Ok(LoadedModel {
