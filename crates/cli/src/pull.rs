@@ -6,7 +6,7 @@ use cortex_hub::download::{self, DownloadEvent, DownloadOptions, Snapshot};
 use cortex_hub::{parse_model_ref, HubModel, ModelRef};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 #[derive(Args)]
@@ -44,11 +44,35 @@ pub fn pull(model: &HubModel, include: Vec<String>) -> Result<Snapshot> {
         ..Default::default()
     };
     let bars = Bars::new();
-    let cancel = AtomicBool::new(false);
-    let snap = download::download(model, &opts, &cancel, &|e| bars.on_event(e))
-        .with_context(|| format!("downloading {model}"))?;
+    let cancel = ctrl_c_flag();
+    let result = download::download(model, &opts, cancel, &|e| bars.on_event(e));
     bars.finish();
-    Ok(snap)
+    match result {
+        Err(download::DownloadError::Cancelled) => bail!(
+            "download of {model} cancelled; the partial files are kept: run the same command again to resume"
+        ),
+        r => r.with_context(|| format!("downloading {model}")),
+    }
+}
+
+/// Ctrl-C during a pull: the first press stops the download cleanly (partial files stay in the
+/// cache for resume), a second press exits at once.
+fn ctrl_c_flag() -> &'static AtomicBool {
+    static FLAG: AtomicBool = AtomicBool::new(false);
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let installed = ctrlc::set_handler(|| {
+            if FLAG.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ncancelling (Ctrl-C again to quit now)...");
+        });
+        if let Err(e) = installed {
+            eprintln!("warning: Ctrl-C will not cancel the download cleanly: {e}");
+        }
+    });
+    FLAG.store(false, Ordering::SeqCst);
+    &FLAG
 }
 
 struct Bars {
