@@ -4,7 +4,7 @@ use cortex_hub::download::{download, DownloadError, DownloadEvent, DownloadOptio
 use cortex_hub::HubModel;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 mod common;
-use common::{python, workspace};
+use common::python;
 
 /// Deterministic pseudo-random bytes (xorshift), so corruption and ranges are visible.
 fn bytes(n: usize, seed: u64) -> Vec<u8> {
@@ -75,21 +75,7 @@ impl Hub {
     fn start() -> Hub {
         let root = tempfile::tempdir().unwrap();
         make_repos(root.path());
-        let mut child = Command::new(python())
-            .arg(workspace().join("tests/hub/server.py"))
-            .args(["--root", root.path().to_str().unwrap(), "--port", "0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start tests/hub/server.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .expect("LISTENING line")
-            .to_string();
+        let (child, url) = common::start_test_hub(root.path(), &[]);
         Hub {
             child,
             url,

@@ -7,9 +7,8 @@ use cortex_hub::search::{
 };
 use cortex_hub::HubModel;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 const PAGE_SIZE: usize = 4;
 const N_SMALL: usize = 30;
@@ -38,22 +37,8 @@ impl Hub {
             made.success(),
             "make_fixture_repos.py failed (run tests/fixtures/make_all.sh)"
         );
-        let mut child = Command::new(python())
-            .arg(workspace().join("tests/hub/server.py"))
-            .args(["--root", repos.to_str().unwrap(), "--port", "0"])
-            .args(["--page-size", &PAGE_SIZE.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start tests/hub/server.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .expect("LISTENING line")
-            .to_string();
+        let page_size = PAGE_SIZE.to_string();
+        let (child, url) = common::start_test_hub(&repos, &["--page-size", &page_size]);
         Hub { child, url, root }
     }
 
