@@ -15,6 +15,56 @@ pub trait KvCache {
     fn offset(&self) -> i32 {
         self.layer_offset(0)
     }
+    /// Several sequences in one forward pass (continuous batching): the input holds their
+    /// tokens back to back ([1, sum of lens]) and each attends only to its own cache. None:
+    /// the input is one sequence continuing at `layer_offset`.
+    fn segments(&self) -> Option<&[Segment]> {
+        None
+    }
+    /// With segments: appends every segment's new k/v ([1, H, T, D], RoPE applied, in input
+    /// order) for `layer`; returns each segment's cached keys and values ([1, H, S_i, D]).
+    fn update_and_fetch_segments(
+        &mut self,
+        layer: usize,
+        _k: Array,
+        _v: Array,
+    ) -> Result<Vec<(Array, Array)>> {
+        Err(crate::error::EngineError::InvalidRequest(format!(
+            "layer {layer}: this cache holds one sequence"
+        )))
+    }
+    /// Some(int32 [B]) when the pass is a decode step of B sequences with one new token
+    /// each: the position of each one's token. Attention then runs batched through
+    /// `update_and_fetch_padded`.
+    fn decode_offsets(&self) -> Option<&Array> {
+        None
+    }
+    /// With `decode_offsets`: appends k/v ([B, Hkv, 1, D], RoPE applied) for `layer`; returns
+    /// every sequence's keys and values padded to the longest ([B, Hkv, S, D]).
+    fn update_and_fetch_padded(
+        &mut self,
+        layer: usize,
+        _k: Array,
+        _v: Array,
+    ) -> Result<(Array, Array)> {
+        Err(crate::error::EngineError::InvalidRequest(format!(
+            "layer {layer}: this cache has no batched decode"
+        )))
+    }
+    /// Rows of the input whose logits are wanted (int32 [R]); None: every row. Models apply
+    /// the output head to these rows only.
+    fn logit_rows(&self) -> Option<&Array> {
+        None
+    }
+}
+
+/// One sequence's part of a batched forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Positions already cached for this sequence (where its new tokens start).
+    pub offset: i32,
+    /// New tokens in this pass.
+    pub len: i32,
 }
 
 #[derive(Default)]

@@ -43,6 +43,13 @@ pub enum EngineError {
     Mlx(#[from] cortex_mlx::Error),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("the prompt has {prompt_tokens} tokens but this model's context holds {max_context} tokens (prompt plus completion)")]
+    ContextLength {
+        prompt_tokens: usize,
+        max_context: usize,
+    },
+    #[error("the engine has stopped")]
+    EngineStopped,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;

@@ -74,7 +74,9 @@ impl<'m> Generator<'m> {
                 "the prompt has no tokens".into(),
             ));
         }
-        let mut sampler = Sampler::new(params.sampler.clone())?;
+        let mut sampler = Sampler::with_prompt(params.sampler.clone(), prompt)?;
+        // Penalties need each token before the next step is sampled: no queueing ahead then.
+        let pipelined = !params.sampler.uses_history();
         let mut cache = SimpleKvCache::new(self.model.num_layers());
         let start = Instant::now();
         let logits = self.prefill(prompt, params.prefill_step.max(1), &mut cache)?;
@@ -86,7 +88,7 @@ impl<'m> Generator<'m> {
         let mut finish = FinishReason::Length;
         while out.len() < params.max_tokens {
             // queue the next step before reading this one
-            let next = if out.len() + 1 < params.max_tokens {
+            let next = if pipelined && out.len() + 1 < params.max_tokens {
                 let logits = self.step(&y, &mut cache)?;
                 let n = sampler.sample(&logits)?;
                 ops::async_eval([&n])?;
@@ -101,12 +103,17 @@ impl<'m> Generator<'m> {
                 break;
             }
             out.push(tok);
+            sampler.observe(tok);
             if let Flow::Stop = on_token(tok) {
                 finish = FinishReason::Cancelled;
                 break;
             }
             match next {
                 Some(n) => y = n,
+                None if !pipelined && out.len() < params.max_tokens => {
+                    let logits = self.step(&y, &mut cache)?;
+                    y = sampler.sample(&logits)?;
+                }
                 None => break,
             }
         }

@@ -1,6 +1,7 @@
 //! CortexStream's inference engine on MLX: model architectures, weight loading (Hugging Face
 //! safetensors, MLX format with affine quantization, GGUF import), the per-sequence KV cache,
-//! sampling and the generation loop.
+//! sampling and the generation loop, and the serving core (paged KV cache with prefix caching,
+//! continuous-batching scheduler, streaming request API).
 //!
 //! The engine knows nothing of HTTP, SQLite or Hugging Face: callers hand it folders and files.
 //! Models never own KV state; they are handed a [`cache::KvCache`] on every forward pass.
@@ -11,10 +12,12 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod gguf_import;
+pub mod kv;
 pub mod loader;
 pub mod models;
 pub mod nn;
 pub mod sampler;
+pub mod serving;
 pub mod staging;
 pub mod weights;
 

@@ -17,6 +17,8 @@ pub struct LoadedModel {
     pub model_type: String,
     pub dtype: Dtype,
     pub load_time: Duration,
+    /// config.json's max_position_embeddings (the context the model was trained for).
+    pub context_length: Option<usize>,
 }
 
 /// Where imported and converted models live: $CORTEX_HOME/models, else ~/.cortexstream/models.
@@ -80,6 +82,10 @@ pub fn load(dir: &Path) -> Result<LoadedModel> {
     let dtype = crate::device::compute_dtype(checkpoint_dtype);
     let weights = Weights::load_dir(dir, config.quantization()?, dtype)?;
     let model = models::build(&config, weights)?;
+    let context_length = ["max_position_embeddings", "n_ctx", "max_sequence_length"]
+        .iter()
+        .find_map(|k| config.value.get(*k).and_then(|v| v.as_u64()))
+        .map(|n| n as usize);
     Ok(LoadedModel {
         model,
         tokenizer,
@@ -87,5 +93,6 @@ pub fn load(dir: &Path) -> Result<LoadedModel> {
         model_type,
         dtype,
         load_time: start.elapsed(),
+        context_length,
     })
 }

@@ -218,27 +218,37 @@ impl RotaryEmbedding {
     }
 
     pub fn forward(&self, x: &Array, offset: i32) -> Result<Array> {
-        let scaled;
-        let x = if self.input_scale == 1.0 {
-            x
-        } else if self.dims == x.dim(-1) {
-            scaled = x.mul_scalar(self.input_scale as f64)?;
-            &scaled
-        } else {
-            let head = x
-                .slice_axis(-1, 0, self.dims)?
-                .mul_scalar(self.input_scale as f64)?;
-            scaled = ops::concatenate(&[head, x.slice_axis(-1, self.dims, x.dim(-1))?], -1)?;
-            &scaled
-        };
-        let p = Rope {
+        let x = self.scale_input(x)?;
+        Ok(fast::rope(&x, &self.params(), offset)?)
+    }
+
+    /// One position offset per batch element: x [B, H, L, D], offsets int32 [B].
+    pub fn forward_offsets(&self, x: &Array, offsets: &Array) -> Result<Array> {
+        let x = self.scale_input(x)?;
+        Ok(fast::rope_offsets(&x, &self.params(), offsets)?)
+    }
+
+    fn params(&self) -> Rope<'_> {
+        Rope {
             dims: self.dims,
             traditional: self.traditional,
             base: self.base,
             scale: self.scale,
             freqs: self.freqs.as_ref(),
-        };
-        Ok(fast::rope(x, &p, offset)?)
+        }
+    }
+
+    fn scale_input(&self, x: &Array) -> Result<Array> {
+        Ok(if self.input_scale == 1.0 {
+            x.clone()
+        } else if self.dims == x.dim(-1) {
+            x.mul_scalar(self.input_scale as f64)?
+        } else {
+            let head = x
+                .slice_axis(-1, 0, self.dims)?
+                .mul_scalar(self.input_scale as f64)?;
+            ops::concatenate(&[head, x.slice_axis(-1, self.dims, x.dim(-1))?], -1)?
+        })
     }
 }
 
@@ -336,16 +346,104 @@ pub struct AttentionOptions {
 }
 
 /// Attention over the cache: causal by default, with a sliding window and/or soft-capped
-/// scores when the options say so. The cache may keep more than
-/// the window: keys no query can see are sliced off (so decode reads only W keys) and the
-/// rest are masked, which gives what a rotating window cache gives.
+/// scores when the options say so. With a batched cache (several sequences back to back),
+/// each sequence gets RoPE at its own offset and attends to its own cached keys only.
 pub fn attend_with(
     inp: AttentionInputs<'_>,
     cache: &mut dyn KvCache,
     opts: AttentionOptions,
 ) -> Result<Array> {
-    let scale = inp.scale;
-    let (q, k, v) = rope_and_cache(inp, cache)?;
+    if cache.decode_offsets().is_some() {
+        return attend_decode_batch(inp, cache, opts);
+    }
+    let Some(segments) = cache.segments().map(<[_]>::to_vec) else {
+        let scale = inp.scale;
+        let (q, k, v) = rope_and_cache(inp, cache)?;
+        return merge_heads(&attend_cached(&q, k, v, scale, opts)?);
+    };
+    let (mut qs, mut ks) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    for s in &segments {
+        let part = |a: &Array| -> Result<Array> {
+            if segments.len() == 1 {
+                Ok(a.clone())
+            } else {
+                Ok(a.slice_axis(2, start, start + s.len)?)
+            }
+        };
+        qs.push(inp.rope.forward(&part(&inp.q)?, s.offset)?);
+        ks.push(inp.rope.forward(&part(&inp.k)?, s.offset)?);
+        start += s.len;
+    }
+    let k_new = if ks.len() == 1 {
+        ks.pop().expect("one segment")
+    } else {
+        ops::concatenate(&ks, 2)?
+    };
+    let fetched = cache.update_and_fetch_segments(inp.layer, k_new, inp.v)?;
+    let outs = qs
+        .iter()
+        .zip(fetched)
+        .map(|(q, (k, v))| attend_cached(q, k, v, inp.scale, opts))
+        .collect::<Result<Vec<_>>>()?;
+    let out = if outs.len() == 1 {
+        outs.into_iter().next().expect("one segment")
+    } else {
+        ops::concatenate(&outs, 2)?
+    };
+    merge_heads(&out)
+}
+
+/// Attention for a decode step of B sequences (one new token each) in one go: the tokens
+/// become a batch of B single-token queries with RoPE at each one's own position, keys and
+/// values come padded to the longest sequence, and a keep-mask hides the padding (and keys
+/// outside a sliding window).
+fn attend_decode_batch(
+    inp: AttentionInputs<'_>,
+    cache: &mut dyn KvCache,
+    opts: AttentionOptions,
+) -> Result<Array> {
+    let offsets = cache
+        .decode_offsets()
+        .cloned()
+        .expect("checked by the caller");
+    // [1, H, B, D] -> [B, H, 1, D]
+    let per_row = |a: &Array| -> Result<Array> { Ok(a.transpose(&[2, 1, 0, 3])?) };
+    let q = inp.rope.forward_offsets(&per_row(&inp.q)?, &offsets)?;
+    let k = inp.rope.forward_offsets(&per_row(&inp.k)?, &offsets)?;
+    let (k, v) = cache.update_and_fetch_padded(inp.layer, k, per_row(&inp.v)?)?;
+    let (b, s) = (k.dim(0), k.dim(2));
+    // key j is visible to the query at position p when j <= p (and p - j < window)
+    let pos = offsets.reshape(&[b, 1])?;
+    let j = Array::arange(0.0, s as f64, 1.0, Dtype::Int32)?.reshape(&[1, s])?;
+    let mut keep = j.less_equal(&pos)?;
+    if let Some(w) = opts.window {
+        keep = keep.logical_and(&j.greater(&pos.add_scalar(-(w as f64))?)?)?;
+    }
+    let out = match opts.softcap {
+        None => {
+            let keep = keep.reshape(&[b, 1, 1, s])?;
+            fast::scaled_dot_product_attention(&q, &k, &v, inp.scale, Mask::Array(&keep))?
+        }
+        Some(cap) => {
+            let keep = keep.reshape(&[b, 1, 1, 1, s])?;
+            softcapped_attention(&q, &k, &v, inp.scale, cap, Some(&keep))?
+        }
+    };
+    // [B, H, 1, D] -> [1, H, B, D] -> [1, B, H*D]
+    merge_heads(&out.transpose(&[2, 1, 0, 3])?)
+}
+
+/// Queries [B, H, L, D] for the last L of the S cached positions in k/v ([B, Hkv, S, D]).
+/// The cache may keep more than the window: keys no query can see are sliced off (so decode
+/// reads only W keys) and the rest are masked, which gives what a rotating window cache gives.
+fn attend_cached(
+    q: &Array,
+    k: Array,
+    v: Array,
+    scale: f32,
+    opts: AttentionOptions,
+) -> Result<Array> {
     let (l, total) = (q.dim(2), k.dim(2));
     // The new queries are the last `l` of the `total` cached positions.
     let q_start = total - l;
@@ -359,12 +457,12 @@ pub fn attend_with(
         (k, v)
     };
     let window_bites = opts.window.is_some_and(|w| l > 1 && total > w);
-    let out = match opts.softcap {
+    Ok(match opts.softcap {
         None if window_bites => {
             let keep = keep_mask(q_start, l, k_start, total - k_start, opts.window)?;
-            fast::scaled_dot_product_attention(&q, &k, &v, scale, Mask::Array(&keep))?
+            fast::scaled_dot_product_attention(q, &k, &v, scale, Mask::Array(&keep))?
         }
-        None => fast::scaled_dot_product_attention(&q, &k, &v, scale, causal_mask(l))?,
+        None => fast::scaled_dot_product_attention(q, &k, &v, scale, causal_mask(l))?,
         Some(cap) => {
             let keep = if l > 1 {
                 Some(keep_mask(
@@ -377,10 +475,18 @@ pub fn attend_with(
             } else {
                 None
             };
-            softcapped_attention(&q, &k, &v, scale, cap, keep.as_ref())?
+            softcapped_attention(q, &k, &v, scale, cap, keep.as_ref())?
         }
-    };
-    merge_heads(&out)
+    })
+}
+
+/// The rows of the final hidden state [B, L, hidden] that need logits (the cache's
+/// `logit_rows`; all rows when it names none).
+pub fn logit_rows(h: &Array, cache: &dyn KvCache) -> Result<Array> {
+    Ok(match cache.logit_rows() {
+        Some(rows) => h.take(rows, 1)?,
+        None => h.clone(),
+    })
 }
 
 /// Boolean keep-mask [l, k_len] for queries at positions q_start.. over keys at positions

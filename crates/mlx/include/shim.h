@@ -89,6 +89,8 @@ ArrayPtr rms_norm(const Array& x, const Array* weight, float eps);
 ArrayPtr layer_norm(const Array& x, const Array* weight, const Array* bias, float eps);
 ArrayPtr rope(const Array& x, int32_t dims, bool traditional, float base, bool has_base,
               float scale, int32_t offset, const Array* freqs);
+ArrayPtr rope_offsets(const Array& x, int32_t dims, bool traditional, float base, bool has_base,
+                      float scale, const Array& offsets, const Array* freqs);
 ArrayPtr sdpa(const Array& q, const Array& k, const Array& v, float scale, rust::Str mask_mode,
               const Array* mask);
 

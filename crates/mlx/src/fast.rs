@@ -49,6 +49,23 @@ pub fn rope(x: &Array, p: &Rope<'_>, offset: i32) -> Result<Array> {
     })
 }
 
+/// RoPE with one position offset per batch element: x [B, H, L, D], offsets int32 [B].
+pub fn rope_offsets(x: &Array, p: &Rope<'_>, offsets: &Array) -> Result<Array> {
+    // Safety: as above.
+    wrap("rope_offsets", unsafe {
+        bridge::rope_offsets(
+            &x.0,
+            p.dims,
+            p.traditional,
+            p.base.unwrap_or(0.0),
+            p.base.is_some(),
+            p.scale,
+            &offsets.0,
+            opt_ptr(p.freqs),
+        )
+    })
+}
+
 /// How attention is masked.
 pub enum Mask<'a> {
     None,

@@ -116,6 +116,16 @@ pub(crate) mod bridge {
             offset: i32,
             freqs: *const Array,
         ) -> Result<UniquePtr<Array>>;
+        unsafe fn rope_offsets(
+            x: &Array,
+            dims: i32,
+            traditional: bool,
+            base: f32,
+            has_base: bool,
+            scale: f32,
+            offsets: &Array,
+            freqs: *const Array,
+        ) -> Result<UniquePtr<Array>>;
         unsafe fn sdpa(
             q: &Array,
             k: &Array,

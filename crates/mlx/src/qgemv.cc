@@ -149,66 +149,115 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-__attribute__((target("avx2,fma"))) void rows_avx2(const Problem& p, int n0, int n1) {
+// M rows of x (M <= 4) against weight rows n0..n1: each packed group is unpacked once and
+// used for all M rows, so a batch of decode rows costs little more than one. Each row's
+// arithmetic (per group: out += s * dot(q, x) + b * sum(x)) is the same whatever M is, so a
+// sequence gets bit-identical results alone or inside a batch.
+template <int M>
+__attribute__((target("avx2,fma"))) void rows_avx2_block(const Problem& p, int m0, int n0, int n1) {
   const int groups = p.k / p.group;
   const int row_bytes = p.k * p.bits / 8;
   const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   const __m256i nibble = _mm256_set1_epi32(0xF);
+  const float* x[M];
+  const float* xs[M];
+  for (int j = 0; j < M; ++j) {
+    x[j] = p.x + size_t(m0 + j) * p.k;
+    xs[j] = p.xsums + size_t(m0 + j) * groups;
+  }
   for (int r = n0; r < n1; ++r) {
     const uint8_t* wrow = p.w + size_t(r) * row_bytes;
     const float* srow = p.scales + size_t(r) * groups;
     const float* brow = p.biases + size_t(r) * groups;
-    for (int m = 0; m < p.m; ++m) {
-      const float* x = p.x + size_t(m) * p.k;
-      const float* xs = p.xsums + size_t(m) * groups;
-      __m256 total = _mm256_setzero_ps();
-      float bias_part = 0.f;
-      for (int g = 0; g < groups; ++g) {
-        const float* xg = x + g * p.group;
-        __m256 acc = _mm256_setzero_ps();
-        if (p.bits == 4) {
-          const uint8_t* q = wrow + g * p.group / 2;
-          for (int i = 0; i < p.group; i += 8) {
-            uint32_t word;
-            std::memcpy(&word, q + i / 2, 4);
-            __m256i v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(word)), shifts), nibble);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(xg + i), acc);
-          }
-        } else {
-          const uint8_t* q = wrow + g * p.group;
-          for (int i = 0; i < p.group; i += 8) {
-            __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i)));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(xg + i), acc);
-          }
+    __m256 total[M];
+    float bias_part[M];
+    for (int j = 0; j < M; ++j) {
+      total[j] = _mm256_setzero_ps();
+      bias_part[j] = 0.f;
+    }
+    for (int g = 0; g < groups; ++g) {
+      const int base = g * p.group;
+      __m256 acc[M];
+      for (int j = 0; j < M; ++j) acc[j] = _mm256_setzero_ps();
+      if (p.bits == 4) {
+        const uint8_t* q = wrow + base / 2;
+        for (int i = 0; i < p.group; i += 8) {
+          uint32_t word;
+          std::memcpy(&word, q + i / 2, 4);
+          __m256i v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(word)), shifts), nibble);
+          __m256 w = _mm256_cvtepi32_ps(v);
+          for (int j = 0; j < M; ++j) acc[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), acc[j]);
         }
-        total = _mm256_fmadd_ps(acc, _mm256_set1_ps(srow[g]), total);
-        bias_part += brow[g] * xs[g];
+      } else {
+        const uint8_t* q = wrow + base;
+        for (int i = 0; i < p.group; i += 8) {
+          __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i)));
+          __m256 w = _mm256_cvtepi32_ps(v);
+          for (int j = 0; j < M; ++j) acc[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), acc[j]);
+        }
       }
-      p.out[size_t(m) * p.n + r] = hsum(total) + bias_part;
+      const __m256 sc = _mm256_set1_ps(srow[g]);
+      for (int j = 0; j < M; ++j) {
+        total[j] = _mm256_fmadd_ps(acc[j], sc, total[j]);
+        bias_part[j] += brow[g] * xs[j][g];
+      }
+    }
+    for (int j = 0; j < M; ++j) p.out[size_t(m0 + j) * p.n + r] = hsum(total[j]) + bias_part[j];
+  }
+}
+
+// Dense float32: out[m, r] = dot(w[r], x[m]), M rows per pass over a weight row. Reading each
+// weight row once is what makes decode fast: BLAS sgemm packs (copies) the whole matrix even
+// for a single row of x.
+template <int M>
+__attribute__((target("avx2,fma"))) void dense_rows_avx2_block(const Problem& p, int m0, int n0, int n1) {
+  const float* wf = reinterpret_cast<const float*>(p.w);
+  const float* x[M];
+  for (int j = 0; j < M; ++j) x[j] = p.x + size_t(m0 + j) * p.k;
+  for (int r = n0; r < n1; ++r) {
+    const float* wrow = wf + size_t(r) * p.k;
+    __m256 a0[M], a1[M];
+    for (int j = 0; j < M; ++j) a0[j] = a1[j] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= p.k; i += 16) {
+      const __m256 w0 = _mm256_loadu_ps(wrow + i), w1 = _mm256_loadu_ps(wrow + i + 8);
+      for (int j = 0; j < M; ++j) {
+        a0[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[j] + i), a0[j]);
+        a1[j] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[j] + i + 8), a1[j]);
+      }
+    }
+    for (int j = 0; j < M; ++j) {
+      float acc = hsum(_mm256_add_ps(a0[j], a1[j]));
+      for (int t = i; t < p.k; ++t) acc += wrow[t] * x[j][t];
+      p.out[size_t(m0 + j) * p.n + r] = acc;
     }
   }
 }
 
-// Dense float32 rows: out[m, r] = dot(w[r], x[m]). Reading each weight row once is what makes
-// decode fast: BLAS sgemm packs (copies) the whole matrix even for a single row of x.
-__attribute__((target("avx2,fma"))) void dense_rows_avx2(const Problem& p, int n0, int n1) {
-  const float* wf = reinterpret_cast<const float*>(p.w);
-  for (int r = n0; r < n1; ++r) {
-    const float* wrow = wf + size_t(r) * p.k;
-    for (int m = 0; m < p.m; ++m) {
-      const float* x = p.x + size_t(m) * p.k;
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-      int i = 0;
-      for (; i + 16 <= p.k; i += 16) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wrow + i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(wrow + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-      }
-      float acc = hsum(_mm256_add_ps(a0, a1));
-      for (; i < p.k; ++i) acc += wrow[i] * x[i];
-      p.out[size_t(m) * p.n + r] = acc;
+// All rows of x in blocks of up to 4.
+template <template <int> class K>
+void by_blocks(const Problem& p, int n0, int n1) {
+  for (int m0 = 0; m0 < p.m; m0 += 4) {
+    switch (std::min(4, p.m - m0)) {
+      case 1: K<1>::run(p, m0, n0, n1); break;
+      case 2: K<2>::run(p, m0, n0, n1); break;
+      case 3: K<3>::run(p, m0, n0, n1); break;
+      default: K<4>::run(p, m0, n0, n1); break;
     }
   }
 }
+
+template <int M>
+struct QuantBlock {
+  static void run(const Problem& p, int m0, int n0, int n1) { rows_avx2_block<M>(p, m0, n0, n1); }
+};
+template <int M>
+struct DenseBlock {
+  static void run(const Problem& p, int m0, int n0, int n1) { dense_rows_avx2_block<M>(p, m0, n0, n1); }
+};
+
+void rows_avx2(const Problem& p, int n0, int n1) { by_blocks<QuantBlock>(p, n0, n1); }
+void dense_rows_avx2(const Problem& p, int n0, int n1) { by_blocks<DenseBlock>(p, n0, n1); }
 
 bool have_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");

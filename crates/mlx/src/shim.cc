@@ -262,6 +262,12 @@ ArrayPtr rope(const Array& x, int32_t dims, bool traditional, float base, bool h
   if (has_base) b = base;
   return wrap(mx::fast::rope(x.inner, dims, traditional, b, scale, offset, opt(freqs)));
 }
+ArrayPtr rope_offsets(const Array& x, int32_t dims, bool traditional, float base, bool has_base,
+                      float scale, const Array& offsets, const Array* freqs) {
+  std::optional<float> b;
+  if (has_base) b = base;
+  return wrap(mx::fast::rope(x.inner, dims, traditional, b, scale, offsets.inner, opt(freqs)));
+}
 ArrayPtr sdpa(const Array& q, const Array& k, const Array& v, float scale, rust::Str mask_mode,
               const Array* mask) {
   return wrap(mx::fast::scaled_dot_product_attention(q.inner, k.inner, v.inner, scale,

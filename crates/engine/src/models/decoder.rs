@@ -131,7 +131,7 @@ impl Model for Decoder {
             h = h.add(&m)?;
         }
         nn::lm_logits(
-            &self.norm.forward(&h)?,
+            &self.norm.forward(&nn::logit_rows(&h, cache)?)?,
             self.lm_head.as_ref(),
             &self.embed_tokens,
         )

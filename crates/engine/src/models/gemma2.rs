@@ -220,7 +220,9 @@ impl Model for Gemma2 {
         for (i, b) in self.layers.iter().enumerate() {
             h = b.forward(&h, &self.rope, i, cache)?;
         }
-        let logits = self.embed_tokens.as_linear(&self.norm.forward(&h)?)?;
+        let logits = self
+            .embed_tokens
+            .as_linear(&self.norm.forward(&nn::logit_rows(&h, cache)?)?)?;
         match self.final_logit_softcapping {
             Some(cap) => nn::softcap(&logits, cap),
             None => Ok(logits),

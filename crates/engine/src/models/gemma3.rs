@@ -255,7 +255,7 @@ impl Model for Gemma3 {
             h = b.forward(&h, rope, i, cache)?;
         }
         nn::lm_logits(
-            &self.norm.forward(&h)?,
+            &self.norm.forward(&nn::logit_rows(&h, cache)?)?,
             self.lm_head.as_ref(),
             &self.embed_tokens,
         )

@@ -1,0 +1,223 @@
+//! The KV pool's MLX arrays and the per-step view models write through.
+use super::BlockId;
+use crate::cache::{KvCache, Segment};
+use crate::error::{EngineError, Result};
+use cortex_mlx::Array;
+
+/// Per layer, keys and values of shape [slots, kv_heads, head_dim], created on first write
+/// (their head layout comes from the model's k/v).
+pub struct KvPool {
+    slots: i32,
+    keys: Vec<Option<Array>>,
+    values: Vec<Option<Array>>,
+}
+
+impl KvPool {
+    pub fn new(num_layers: usize, slots: usize) -> Self {
+        KvPool {
+            slots: slots as i32,
+            keys: vec![None; num_layers],
+            values: vec![None; num_layers],
+        }
+    }
+
+    /// Every layer's buffers (evaluate them with each step's output so the pool never grows
+    /// a graph).
+    pub fn arrays(&self) -> Vec<Array> {
+        self.keys
+            .iter()
+            .chain(&self.values)
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// Copies whole blocks (copy-on-write) in every layer: `(source, destination)` pairs.
+    pub fn copy_blocks(&mut self, copies: &[(BlockId, BlockId)], block_size: usize) -> Result<()> {
+        if copies.is_empty() {
+            return Ok(());
+        }
+        let slots = |pick: fn(&(BlockId, BlockId)) -> BlockId| -> Result<Array> {
+            let v: Vec<i32> = copies
+                .iter()
+                .flat_map(|c| {
+                    let b = pick(c) as usize * block_size;
+                    (b..b + block_size).map(|s| s as i32)
+                })
+                .collect();
+            Ok(Array::from_slice(&v, &[v.len() as i32])?)
+        };
+        let (src, dst) = (slots(|c| c.0)?, slots(|c| c.1)?);
+        let dst_idx = dst.reshape(&[-1, 1, 1])?;
+        for buf in self.keys.iter_mut().chain(self.values.iter_mut()).flatten() {
+            let rows = buf.take(&src, 0)?;
+            *buf = buf.put_along_axis(&dst_idx, &rows, 0)?;
+        }
+        Ok(())
+    }
+
+    fn buffer(slot: &mut Option<Array>, slots: i32, like: &Array) -> Result<Array> {
+        Ok(match slot.take() {
+            Some(a) => a,
+            None => Array::zeros(&[slots, like.dim(1), like.dim(2)], like.dtype())?,
+        })
+    }
+}
+
+/// One forward pass over several sequences: where each new token's K/V goes, which slots each
+/// sequence reads, and which rows need logits.
+pub struct BatchView<'a> {
+    pool: &'a mut KvPool,
+    segments: Vec<Segment>,
+    /// int32 [T, 1, 1]: the slot of every new token, in input order.
+    write: Array,
+    /// Per segment, int32 [offset + len]: the slots of all its positions in order.
+    read: Vec<Array>,
+    logit_rows: Option<Array>,
+    /// For a pure decode step: each sequence's token position ([B]) and every sequence's
+    /// slots padded to the longest ([B * S], padding repeats a valid slot; it is masked).
+    decode: Option<(Array, Array, i32)>,
+}
+
+impl<'a> BatchView<'a> {
+    /// `slots[i]` lists segment i's slots for positions 0..offset+len (the last `len` are the
+    /// new tokens'); `logit_rows` are input rows whose logits are wanted.
+    pub fn new(
+        pool: &'a mut KvPool,
+        segments: Vec<Segment>,
+        slots: &[Vec<i32>],
+        logit_rows: &[i32],
+    ) -> Result<Self> {
+        if segments.len() != slots.len() || segments.is_empty() {
+            return Err(EngineError::InvalidRequest(
+                "a batch needs one slot list per segment".into(),
+            ));
+        }
+        let mut write = Vec::new();
+        let mut read = Vec::with_capacity(slots.len());
+        for (s, sl) in segments.iter().zip(slots) {
+            if sl.len() != (s.offset + s.len) as usize {
+                return Err(EngineError::InvalidRequest(format!(
+                    "segment {s:?} has {} slots",
+                    sl.len()
+                )));
+            }
+            write.extend_from_slice(&sl[s.offset as usize..]);
+            read.push(Array::from_slice(sl, &[sl.len() as i32])?);
+        }
+        let write = Array::from_slice(&write, &[write.len() as i32, 1, 1])?;
+        let logit_rows = Some(Array::from_slice(logit_rows, &[logit_rows.len() as i32])?);
+        let decode = if segments.iter().all(|s| s.len == 1) {
+            let longest = slots.iter().map(Vec::len).max().unwrap_or(1);
+            let mut padded = Vec::with_capacity(longest * slots.len());
+            for sl in slots {
+                padded.extend_from_slice(sl);
+                padded.extend(std::iter::repeat_n(sl[0], longest - sl.len()));
+            }
+            let offsets: Vec<i32> = segments.iter().map(|s| s.offset).collect();
+            Some((
+                Array::from_slice(&offsets, &[offsets.len() as i32])?,
+                Array::from_slice(&padded, &[padded.len() as i32])?,
+                longest as i32,
+            ))
+        } else {
+            None
+        };
+        Ok(BatchView {
+            pool,
+            segments,
+            write,
+            read,
+            logit_rows,
+            decode,
+        })
+    }
+
+    /// Writes new rows ([T, H, D], in input order) into `layer`'s buffers; returns them.
+    fn write(&mut self, layer: usize, k: &Array, v: &Array) -> Result<(Array, Array)> {
+        if layer >= self.pool.keys.len() {
+            return Err(EngineError::InvalidRequest(format!(
+                "layer {layer} is beyond the pool's {} layers",
+                self.pool.keys.len()
+            )));
+        }
+        let slots = self.pool.slots;
+        let keys = KvPool::buffer(&mut self.pool.keys[layer], slots, k)?.put_along_axis(
+            &self.write,
+            k,
+            0,
+        )?;
+        let values = KvPool::buffer(&mut self.pool.values[layer], slots, v)?.put_along_axis(
+            &self.write,
+            v,
+            0,
+        )?;
+        self.pool.keys[layer] = Some(keys.clone());
+        self.pool.values[layer] = Some(values.clone());
+        Ok((keys, values))
+    }
+}
+
+impl KvCache for BatchView<'_> {
+    fn layer_offset(&self, _layer: usize) -> i32 {
+        self.segments[0].offset
+    }
+
+    fn update_and_fetch(&mut self, layer: usize, _k: Array, _v: Array) -> Result<(Array, Array)> {
+        Err(EngineError::InvalidRequest(format!(
+            "layer {layer}: a batch view is written through update_and_fetch_segments"
+        )))
+    }
+
+    fn segments(&self) -> Option<&[Segment]> {
+        Some(&self.segments)
+    }
+
+    fn update_and_fetch_segments(
+        &mut self,
+        layer: usize,
+        k: Array,
+        v: Array,
+    ) -> Result<Vec<(Array, Array)>> {
+        // [1, H, T, D] -> [T, H, D]
+        let rows = |a: &Array| -> Result<Array> { Ok(a.squeeze(&[0])?.transpose(&[1, 0, 2])?) };
+        let (keys, values) = self.write(layer, &rows(&k)?, &rows(&v)?)?;
+        // [S, H, D] -> [1, H, S, D]
+        let gather = |buf: &Array, idx: &Array| -> Result<Array> {
+            Ok(buf.take(idx, 0)?.transpose(&[1, 0, 2])?.expand_dims(0)?)
+        };
+        self.read
+            .iter()
+            .map(|idx| Ok((gather(&keys, idx)?, gather(&values, idx)?)))
+            .collect()
+    }
+
+    fn decode_offsets(&self) -> Option<&Array> {
+        self.decode.as_ref().map(|d| &d.0)
+    }
+
+    fn update_and_fetch_padded(
+        &mut self,
+        layer: usize,
+        k: Array,
+        v: Array,
+    ) -> Result<(Array, Array)> {
+        let Some((_, padded, longest)) = self.decode.clone() else {
+            return Err(EngineError::InvalidRequest("not a decode step".into()));
+        };
+        // [B, H, 1, D] -> [B, H, D]
+        let (keys, values) = self.write(layer, &k.squeeze(&[2])?, &v.squeeze(&[2])?)?;
+        let b = k.dim(0);
+        // [B * S, H, D] -> [B, H, S, D]
+        let gather = |buf: &Array| -> Result<Array> {
+            let g = buf.take(&padded, 0)?;
+            Ok(g.reshape(&[b, longest, g.dim(1), g.dim(2)])?
+                .transpose(&[0, 2, 1, 3])?)
+        };
+        Ok((gather(&keys)?, gather(&values)?))
+    }
+
+    fn logit_rows(&self) -> Option<&Array> {
+        self.logit_rows.as_ref()
+    }
+}
