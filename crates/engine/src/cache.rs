@@ -51,6 +51,13 @@ pub trait KvCache {
             "layer {layer}: this cache has no batched decode"
         )))
     }
+    /// With `decode_offsets`: the keep-mask [B, S] over the padded keys (see
+    /// `nn::decode_keep_mask`); caches may compute it once per pass instead of per layer.
+    fn decode_keep_mask(&mut self, _window: Option<i32>) -> Result<Array> {
+        Err(crate::error::EngineError::InvalidRequest(
+            "this cache has no batched decode".into(),
+        ))
+    }
     /// Rows of the input whose logits are wanted (int32 [R]); None: every row. Models apply
     /// the output head to these rows only.
     fn logit_rows(&self) -> Option<&Array> {

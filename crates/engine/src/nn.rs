@@ -394,6 +394,19 @@ pub fn attend_with(
     merge_heads(&out)
 }
 
+/// The keep-mask [B, S] of a decode step: key j is visible to the query at position p when
+/// j <= p (and p - j < window). `offsets` holds each query's position.
+pub fn decode_keep_mask(offsets: &Array, s: i32, window: Option<i32>) -> Result<Array> {
+    let b = offsets.dim(0);
+    let pos = offsets.reshape(&[b, 1])?;
+    let j = Array::arange(0.0, s as f64, 1.0, Dtype::Int32)?.reshape(&[1, s])?;
+    let keep = j.less_equal(&pos)?;
+    Ok(match window {
+        Some(w) => keep.logical_and(&j.greater(&pos.add_scalar(-(w as f64))?)?)?,
+        None => keep,
+    })
+}
+
 /// Attention for a decode step of B sequences (one new token each) in one go: the tokens
 /// become a batch of B single-token queries with RoPE at each one's own position, keys and
 /// values come padded to the longest sequence, and a keep-mask hides the padding (and keys
@@ -413,13 +426,7 @@ fn attend_decode_batch(
     let k = inp.rope.forward_offsets(&per_row(&inp.k)?, &offsets)?;
     let (k, v) = cache.update_and_fetch_padded(inp.layer, k, per_row(&inp.v)?)?;
     let (b, s) = (k.dim(0), k.dim(2));
-    // key j is visible to the query at position p when j <= p (and p - j < window)
-    let pos = offsets.reshape(&[b, 1])?;
-    let j = Array::arange(0.0, s as f64, 1.0, Dtype::Int32)?.reshape(&[1, s])?;
-    let mut keep = j.less_equal(&pos)?;
-    if let Some(w) = opts.window {
-        keep = keep.logical_and(&j.greater(&pos.add_scalar(-(w as f64))?)?)?;
-    }
+    let keep = cache.decode_keep_mask(opts.window)?;
     let out = match opts.softcap {
         None => {
             let keep = keep.reshape(&[b, 1, 1, s])?;

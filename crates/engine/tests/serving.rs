@@ -31,7 +31,7 @@ fn tiny_llama() -> PathBuf {
     common::fixtures().join("tiny-llama")
 }
 
-fn start(dir: &PathBuf, config: EngineConfig) -> EngineHandle {
+fn start(dir: &std::path::Path, config: EngineConfig) -> EngineHandle {
     EngineHandle::load(dir, config).unwrap()
 }
 
@@ -272,6 +272,43 @@ fn a_tiny_pool_preempts_and_still_finishes_everything_correctly() {
     );
     assert!(small.stats().preemptions > 0);
     assert_all_free(&small);
+}
+
+#[test]
+fn the_pool_grows_while_sequences_run_without_changing_results() {
+    // without prefix caching, freed blocks are reused at once: one sequence at a time stays
+    // within the first buffer
+    let engine = start(
+        &tiny_llama(),
+        EngineConfig {
+            prefix_caching: false,
+            ..config_mib(64)
+        },
+    );
+    let prompts: Vec<Vec<u32>> = (0..4u32)
+        .map(|p| (0..300u32).map(|i| 3 + (i * 7 + p * 13) % 250).collect())
+        .collect();
+    let params = RequestParams {
+        ignore_eos: true,
+        ..greedy(8)
+    };
+    let alone: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| run(&engine, p, params.clone()).1)
+        .collect();
+    let before = engine.stats().kv_capacity_tokens;
+    assert!(before < 4 * 308, "{:?}", engine.stats());
+    let streams: Vec<_> = prompts
+        .iter()
+        .map(|p| engine.submit(p.clone(), params.clone()).unwrap())
+        .collect();
+    for (i, s) in streams.into_iter().enumerate() {
+        assert_eq!(s.collect_blocking().unwrap().1, alone[i], "prompt {i}");
+    }
+    let s = engine.stats();
+    assert!(s.kv_capacity_tokens >= 4 * 308, "{s:?}");
+    assert!(s.kv_capacity_tokens <= s.total_blocks * s.block_size);
+    assert_all_free(&engine);
 }
 
 #[test]

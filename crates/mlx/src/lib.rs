@@ -6,6 +6,7 @@
 //! MLX is lazy: ops build a graph, [`eval`] / [`async_eval`] compute it.
 
 mod array;
+mod blas;
 mod device;
 mod error;
 pub mod fast;
@@ -15,6 +16,7 @@ pub mod ops;
 pub mod random;
 
 pub use array::{Array, Dtype, Element};
+pub use blas::{blas_coretype, reexec_with_blas_coretype};
 pub use device::{
     active_memory, cache_memory, clear_cache, default_device_is_gpu, gpu_available, mlx_version,
     peak_memory, reset_peak_memory, set_cache_limit, set_default_device, set_memory_limit,

@@ -149,10 +149,10 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-// M rows of x (M <= 4) against weight rows n0..n1: each packed group is unpacked once and
-// used for all M rows, so a batch of decode rows costs little more than one. Each row's
-// arithmetic (per group: out += s * dot(q, x) + b * sum(x)) is the same whatever M is, so a
-// sequence gets bit-identical results alone or inside a batch.
+// M rows of x (M <= 8) against weight rows n0..n1: each packed group of 8 weights is unpacked
+// and scaled once and used for all M rows, so a batch of decode rows costs little more than
+// one. Per row: out = sum over groups of (s * q) . x + b * sum(x); that arithmetic is the same
+// whatever M is, so a sequence gets bit-identical results alone or inside a batch.
 template <int M>
 __attribute__((target("avx2,fma"))) void rows_avx2_block(const Problem& p, int m0, int n0, int n1) {
   const int groups = p.k / p.group;
@@ -177,30 +177,25 @@ __attribute__((target("avx2,fma"))) void rows_avx2_block(const Problem& p, int m
     }
     for (int g = 0; g < groups; ++g) {
       const int base = g * p.group;
-      __m256 acc[M];
-      for (int j = 0; j < M; ++j) acc[j] = _mm256_setzero_ps();
+      const __m256 sc = _mm256_set1_ps(srow[g]);
       if (p.bits == 4) {
         const uint8_t* q = wrow + base / 2;
         for (int i = 0; i < p.group; i += 8) {
           uint32_t word;
           std::memcpy(&word, q + i / 2, 4);
           __m256i v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(word)), shifts), nibble);
-          __m256 w = _mm256_cvtepi32_ps(v);
-          for (int j = 0; j < M; ++j) acc[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), acc[j]);
+          const __m256 w = _mm256_mul_ps(_mm256_cvtepi32_ps(v), sc);
+          for (int j = 0; j < M; ++j) total[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), total[j]);
         }
       } else {
         const uint8_t* q = wrow + base;
         for (int i = 0; i < p.group; i += 8) {
           __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i)));
-          __m256 w = _mm256_cvtepi32_ps(v);
-          for (int j = 0; j < M; ++j) acc[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), acc[j]);
+          const __m256 w = _mm256_mul_ps(_mm256_cvtepi32_ps(v), sc);
+          for (int j = 0; j < M; ++j) total[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), total[j]);
         }
       }
-      const __m256 sc = _mm256_set1_ps(srow[g]);
-      for (int j = 0; j < M; ++j) {
-        total[j] = _mm256_fmadd_ps(acc[j], sc, total[j]);
-        bias_part[j] += brow[g] * xs[j][g];
-      }
+      for (int j = 0; j < M; ++j) bias_part[j] += brow[g] * xs[j][g];
     }
     for (int j = 0; j < M; ++j) p.out[size_t(m0 + j) * p.n + r] = hsum(total[j]) + bias_part[j];
   }
@@ -234,15 +229,19 @@ __attribute__((target("avx2,fma"))) void dense_rows_avx2_block(const Problem& p,
   }
 }
 
-// All rows of x in blocks of up to 4.
-template <template <int> class K>
+// All rows of x in blocks of up to B rows (K<M>::run handles M rows).
+template <int B, template <int> class K>
 void by_blocks(const Problem& p, int n0, int n1) {
-  for (int m0 = 0; m0 < p.m; m0 += 4) {
-    switch (std::min(4, p.m - m0)) {
+  for (int m0 = 0; m0 < p.m; m0 += B) {
+    switch (std::min(B, p.m - m0)) {
       case 1: K<1>::run(p, m0, n0, n1); break;
       case 2: K<2>::run(p, m0, n0, n1); break;
       case 3: K<3>::run(p, m0, n0, n1); break;
-      default: K<4>::run(p, m0, n0, n1); break;
+      case 4: K<4>::run(p, m0, n0, n1); break;
+      case 5: K<(B > 4 ? 5 : 4)>::run(p, m0, n0, n1); break;
+      case 6: K<(B > 4 ? 6 : 4)>::run(p, m0, n0, n1); break;
+      case 7: K<(B > 4 ? 7 : 4)>::run(p, m0, n0, n1); break;
+      default: K<B>::run(p, m0, n0, n1); break;
     }
   }
 }
@@ -256,8 +255,8 @@ struct DenseBlock {
   static void run(const Problem& p, int m0, int n0, int n1) { dense_rows_avx2_block<M>(p, m0, n0, n1); }
 };
 
-void rows_avx2(const Problem& p, int n0, int n1) { by_blocks<QuantBlock>(p, n0, n1); }
-void dense_rows_avx2(const Problem& p, int n0, int n1) { by_blocks<DenseBlock>(p, n0, n1); }
+void rows_avx2(const Problem& p, int n0, int n1) { by_blocks<8, QuantBlock>(p, n0, n1); }
+void dense_rows_avx2(const Problem& p, int n0, int n1) { by_blocks<4, DenseBlock>(p, n0, n1); }
 
 bool have_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");

@@ -4,21 +4,52 @@ use crate::cache::{KvCache, Segment};
 use crate::error::{EngineError, Result};
 use cortex_mlx::Array;
 
-/// Per layer, keys and values of shape [slots, kv_heads, head_dim], created on first write
-/// (their head layout comes from the model's k/v).
+/// Per layer, keys and values of shape [capacity, kv_heads, head_dim], created on first write
+/// (their head layout comes from the model's k/v). The budget is `slots`; the buffers start
+/// small and double when a pass touches a slot beyond them (the allocator hands out low block
+/// ids first), so memory follows the peak number of tokens cached, not the budget.
 pub struct KvPool {
     slots: i32,
+    /// Rows the buffers have now.
+    capacity: i32,
     keys: Vec<Option<Array>>,
     values: Vec<Option<Array>>,
 }
+
+/// The smallest buffer the pool starts with (rows).
+const MIN_CAPACITY: i32 = 1024;
 
 impl KvPool {
     pub fn new(num_layers: usize, slots: usize) -> Self {
         KvPool {
             slots: slots as i32,
+            capacity: 0,
             keys: vec![None; num_layers],
             values: vec![None; num_layers],
         }
+    }
+
+    /// Rows allocated per layer now (<= the budget).
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// Grows every buffer to hold slot `needed - 1` (doubling, capped at the budget).
+    fn reserve(&mut self, needed: i32) -> Result<()> {
+        if needed <= self.capacity {
+            return Ok(());
+        }
+        let target = needed
+            .max(self.capacity.saturating_mul(2))
+            .max(MIN_CAPACITY)
+            .min(self.slots)
+            .max(needed);
+        for buf in self.keys.iter_mut().chain(self.values.iter_mut()).flatten() {
+            let extra = Array::zeros(&[target - buf.dim(0), buf.dim(1), buf.dim(2)], buf.dtype())?;
+            *buf = cortex_mlx::ops::concatenate(&[buf.clone(), extra], 0)?;
+        }
+        self.capacity = target;
+        Ok(())
     }
 
     /// Every layer's buffers (evaluate them with each step's output so the pool never grows
@@ -47,6 +78,8 @@ impl KvPool {
                 .collect();
             Ok(Array::from_slice(&v, &[v.len() as i32])?)
         };
+        let top = copies.iter().map(|c| c.1 as usize + 1).max().unwrap_or(0) * block_size;
+        self.reserve(top as i32)?;
         let (src, dst) = (slots(|c| c.0)?, slots(|c| c.1)?);
         let dst_idx = dst.reshape(&[-1, 1, 1])?;
         for buf in self.keys.iter_mut().chain(self.values.iter_mut()).flatten() {
@@ -56,10 +89,10 @@ impl KvPool {
         Ok(())
     }
 
-    fn buffer(slot: &mut Option<Array>, slots: i32, like: &Array) -> Result<Array> {
+    fn buffer(slot: &mut Option<Array>, rows: i32, like: &Array) -> Result<Array> {
         Ok(match slot.take() {
             Some(a) => a,
-            None => Array::zeros(&[slots, like.dim(1), like.dim(2)], like.dtype())?,
+            None => Array::zeros(&[rows, like.dim(1), like.dim(2)], like.dtype())?,
         })
     }
 }
@@ -77,6 +110,8 @@ pub struct BatchView<'a> {
     /// For a pure decode step: each sequence's token position ([B]) and every sequence's
     /// slots padded to the longest ([B * S], padding repeats a valid slot; it is masked).
     decode: Option<(Array, Array, i32)>,
+    /// Keep-masks of this decode step by attention window (the same for every layer).
+    masks: Vec<(Option<i32>, Array)>,
 }
 
 impl<'a> BatchView<'a> {
@@ -105,6 +140,8 @@ impl<'a> BatchView<'a> {
             write.extend_from_slice(&sl[s.offset as usize..]);
             read.push(Array::from_slice(sl, &[sl.len() as i32])?);
         }
+        let top = slots.iter().flatten().copied().max().unwrap_or(0);
+        pool.reserve(top + 1)?;
         let write = Array::from_slice(&write, &[write.len() as i32, 1, 1])?;
         let logit_rows = Some(Array::from_slice(logit_rows, &[logit_rows.len() as i32])?);
         let decode = if segments.iter().all(|s| s.len == 1) {
@@ -130,6 +167,7 @@ impl<'a> BatchView<'a> {
             read,
             logit_rows,
             decode,
+            masks: Vec::new(),
         })
     }
 
@@ -141,13 +179,13 @@ impl<'a> BatchView<'a> {
                 self.pool.keys.len()
             )));
         }
-        let slots = self.pool.slots;
-        let keys = KvPool::buffer(&mut self.pool.keys[layer], slots, k)?.put_along_axis(
+        let rows = self.pool.capacity;
+        let keys = KvPool::buffer(&mut self.pool.keys[layer], rows, k)?.put_along_axis(
             &self.write,
             k,
             0,
         )?;
-        let values = KvPool::buffer(&mut self.pool.values[layer], slots, v)?.put_along_axis(
+        let values = KvPool::buffer(&mut self.pool.values[layer], rows, v)?.put_along_axis(
             &self.write,
             v,
             0,
@@ -194,6 +232,18 @@ impl KvCache for BatchView<'_> {
 
     fn decode_offsets(&self) -> Option<&Array> {
         self.decode.as_ref().map(|d| &d.0)
+    }
+
+    fn decode_keep_mask(&mut self, window: Option<i32>) -> Result<Array> {
+        if let Some((_, m)) = self.masks.iter().find(|(w, _)| *w == window) {
+            return Ok(m.clone());
+        }
+        let Some((offsets, _, longest)) = &self.decode else {
+            return Err(EngineError::InvalidRequest("not a decode step".into()));
+        };
+        let m = crate::nn::decode_keep_mask(offsets, *longest, window)?;
+        self.masks.push((window, m.clone()));
+        Ok(m)
     }
 
     fn update_and_fetch_padded(

@@ -168,4 +168,6 @@ pub struct EngineStats {
     pub steps: usize,
     /// Tokens held by running sequences / tokens their blocks can hold.
     pub kv_utilization: f64,
+    /// Token slots allocated in memory now (the pool grows up to total_blocks * block_size).
+    pub kv_capacity_tokens: usize,
 }

@@ -247,6 +247,16 @@ impl RequestStream {
         self.events.recv().await
     }
 
+    /// The next event if one is ready: Ok(None) when none is yet, Err when the stream has
+    /// ended (after `Done`, or the engine stopped).
+    pub fn try_recv(&mut self) -> std::result::Result<Option<Event>, EngineError> {
+        match self.events.try_recv() {
+            Ok(ev) => Ok(Some(ev)),
+            Err(tmpsc::error::TryRecvError::Empty) => Ok(None),
+            Err(tmpsc::error::TryRecvError::Disconnected) => Err(EngineError::EngineStopped),
+        }
+    }
+
     /// The next event, blocking this (non-async) thread.
     pub fn blocking_recv(&mut self) -> Option<Event> {
         self.events.blocking_recv()

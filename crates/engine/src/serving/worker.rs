@@ -296,6 +296,7 @@ impl Worker {
         &mut self,
         plan: &Plan,
     ) -> Result<Vec<Option<(u32, Option<TokenLogprob>)>>> {
+        let t_start = Instant::now();
         let mut tokens = Vec::new();
         let mut segments = Vec::new();
         let mut slots = Vec::new();
@@ -324,14 +325,13 @@ impl Worker {
         let logits = logits.squeeze(&[0])?;
         let mut picks = Vec::new();
         let mut lps = Vec::new();
-        let mut row = 0;
-        for w in plan.work.iter().filter(|w| w.sample) {
+        for (row, w) in plan.work.iter().filter(|w| w.sample).enumerate() {
+            let row = row as i32;
             let a = self
                 .active
                 .get_mut(&w.id)
                 .ok_or_else(|| EngineError::InvalidRequest(format!("no request {}", w.id)))?;
             let l = logits.slice_axis(0, row, row + 1)?;
-            row += 1;
             let processed = a.sampler.process(&l)?;
             let tok = a.sampler.pick(&processed)?.reshape(&[1])?;
             lps.push(match a.params.logprobs {
@@ -350,7 +350,15 @@ impl Worker {
         for (a, b, c) in lps.iter().flatten() {
             to_eval.extend([a.clone(), b.clone(), c.clone()]);
         }
+        let t_built = Instant::now();
         ops::eval(to_eval.iter())?;
+        tracing::debug!(
+            rows = picks.len(),
+            tokens = tokens.len(),
+            build_ms = t_built.duration_since(t_start).as_secs_f64() * 1e3,
+            eval_ms = t_built.elapsed().as_secs_f64() * 1e3,
+            "engine step"
+        );
         let ids: Vec<u32> = match &picked {
             Some(p) => p.to_vec()?,
             None => Vec::new(),
@@ -497,6 +505,7 @@ impl Worker {
             preemptions: self.preemptions,
             steps: self.steps,
             kv_utilization: self.scheduler.utilization(),
+            kv_capacity_tokens: self.pool.capacity(),
         };
         if let Ok(mut g) = self.stats.lock() {
             *g = s;
