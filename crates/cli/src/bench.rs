@@ -1,4 +1,5 @@
-//! `cortex bench`: prefill and decode throughput on a synthetic prompt, after one warm-up run.
+//! `cortex bench`: prefill and decode throughput on a synthetic prompt, after one warm-up run;
+//! with `--concurrency N`, the serving engine under N concurrent streams next to one stream.
 use anyhow::Result;
 use clap::Args;
 use cortex_engine::generate::{Flow, GenerateParams, Generator};
@@ -15,6 +16,13 @@ pub struct BenchArgs {
     /// Measured runs (the median is reported)
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Run N streams at once through the serving engine (continuous batching) and report
+    /// aggregate decode throughput and time-to-first-token percentiles, next to one stream.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// KV cache memory for --concurrency, in MiB (default: the engine's share of RAM)
+    #[arg(long)]
+    pub kv_memory: Option<usize>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -24,6 +32,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn bench(args: BenchArgs) -> Result<()> {
     let dir = crate::resolve_model(&args.model)?;
+    if let Some(n) = args.concurrency {
+        return crate::bench_serving::run(&dir, &args, n.max(1));
+    }
     let t0 = Instant::now();
     let model = cortex_engine::load(&dir)?;
     // Deterministic prompt of ordinary token ids (skipping the first ids, often specials).

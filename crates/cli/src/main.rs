@@ -1,12 +1,13 @@
 //! `cortex`: the command line. Each subcommand is a thin adapter over the engine.
 mod bench;
+mod bench_serving;
 mod convert;
-mod default_model;
 mod info;
 mod models;
 mod pull;
 mod run;
 mod search;
+mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -42,10 +43,15 @@ enum Command {
     Models(models::ModelsArgs),
     /// Measure prefill and decode speed; prints JSON.
     Bench(bench::BenchArgs),
+    /// Serve models over an OpenAI-compatible HTTP API (docs/SERVER.md).
+    Serve(serve::ServeArgs),
 }
 
 fn main() {
+    // before anything else: OpenBLAS chose its kernels when it loaded (see cortex_mlx::blas)
+    cortex_mlx::reexec_with_blas_coretype();
     let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve(_)));
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Import { file, name } => import(&file, name),
@@ -55,6 +61,7 @@ fn main() {
         Command::Search(args) => search::run(args),
         Command::Info(args) => info::run(args),
         Command::Models(args) => models::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -72,19 +79,38 @@ fn import(file: &std::path::Path, name: Option<String>) -> Result<()> {
     Ok(())
 }
 
-/// Resolves a MODEL argument: "default", a folder, a .gguf file, a name in the models folder,
-/// or a Hugging Face id / URL (pulled into the HF cache; the engine loads HF safetensors and
-/// MLX folders alike, so the snapshot folder is the model).
-pub fn resolve_model(spec: &str) -> Result<std::path::PathBuf> {
-    let models = cortex_engine::loader::models_dir();
-    if spec == "default" {
-        return default_model::ensure(&models);
+/// Log lines on stderr. The server logs every request; other commands only show what the
+/// service layer says (e.g. "importing the default model") and warnings. RUST_LOG overrides.
+fn init_logging(serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving {
+        "info"
+    } else {
+        "warn,cortex_server=info"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if serving {
+        builder.init();
+    } else {
+        builder.without_time().with_target(false).init();
     }
-    match cortex_hub::parse_model_ref(spec) {
-        Ok(cortex_hub::ModelRef::Hub(model)) => Ok(pull::pull(&model, Vec::new())?.path),
-        Ok(cortex_hub::ModelRef::Local(_)) => Ok(cortex_engine::loader::resolve(spec, &models)?),
-        Err(e) => Err(anyhow::anyhow!(
-            "{spec}: no such local model file or folder, and not a Hugging Face id ({e})"
-        )),
+}
+
+/// Resolves a MODEL argument with the service layer ("default", a folder, a .gguf file, a name
+/// in the models folder, or a Hugging Face id / URL), drawing progress bars for downloads.
+pub fn resolve_model(spec: &str) -> Result<std::path::PathBuf> {
+    use cortex_server::service::{resolve_model, ServiceError};
+    let models = cortex_engine::loader::models_dir();
+    let pull = |m: &cortex_hub::HubModel| pull::download_with_bars(m, Vec::new());
+    match resolve_model(spec, &models, &pull) {
+        Err(ServiceError::Download {
+            model,
+            error: cortex_hub::download::DownloadError::Cancelled,
+        }) => Err(pull::cancelled(&model)),
+        r => Ok(r?),
     }
 }

@@ -1,8 +1,9 @@
 //! `cortex pull`: download a model from the Hugging Face hub into the shared HF cache, with
-//! progress bars (total + one per active file). A thin adapter over `cortex_hub::download`.
+//! progress bars (total + one per active file). A thin adapter over `cortex_hub::download`;
+//! `cortex run` and `cortex bench` use the same bars when their MODEL is a hub id.
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cortex_hub::download::{self, DownloadEvent, DownloadOptions, Snapshot};
+use cortex_hub::download::{self, DownloadError, DownloadEvent, DownloadOptions, Snapshot};
 use cortex_hub::{parse_model_ref, HubModel, ModelRef};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::HashMap;
@@ -39,6 +40,23 @@ pub fn run(args: PullArgs) -> Result<()> {
 
 /// Downloads `model` with progress bars on stderr; returns the snapshot.
 pub fn pull(model: &HubModel, include: Vec<String>) -> Result<Snapshot> {
+    match download_with_bars(model, include) {
+        Err(DownloadError::Cancelled) => Err(cancelled(&model.to_string())),
+        r => r.with_context(|| format!("downloading {model}")),
+    }
+}
+
+pub fn cancelled(model: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "download of {model} cancelled; the partial files are kept: run the same command again to resume"
+    )
+}
+
+/// The download itself, with bars and Ctrl-C handling.
+pub fn download_with_bars(
+    model: &HubModel,
+    include: Vec<String>,
+) -> Result<Snapshot, DownloadError> {
     let opts = DownloadOptions {
         include,
         ..Default::default()
@@ -47,12 +65,7 @@ pub fn pull(model: &HubModel, include: Vec<String>) -> Result<Snapshot> {
     let cancel = ctrl_c_flag();
     let result = download::download(model, &opts, cancel, &|e| bars.on_event(e));
     bars.finish();
-    match result {
-        Err(download::DownloadError::Cancelled) => bail!(
-            "download of {model} cancelled; the partial files are kept: run the same command again to resume"
-        ),
-        r => r.with_context(|| format!("downloading {model}")),
-    }
+    result
 }
 
 /// Ctrl-C during a pull: the first press stops the download cleanly (partial files stay in the

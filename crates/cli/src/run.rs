@@ -44,6 +44,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             top_p: args.top_p,
             min_p: 0.0,
             seed: args.seed,
+            ..Default::default()
         },
         stop_token_ids: model.tokenizer.eos_token_ids().to_vec(),
         ..Default::default()

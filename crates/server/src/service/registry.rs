@@ -1,0 +1,410 @@
+//! The running engines, one per model folder, keyed by the MODEL strings that named them.
+//!
+//! Invariants:
+//! - a MODEL string is resolved (imported, downloaded) by one task at a time, and a folder is
+//!   loaded by one task at a time: concurrent first requests wait for the same load;
+//! - resolving and loading run in spawned tasks, so a request that goes away mid-load does
+//!   not abandon a half-done import or download (the next request finds it done);
+//! - a failed resolve or load is not remembered: the next request tries again;
+//! - an engine is unloaded only while no [`ModelLease`] on it exists, and only after it has
+//!   been idle for `idle_unload`; `active` is changed under the `engines` lock when a lease is
+//!   taken, so the reaper and a new request cannot race.
+use super::resolve::{pull_logged, resolve_model};
+use super::ServiceError;
+use cortex_engine::serving::{EngineConfig, EngineHandle, EngineStats};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::OnceCell;
+
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    pub engine: EngineConfig,
+    /// Unload a model after this long without requests; None: never.
+    pub idle_unload: Option<Duration>,
+    /// Where named and imported models live (`cortex_engine::loader::models_dir()`).
+    pub models_dir: PathBuf,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            engine: EngineConfig::default(),
+            idle_unload: Some(Duration::from_secs(1800)),
+            models_dir: cortex_engine::loader::models_dir(),
+        }
+    }
+}
+
+/// A model of the library, as GET /v1/models lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelEntry {
+    pub id: String,
+    /// Unix seconds: the folder's modification time, or the load time.
+    pub created: u64,
+    pub loaded: bool,
+}
+
+/// A loaded engine and its state, for the stats endpoint.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadedModelInfo {
+    /// The MODEL strings that named it, first first.
+    pub names: Vec<String>,
+    pub dir: PathBuf,
+    pub model_type: String,
+    pub max_context: usize,
+    pub active_requests: usize,
+    pub idle_s: f64,
+    /// Preloaded models are never unloaded for idleness.
+    pub pinned: bool,
+    pub stats: EngineStats,
+}
+
+#[derive(Clone)]
+pub struct ModelRegistry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RegistryConfig,
+    resolved: Mutex<HashMap<String, Arc<OnceCell<PathBuf>>>>,
+    engines: Mutex<HashMap<PathBuf, Arc<Slot>>>,
+    /// Set on shutdown: stops downloads and refuses new leases.
+    stopping: AtomicBool,
+}
+
+struct Slot {
+    dir: PathBuf,
+    names: Mutex<Vec<String>>,
+    engine: OnceCell<EngineHandle>,
+    usage: Mutex<Usage>,
+}
+
+struct Usage {
+    active: usize,
+    last_used: Instant,
+    pinned: bool,
+    loaded_at: SystemTime,
+}
+
+/// Locks, ignoring poisoning: every critical section here leaves the data consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running engine held for one request: the model is not unloaded while a lease lives.
+pub struct ModelLease {
+    slot: Arc<Slot>,
+    engine: EngineHandle,
+}
+
+impl ModelLease {
+    pub fn engine(&self) -> &EngineHandle {
+        &self.engine
+    }
+}
+
+impl Drop for ModelLease {
+    fn drop(&mut self) {
+        self.slot.release();
+    }
+}
+
+/// Counts a request against a slot until it is dropped (or turned into a lease).
+struct Active(Option<Arc<Slot>>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            slot.release();
+        }
+    }
+}
+
+impl Slot {
+    fn release(&self) {
+        let mut u = lock(&self.usage);
+        u.active = u.active.saturating_sub(1);
+        u.last_used = Instant::now();
+    }
+
+    fn idle_for(&self, idle: Duration, now: Instant) -> bool {
+        let u = lock(&self.usage);
+        u.active == 0 && !u.pinned && now.duration_since(u.last_used) >= idle
+    }
+}
+
+impl ModelRegistry {
+    pub fn new(config: RegistryConfig) -> Self {
+        ModelRegistry {
+            inner: Arc::new(Inner {
+                config,
+                resolved: Mutex::new(HashMap::new()),
+                engines: Mutex::new(HashMap::new()),
+                stopping: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.inner.config
+    }
+
+    /// The running engine for `spec`, resolving and loading it on first use.
+    pub async fn acquire(&self, spec: &str) -> Result<ModelLease, ServiceError> {
+        if self.inner.stopping.load(Ordering::Acquire) {
+            return Err(ServiceError::ShuttingDown);
+        }
+        let dir = self.resolve(spec).await?;
+        let mut active = self.enter(spec, &dir);
+        let slot = active.0.clone().ok_or(ServiceError::ShuttingDown)?;
+        let engine = self.load(&slot).await?;
+        active.0 = None; // from now on the lease releases the slot
+        Ok(ModelLease { slot, engine })
+    }
+
+    /// Loads `spec` now and keeps it loaded for the server's lifetime.
+    pub async fn preload(&self, spec: &str) -> Result<(), ServiceError> {
+        let lease = self.acquire(spec).await?;
+        lock(&lease.slot.usage).pinned = true;
+        Ok(())
+    }
+
+    async fn resolve(&self, spec: &str) -> Result<PathBuf, ServiceError> {
+        let cell = {
+            let mut map = lock(&self.inner.resolved);
+            let cell = map.entry(spec.to_string()).or_default();
+            match cell.get() {
+                Some(d) if d.join("config.json").exists() => return Ok(d.clone()),
+                // a folder deleted since it was resolved is resolved again
+                Some(_) => *cell = Arc::default(),
+                None => {}
+            }
+            cell.clone()
+        };
+        let (inner, spec_owned, task_cell) = (self.inner.clone(), spec.to_string(), cell.clone());
+        let task = tokio::spawn(async move {
+            task_cell
+                .get_or_try_init(|| async move {
+                    tokio::task::spawn_blocking(move || {
+                        let pull = |m: &cortex_hub::HubModel| pull_logged(m, &inner.stopping);
+                        resolve_model(&spec_owned, &inner.config.models_dir, &pull)
+                    })
+                    .await?
+                })
+                .await
+                .cloned()
+        });
+        let result = task.await?;
+        if result.is_err() {
+            // forget failures (and keep the map from growing with unknown names)
+            let mut map = lock(&self.inner.resolved);
+            if map
+                .get(spec)
+                .is_some_and(|c| Arc::ptr_eq(c, &cell) && !c.initialized())
+            {
+                map.remove(spec);
+            }
+        }
+        result
+    }
+
+    /// Registers one more request on `dir`'s slot (creating it).
+    fn enter(&self, spec: &str, dir: &Path) -> Active {
+        let mut engines = lock(&self.inner.engines);
+        let slot = engines.entry(dir.to_path_buf()).or_insert_with(|| {
+            Arc::new(Slot {
+                dir: dir.to_path_buf(),
+                names: Mutex::new(Vec::new()),
+                engine: OnceCell::new(),
+                usage: Mutex::new(Usage {
+                    active: 0,
+                    last_used: Instant::now(),
+                    pinned: false,
+                    loaded_at: SystemTime::now(),
+                }),
+            })
+        });
+        {
+            let mut names = lock(&slot.names);
+            if !names.iter().any(|n| n == spec) {
+                names.push(spec.to_string());
+            }
+        }
+        lock(&slot.usage).active += 1;
+        Active(Some(slot.clone()))
+    }
+
+    async fn load(&self, slot: &Arc<Slot>) -> Result<EngineHandle, ServiceError> {
+        if let Some(e) = slot.engine.get() {
+            return Ok(e.clone());
+        }
+        let (slot, config) = (slot.clone(), self.inner.config.engine.clone());
+        let task = tokio::spawn(async move {
+            slot.engine
+                .get_or_try_init(|| async {
+                    let (dir, s) = (slot.dir.clone(), slot.clone());
+                    let engine =
+                        tokio::task::spawn_blocking(move || start_engine(&dir, config)).await??;
+                    lock(&s.usage).loaded_at = SystemTime::now();
+                    Ok::<_, ServiceError>(engine)
+                })
+                .await
+                .cloned()
+        });
+        task.await?
+    }
+
+    /// Removes and returns the engines idle for longer than `idle_unload`.
+    fn take_idle(&self) -> Vec<Arc<Slot>> {
+        let Some(idle) = self.inner.config.idle_unload else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        let mut engines = lock(&self.inner.engines);
+        let gone: Vec<PathBuf> = engines
+            .iter()
+            .filter(|(_, s)| s.idle_for(idle, now))
+            .map(|(d, _)| d.clone())
+            .collect();
+        gone.iter().filter_map(|d| engines.remove(d)).collect()
+    }
+
+    /// Unloads idle engines; returns how many were unloaded.
+    pub async fn unload_idle(&self) -> usize {
+        let gone = self.take_idle();
+        let n = gone.iter().filter(|s| s.engine.initialized()).count();
+        for s in &gone {
+            if s.engine.initialized() {
+                tracing::info!(dir = %s.dir.display(), "unloading idle model");
+            }
+        }
+        // joining engine threads blocks
+        let _ = tokio::task::spawn_blocking(move || drop(gone)).await;
+        n
+    }
+
+    /// Runs [`Self::unload_idle`] periodically until the registry shuts down.
+    pub fn spawn_idle_reaper(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let idle = self.inner.config.idle_unload?;
+        let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let this = self.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !this.inner.stopping.load(Ordering::Acquire) {
+                tick.tick().await;
+                this.unload_idle().await;
+            }
+        }))
+    }
+
+    /// Refuses new requests, cancels downloads and stops every engine: running requests end
+    /// with finish reason `cancelled`.
+    pub async fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
+        let slots: Vec<Arc<Slot>> = lock(&self.inner.engines).drain().map(|(_, s)| s).collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for s in &slots {
+                if let Some(e) = s.engine.get() {
+                    e.shutdown();
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The loaded engines with their live stats.
+    pub fn loaded(&self) -> Vec<LoadedModelInfo> {
+        let now = Instant::now();
+        let engines = lock(&self.inner.engines);
+        let mut out: Vec<LoadedModelInfo> = engines
+            .values()
+            .filter_map(|s| {
+                let e = s.engine.get()?;
+                let u = lock(&s.usage);
+                Some(LoadedModelInfo {
+                    names: lock(&s.names).clone(),
+                    dir: s.dir.clone(),
+                    model_type: e.model_type().to_string(),
+                    max_context: e.max_context(),
+                    active_requests: u.active,
+                    idle_s: now.duration_since(u.last_used).as_secs_f64(),
+                    pinned: u.pinned,
+                    stats: e.stats(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.names.cmp(&b.names));
+        out
+    }
+
+    /// The local library: folders of the models folder that hold a config.json, plus every
+    /// name a loaded model was requested by. Sorted by id.
+    pub fn library(&self) -> Vec<ModelEntry> {
+        let mut out: Vec<ModelEntry> = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.inner.config.models_dir) {
+            for e in entries.flatten() {
+                let path = e.path();
+                if !path.join("config.json").is_file() {
+                    continue;
+                }
+                let created = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .map(unix_secs)
+                    .unwrap_or(0);
+                out.push(ModelEntry {
+                    id: e.file_name().to_string_lossy().into_owned(),
+                    created,
+                    loaded: false,
+                });
+            }
+        }
+        let engines = lock(&self.inner.engines);
+        for s in engines.values().filter(|s| s.engine.initialized()) {
+            let created = unix_secs(lock(&s.usage).loaded_at);
+            let folder = s.dir.file_name().map(|n| n.to_string_lossy().into_owned());
+            for e in out.iter_mut() {
+                if Some(&e.id) == folder.as_ref()
+                    && s.dir.parent() == Some(&self.inner.config.models_dir)
+                {
+                    e.loaded = true;
+                }
+            }
+            for name in lock(&s.names).iter() {
+                if !out.iter().any(|e| &e.id == name) {
+                    out.push(ModelEntry {
+                        id: name.clone(),
+                        created,
+                        loaded: true,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+}
+
+/// Loads `dir` on a new engine thread (blocking).
+fn start_engine(dir: &Path, config: EngineConfig) -> Result<EngineHandle, ServiceError> {
+    let started = Instant::now();
+    let engine = EngineHandle::load(dir, config).map_err(|error| ServiceError::Load {
+        dir: dir.to_path_buf(),
+        error,
+    })?;
+    tracing::info!(
+        dir = %dir.display(),
+        load_ms = started.elapsed().as_millis() as u64,
+        max_context = engine.max_context(),
+        "model loaded"
+    );
+    Ok(engine)
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
