@@ -51,6 +51,21 @@ pub trait KvCache {
             "layer {layer}: this cache has no batched decode"
         )))
     }
+    /// With `decode_offsets`, where the cache can do it (the paged pool on the CPU): appends
+    /// k/v ([B, Hkv, 1, D], RoPE applied) for `layer` and attends q ([B, Hq, 1, D]) straight
+    /// from its storage. Some([B, Hq, 1, D]); None when the caller must attend over
+    /// `update_and_fetch_padded` itself (nothing was written then).
+    fn attend_decode_paged(
+        &mut self,
+        _layer: usize,
+        _q: &Array,
+        _k: Array,
+        _v: Array,
+        _scale: f32,
+        _opts: crate::nn::AttentionOptions,
+    ) -> Result<Option<Array>> {
+        Ok(None)
+    }
     /// With `decode_offsets`: the keep-mask [B, S] over the padded keys (see
     /// `nn::decode_keep_mask`); caches may compute it once per pass instead of per layer.
     fn decode_keep_mask(&mut self, _window: Option<i32>) -> Result<Array> {

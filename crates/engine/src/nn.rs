@@ -424,7 +424,17 @@ fn attend_decode_batch(
     let per_row = |a: &Array| -> Result<Array> { Ok(a.transpose(&[2, 1, 0, 3])?) };
     let q = inp.rope.forward_offsets(&per_row(&inp.q)?, &offsets)?;
     let k = inp.rope.forward_offsets(&per_row(&inp.k)?, &offsets)?;
-    let (k, v) = cache.update_and_fetch_padded(inp.layer, k, per_row(&inp.v)?)?;
+    let v = per_row(&inp.v)?;
+    // [B, H, 1, D] -> [1, H, B, D] -> [1, B, H*D]
+    let back = |out: &Array| merge_heads(&out.transpose(&[2, 1, 0, 3])?);
+    if cpu_kernels() {
+        let out =
+            cache.attend_decode_paged(inp.layer, &q, k.clone(), v.clone(), inp.scale, opts)?;
+        if let Some(out) = out {
+            return back(&out.astype(q.dtype())?);
+        }
+    }
+    let (k, v) = cache.update_and_fetch_padded(inp.layer, k, v)?;
     let (b, s) = (k.dim(0), k.dim(2));
     let keep = cache.decode_keep_mask(opts.window)?;
     let out = match opts.softcap {
@@ -437,8 +447,7 @@ fn attend_decode_batch(
             softcapped_attention(&q, &k, &v, inp.scale, cap, Some(&keep))?
         }
     };
-    // [B, H, 1, D] -> [1, H, B, D] -> [1, B, H*D]
-    merge_heads(&out.transpose(&[2, 1, 0, 3])?)
+    back(&out)
 }
 
 /// Queries [B, H, L, D] for the last L of the S cached positions in k/v ([B, Hkv, S, D]).

@@ -83,6 +83,10 @@ ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array&
 
 // x @ w.T for a dense [N, K] weight on the CPU, few rows of x (src/qgemv.cc)
 ArrayPtr gemv_f32(const Array& x, const Array& w);
+// Decode attention on the CPU straight from a paged KV pool (src/qgemv.cc): q [B, Hq, D], keys and
+// values [slots, Hkv, D], table [B, S] slots per position, lens [B]; softcap 0 and window 0 = off.
+ArrayPtr paged_attention(const Array& q, const Array& keys, const Array& values, const Array& table,
+                         const Array& lens, float scale, float softcap, int32_t window);
 
 // fast ops
 ArrayPtr rms_norm(const Array& x, const Array* weight, float eps);

@@ -101,6 +101,18 @@ pub(crate) mod bridge {
 
         fn gemv_f32(x: &Array, w: &Array) -> Result<UniquePtr<Array>>;
 
+        #[allow(clippy::too_many_arguments)]
+        fn paged_attention(
+            q: &Array,
+            keys: &Array,
+            values: &Array,
+            table: &Array,
+            lens: &Array,
+            scale: f32,
+            softcap: f32,
+            window: i32,
+        ) -> Result<UniquePtr<Array>>;
+
         unsafe fn rms_norm(x: &Array, weight: *const Array, eps: f32) -> Result<UniquePtr<Array>>;
         unsafe fn layer_norm(
             x: &Array,

@@ -192,6 +192,31 @@ pub fn gemv_cpu(x: &Array, w: &Array) -> Result<Array> {
     wrap("gemv", bridge::gemv_f32(&x.0, &w.0))
 }
 
+/// Decode attention on the CPU read straight from a paged KV pool (src/qgemv.cc): one query per
+/// sequence, q float32 [B, Hq, D]; keys/values [slots, Hkv, D]; `table` int32 [B, S] holds the
+/// slot of each sequence's positions (padding past `lens[b]` is never read); `lens` int32 [B]
+/// counts each one's keys (its query is the last position). `softcap` (0 = off) caps scores
+/// as cap * tanh(s / cap); `window` (0 = off) limits a query to its last `window` keys.
+/// Returns float32 [B, Hq, D].
+#[allow(clippy::too_many_arguments)]
+pub fn paged_attention(
+    q: &Array,
+    keys: &Array,
+    values: &Array,
+    table: &Array,
+    lens: &Array,
+    scale: f32,
+    softcap: f32,
+    window: i32,
+) -> Result<Array> {
+    wrap(
+        "paged_attention",
+        bridge::paged_attention(
+            &q.0, &keys.0, &values.0, &table.0, &lens.0, scale, softcap, window,
+        ),
+    )
+}
+
 macro_rules! unary_methods {
     ($($name:ident => $op:ident),* $(,)?) => {
         $(pub fn $name(&self) -> Result<Array> {

@@ -5,6 +5,7 @@
 // + b * sum(x), the same affine form as MLX's kernel, accumulated in float32.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <functional>
@@ -395,6 +396,182 @@ class QGemv : public mx::UnaryPrimitive {
   int group_, bits_;
 };
 
+// ---- Paged decode attention ----
+// One query token per sequence against keys/values that live in a KV pool ([slots, Hkv, D]),
+// found through each sequence's slot table: no gathered copy of the cache, no padded scores.
+struct Attn {
+  const float* q;        // [B, Hq, D]
+  const float* k;        // [slots, Hkv, D]
+  const float* v;        // [slots, Hkv, D]
+  const int32_t* table;  // [B, S]: slot of position j of sequence b
+  const int32_t* lens;   // [B]: keys of sequence b (its query sits at position lens[b] - 1)
+  float* out;            // [B, Hq, D]
+  int hq, hkv, d, s;
+  float scale, softcap;
+  int window;            // 0: none; else the query sees its last `window` positions
+};
+
+#if defined(__x86_64__)
+// exp for x <= 0 (scores minus their max), accurate to a few ulp: 2^n * p(r), r in [-ln2/2, ln2/2].
+__attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+  const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+__attribute__((target("avx2,fma"))) inline float dot_avx2(const float* a, const float* b, int d) {
+  __m256 acc = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  float r = hsum(acc);
+  for (; i < d; ++i) r += a[i] * b[i];
+  return r;
+}
+
+__attribute__((target("avx2,fma"))) void attn_jobs_avx2(const Attn& a, int j0, int j1) {
+  thread_local std::vector<float> sc;
+  for (int job = j0; job < j1; ++job) {
+    const int b = job / a.hq, h = job % a.hq, kvh = h / (a.hq / a.hkv);
+    const int len = a.lens[b];
+    const int start = a.window > 0 ? std::max(0, len - a.window) : 0;
+    const int n = len - start;
+    const float* q = a.q + (size_t(b) * a.hq + h) * a.d;
+    const int32_t* slots = a.table + size_t(b) * a.s + start;
+    float* o = a.out + (size_t(b) * a.hq + h) * a.d;
+    if (n <= 0) {
+      std::fill(o, o + a.d, 0.f);
+      continue;
+    }
+    sc.resize(size_t(n) + 8);
+    float mx = -INFINITY;
+    for (int j = 0; j < n; ++j) {
+      float x = dot_avx2(q, a.k + (size_t(slots[j]) * a.hkv + kvh) * a.d, a.d) * a.scale;
+      if (a.softcap > 0.f) x = a.softcap * std::tanh(x / a.softcap);
+      sc[j] = x;
+      mx = std::max(mx, x);
+    }
+    __m256 vsum = _mm256_setzero_ps();
+    const __m256 vmax = _mm256_set1_ps(mx);
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+      __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(&sc[j]), vmax));
+      _mm256_storeu_ps(&sc[j], e);
+      vsum = _mm256_add_ps(vsum, e);
+    }
+    float sum = hsum(vsum);
+    for (; j < n; ++j) {
+      sc[j] = std::exp(sc[j] - mx);
+      sum += sc[j];
+    }
+    const float inv = 1.f / sum;
+    for (int i = 0; i < a.d; i += 8) {
+      if (i + 8 > a.d) break;
+      __m256 acc = _mm256_setzero_ps();
+      for (int t = 0; t < n; ++t) {
+        const float* vr = a.v + (size_t(slots[t]) * a.hkv + kvh) * a.d + i;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[t]), _mm256_loadu_ps(vr), acc);
+      }
+      _mm256_storeu_ps(o + i, _mm256_mul_ps(acc, _mm256_set1_ps(inv)));
+    }
+    for (int i = a.d - a.d % 8; i < a.d; ++i) {
+      float acc = 0.f;
+      for (int t = 0; t < n; ++t) acc += sc[t] * a.v[(size_t(slots[t]) * a.hkv + kvh) * a.d + i];
+      o[i] = acc * inv;
+    }
+  }
+}
+#endif
+
+void attn_jobs_scalar(const Attn& a, int j0, int j1) {
+  thread_local std::vector<float> sc;
+  for (int job = j0; job < j1; ++job) {
+    const int b = job / a.hq, h = job % a.hq, kvh = h / (a.hq / a.hkv);
+    const int len = a.lens[b];
+    const int start = a.window > 0 ? std::max(0, len - a.window) : 0;
+    const int n = len - start;
+    const float* q = a.q + (size_t(b) * a.hq + h) * a.d;
+    const int32_t* slots = a.table + size_t(b) * a.s + start;
+    float* o = a.out + (size_t(b) * a.hq + h) * a.d;
+    std::fill(o, o + a.d, 0.f);
+    if (n <= 0) continue;
+    sc.resize(n);
+    float mx = -INFINITY;
+    for (int j = 0; j < n; ++j) {
+      const float* kr = a.k + (size_t(slots[j]) * a.hkv + kvh) * a.d;
+      float x = 0.f;
+      for (int i = 0; i < a.d; ++i) x += q[i] * kr[i];
+      x *= a.scale;
+      if (a.softcap > 0.f) x = a.softcap * std::tanh(x / a.softcap);
+      sc[j] = x;
+      mx = std::max(mx, x);
+    }
+    float sum = 0.f;
+    for (int j = 0; j < n; ++j) sum += (sc[j] = std::exp(sc[j] - mx));
+    for (int t = 0; t < n; ++t) {
+      const float* vr = a.v + (size_t(slots[t]) * a.hkv + kvh) * a.d;
+      for (int i = 0; i < a.d; ++i) o[i] += sc[t] * vr[i];
+    }
+    for (int i = 0; i < a.d; ++i) o[i] /= sum;
+  }
+}
+
+class PagedAttention : public mx::UnaryPrimitive {
+ public:
+  PagedAttention(mx::Stream s, float scale, float softcap, int window)
+      : mx::UnaryPrimitive(s), scale_(scale), softcap_(softcap), window_(window) {}
+
+  // inputs: q [B, Hq, D], keys and values [slots, Hkv, D], table [B, S], lens [B]
+  void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
+    const auto &q = inputs[0], &k = inputs[1], &v = inputs[2], &t = inputs[3], &l = inputs[4];
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    auto& enc = mx::cpu::get_command_encoder(stream());
+    for (auto& in : inputs) enc.set_input_array(in);
+    enc.set_output_array(out);
+    Attn a{q.data<float>(), k.data<float>(), v.data<float>(), t.data<int32_t>(), l.data<int32_t>(),
+           out.data<float>(), int(q.shape(1)), int(k.shape(1)), int(q.shape(2)), int(t.shape(1)),
+           scale_, softcap_, window_};
+    const int jobs = int(q.shape(0)) * a.hq;
+    enc.dispatch([a, jobs]() {
+      std::function<void(int, int)> f;
+#if defined(__x86_64__)
+      if (have_avx2()) {
+        f = [&a](int x, int y) { attn_jobs_avx2(a, x, y); };
+      } else
+#endif
+      {
+        f = [&a](int x, int y) { attn_jobs_scalar(a, x, y); };
+      }
+      Pool::get().run(jobs, f);
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
+    throw std::runtime_error("cortex paged attention runs on the CPU only");
+  }
+
+  const char* name() const override { return "CortexPagedAttention"; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto& o = static_cast<const PagedAttention&>(other);
+    return scale_ == o.scale_ && softcap_ == o.softcap_ && window_ == o.window_;
+  }
+
+ private:
+  float scale_, softcap_;
+  int window_;
+};
+
 }  // namespace
 
 // Inputs as the kernel reads them: float32, and row-contiguous for weights. Each MLX op here is
@@ -442,6 +619,27 @@ ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array&
                                 weight_input(scales.inner, s, true), weight_input(biases.inner, s, true)};
   return std::make_unique<Array>(
       mx::array(out_shape, mx::float32, std::make_shared<QGemv>(s, group_size, bits), std::move(inputs)));
+}
+
+ArrayPtr paged_attention(const Array& q, const Array& keys, const Array& values, const Array& table,
+                         const Array& lens, float scale, float softcap, int32_t window) {
+  const auto &qi = q.inner, &ki = keys.inner, &vi = values.inner;
+  if (qi.ndim() != 3 || ki.ndim() != 3 || vi.shape() != ki.shape() || qi.shape(2) != ki.shape(2)) {
+    throw std::invalid_argument("paged_attention: q [B, Hq, D] and a pool [slots, Hkv, D] expected");
+  }
+  if (ki.shape(1) == 0 || qi.shape(1) % ki.shape(1) != 0) {
+    throw std::invalid_argument("paged_attention: query heads must be a multiple of KV heads");
+  }
+  if (table.inner.ndim() != 2 || table.inner.shape(0) != qi.shape(0) || lens.inner.size() != size_t(qi.shape(0))) {
+    throw std::invalid_argument("paged_attention: table [B, S] and lens [B] expected");
+  }
+  auto s = mx::default_stream(mx::Device::cpu);
+  auto i32 = [&](const mx::array& a) { return weight_input(a.dtype() == mx::int32 ? a : mx::astype(a, mx::int32, s), s, false); };
+  std::vector<mx::array> inputs{weight_input(qi, s, true), weight_input(ki, s, true), weight_input(vi, s, true),
+                                i32(table.inner), i32(lens.inner)};
+  return std::make_unique<Array>(mx::array(qi.shape(), mx::float32,
+                                           std::make_shared<PagedAttention>(s, scale, softcap, window),
+                                           std::move(inputs)));
 }
 
 }  // namespace cortex_mlx

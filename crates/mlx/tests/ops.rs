@@ -514,7 +514,7 @@ fn memory_accounting() {
 #[test]
 fn qgemv_matches_quantized_matmul() {
     for &(bits, group) in &[(4, 32), (4, 64), (4, 128), (8, 32), (8, 64)] {
-        for &m in &[1, 3] {
+        for &m in &[1, 3, 8] {
             let (n, k) = (70usize, 256usize);
             let w = arr(&rand_vec(n * k, 7 + bits as u64), &[n as i32, k as i32]);
             let (q, s, b) = ops::quantize(&w, group, bits).unwrap();
@@ -537,6 +537,118 @@ fn qgemv_matches_quantized_matmul() {
         "mismatched input size is an error"
     );
     assert!(ops::qgemv_cpu(&arr(&rand_vec(64, 2), &[1, 64]), &q, &s, &b, 32, 3).is_err());
+}
+
+/// A row's result does not depend on the rows beside it (batched decode must not change
+/// what a sequence gets), for quantized and dense weights.
+#[test]
+fn gemv_rows_are_batch_invariant() {
+    let (n, k) = (40usize, 128usize);
+    let w = arr(&rand_vec(n * k, 3), &[n as i32, k as i32]);
+    let (q, s, b) = ops::quantize(&w, 32, 4).unwrap();
+    let x = arr(&rand_vec(7 * k, 5), &[7, k as i32]);
+    let all_q = ops::qgemv_cpu(&x, &q, &s, &b, 32, 4)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let all_d = ops::gemv_cpu(&x, &w).unwrap().to_vec::<f32>().unwrap();
+    for r in 0..7 {
+        let row = x.slice_axis(0, r, r + 1).unwrap();
+        let one_q = ops::qgemv_cpu(&row, &q, &s, &b, 32, 4)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let one_d = ops::gemv_cpu(&row, &w).unwrap().to_vec::<f32>().unwrap();
+        let at = r as usize * n..(r as usize + 1) * n;
+        assert_eq!(one_q, all_q[at.clone()], "quantized row {r}");
+        assert_eq!(one_d, all_d[at], "dense row {r}");
+    }
+}
+
+/// Paged decode attention equals attention computed directly (f64) over each sequence's keys
+/// found through its slot table, with GQA, sliding windows and soft-capping.
+#[test]
+fn paged_attention_matches_a_direct_computation() {
+    let (b, hq, hkv, d, slots) = (3usize, 4usize, 2usize, 16usize, 64usize);
+    let lens = [5i32, 17, 1];
+    let s = 20usize;
+    // each sequence's positions in scattered, distinct slots
+    let table: Vec<i32> = (0..b * s).map(|i| ((i * 37 + 11) % slots) as i32).collect();
+    let q = rand_vec(b * hq * d, 1);
+    let kp = rand_vec(slots * hkv * d, 2);
+    let vp = rand_vec(slots * hkv * d, 3);
+    let scale = 0.3f32;
+    for (softcap, window) in [(0.0f32, 0i32), (0.0, 4), (2.5, 0), (2.5, 6)] {
+        let got = ops::paged_attention(
+            &arr(&q, &[b as i32, hq as i32, d as i32]),
+            &arr(&kp, &[slots as i32, hkv as i32, d as i32]),
+            &arr(&vp, &[slots as i32, hkv as i32, d as i32]),
+            &Array::from_slice(&table, &[b as i32, s as i32]).unwrap(),
+            &Array::from_slice(&lens, &[b as i32]).unwrap(),
+            scale,
+            softcap,
+            window,
+        )
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+        let mut want = vec![0f32; b * hq * d];
+        for bi in 0..b {
+            let len = lens[bi] as usize;
+            let start = if window > 0 {
+                len.saturating_sub(window as usize)
+            } else {
+                0
+            };
+            for h in 0..hq {
+                let kvh = h / (hq / hkv);
+                let qv = &q[(bi * hq + h) * d..][..d];
+                let row = |pool: &[f32], j: usize| -> Vec<f64> {
+                    let slot = table[bi * s + j] as usize;
+                    pool[(slot * hkv + kvh) * d..][..d]
+                        .iter()
+                        .map(|&x| x as f64)
+                        .collect()
+                };
+                let scores: Vec<f64> = (start..len)
+                    .map(|j| {
+                        let k = row(&kp, j);
+                        let mut x = qv.iter().zip(&k).map(|(a, b)| *a as f64 * b).sum::<f64>()
+                            * scale as f64;
+                        if softcap > 0.0 {
+                            x = softcap as f64 * (x / softcap as f64).tanh();
+                        }
+                        x
+                    })
+                    .collect();
+                let m = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = scores.iter().map(|x| (x - m).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for (t, j) in (start..len).enumerate() {
+                    let v = row(&vp, j);
+                    for i in 0..d {
+                        want[(bi * hq + h) * d + i] += (e[t] / sum * v[i]) as f32;
+                    }
+                }
+            }
+        }
+        assert_close(&got, &want, 1e-5);
+    }
+    // shapes are checked
+    let bad = ops::paged_attention(
+        &arr(&q, &[b as i32, hq as i32, d as i32]),
+        &arr(
+            &kp[..slots * hkv * d / 2],
+            &[slots as i32, hkv as i32, (d / 2) as i32],
+        ),
+        &arr(&vp, &[slots as i32, hkv as i32, d as i32]),
+        &Array::from_slice(&table, &[b as i32, s as i32]).unwrap(),
+        &Array::from_slice(&lens, &[b as i32]).unwrap(),
+        scale,
+        0.0,
+        0,
+    );
+    assert!(bad.is_err());
 }
 
 /// Regression: MLX gives each thread its own stream, so the kernel's thread pool is entered

@@ -2,6 +2,7 @@
 use super::BlockId;
 use crate::cache::{KvCache, Segment};
 use crate::error::{EngineError, Result};
+use crate::nn::AttentionOptions;
 use cortex_mlx::Array;
 
 /// Per layer, keys and values of shape [capacity, kv_heads, head_dim], created on first write
@@ -97,6 +98,18 @@ impl KvPool {
     }
 }
 
+#[derive(Clone)]
+struct DecodeBatch {
+    /// int32 [B]: the position of each sequence's new token.
+    offsets: Array,
+    /// int32 [B]: keys per sequence (offset + 1).
+    lens: Array,
+    /// int32 [B * S]: every sequence's slots padded to the longest (padding repeats a valid
+    /// slot; it is masked or never read).
+    padded: Array,
+    longest: i32,
+}
+
 /// One forward pass over several sequences: where each new token's K/V goes, which slots each
 /// sequence reads, and which rows need logits.
 pub struct BatchView<'a> {
@@ -109,7 +122,7 @@ pub struct BatchView<'a> {
     logit_rows: Option<Array>,
     /// For a pure decode step: each sequence's token position ([B]) and every sequence's
     /// slots padded to the longest ([B * S], padding repeats a valid slot; it is masked).
-    decode: Option<(Array, Array, i32)>,
+    decode: Option<DecodeBatch>,
     /// Keep-masks of this decode step by attention window (the same for every layer).
     masks: Vec<(Option<i32>, Array)>,
 }
@@ -152,11 +165,14 @@ impl<'a> BatchView<'a> {
                 padded.extend(std::iter::repeat_n(sl[0], longest - sl.len()));
             }
             let offsets: Vec<i32> = segments.iter().map(|s| s.offset).collect();
-            Some((
-                Array::from_slice(&offsets, &[offsets.len() as i32])?,
-                Array::from_slice(&padded, &[padded.len() as i32])?,
-                longest as i32,
-            ))
+            let lens: Vec<i32> = offsets.iter().map(|o| o + 1).collect();
+            let b = offsets.len() as i32;
+            Some(DecodeBatch {
+                offsets: Array::from_slice(&offsets, &[b])?,
+                lens: Array::from_slice(&lens, &[b])?,
+                padded: Array::from_slice(&padded, &[padded.len() as i32])?,
+                longest: longest as i32,
+            })
         } else {
             None
         };
@@ -231,17 +247,45 @@ impl KvCache for BatchView<'_> {
     }
 
     fn decode_offsets(&self) -> Option<&Array> {
-        self.decode.as_ref().map(|d| &d.0)
+        self.decode.as_ref().map(|d| &d.offsets)
+    }
+
+    fn attend_decode_paged(
+        &mut self,
+        layer: usize,
+        q: &Array,
+        k: Array,
+        v: Array,
+        scale: f32,
+        opts: AttentionOptions,
+    ) -> Result<Option<Array>> {
+        let Some(d) = self.decode.clone() else {
+            return Ok(None);
+        };
+        // [B, H, 1, D] -> [B, H, D]
+        let (keys, values) = self.write(layer, &k.squeeze(&[2])?, &v.squeeze(&[2])?)?;
+        let b = q.dim(0);
+        let out = cortex_mlx::ops::paged_attention(
+            &q.squeeze(&[2])?,
+            &keys,
+            &values,
+            &d.padded.reshape(&[b, d.longest])?,
+            &d.lens,
+            scale,
+            opts.softcap.unwrap_or(0.0),
+            opts.window.unwrap_or(0),
+        )?;
+        Ok(Some(out.expand_dims(2)?))
     }
 
     fn decode_keep_mask(&mut self, window: Option<i32>) -> Result<Array> {
         if let Some((_, m)) = self.masks.iter().find(|(w, _)| *w == window) {
             return Ok(m.clone());
         }
-        let Some((offsets, _, longest)) = &self.decode else {
+        let Some(d) = &self.decode else {
             return Err(EngineError::InvalidRequest("not a decode step".into()));
         };
-        let m = crate::nn::decode_keep_mask(offsets, *longest, window)?;
+        let m = crate::nn::decode_keep_mask(&d.offsets, d.longest, window)?;
         self.masks.push((window, m.clone()));
         Ok(m)
     }
@@ -252,7 +296,10 @@ impl KvCache for BatchView<'_> {
         k: Array,
         v: Array,
     ) -> Result<(Array, Array)> {
-        let Some((_, padded, longest)) = self.decode.clone() else {
+        let Some(DecodeBatch {
+            padded, longest, ..
+        }) = self.decode.clone()
+        else {
             return Err(EngineError::InvalidRequest("not a decode step".into()));
         };
         // [B, H, 1, D] -> [B, H, D]
