@@ -263,6 +263,10 @@ bool have_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return yes;
 }
+#define AVX2_KERNEL(f) f
+#else
+bool have_avx2() { return false; }
+#define AVX2_KERNEL(f) nullptr
 #endif
 
 void dense_rows_scalar(const Problem& p, int n0, int n1) {
@@ -293,18 +297,15 @@ void rows_scalar(const Problem& p, int n0, int n1) {
   }
 }
 
-void run_dense(const Problem& p) {
-  std::function<void(int, int)> f;
-#if defined(__x86_64__)
-  if (have_avx2()) {
-    f = [&p](int a, int b) { dense_rows_avx2(p, a, b); };
-  } else
-#endif
-  {
-    f = [&p](int a, int b) { dense_rows_scalar(p, a, b); };
-  }
-  Pool::get().run(p.n, f);
+// Runs items 0..n on the pool with the AVX2 kernel where there is one and the CPU has it,
+// else the scalar one; both take (problem, first, end).
+template <class P>
+void run_kernel(const P& p, int n, void (*avx)(const P&, int, int), void (*scalar)(const P&, int, int)) {
+  auto kernel = avx != nullptr && have_avx2() ? avx : scalar;
+  Pool::get().run(n, [&p, kernel](int a, int b) { kernel(p, a, b); });
 }
+
+void run_dense(const Problem& p) { run_kernel<Problem>(p, p.n, AVX2_KERNEL(dense_rows_avx2), dense_rows_scalar); }
 
 void run_problem(const Problem& p) {
   if (p.bits == 32) {
@@ -323,16 +324,7 @@ void run_problem(const Problem& p) {
   }
   Problem q = p;
   q.xsums = xsums.data();
-  std::function<void(int, int)> f;
-#if defined(__x86_64__)
-  if (have_avx2()) {
-    f = [&q](int a, int b) { rows_avx2(q, a, b); };
-  } else
-#endif
-  {
-    f = [&q](int a, int b) { rows_scalar(q, a, b); };
-  }
-  Pool::get().run(p.n, f);
+  run_kernel<Problem>(q, p.n, AVX2_KERNEL(rows_avx2), rows_scalar);
 }
 
 // Row-major copy of a strided array (an activation MLX left as a view).
@@ -542,18 +534,7 @@ class PagedAttention : public mx::UnaryPrimitive {
            out.data<float>(), int(q.shape(1)), int(k.shape(1)), int(q.shape(2)), int(t.shape(1)),
            scale_, softcap_, window_};
     const int jobs = int(q.shape(0)) * a.hq;
-    enc.dispatch([a, jobs]() {
-      std::function<void(int, int)> f;
-#if defined(__x86_64__)
-      if (have_avx2()) {
-        f = [&a](int x, int y) { attn_jobs_avx2(a, x, y); };
-      } else
-#endif
-      {
-        f = [&a](int x, int y) { attn_jobs_scalar(a, x, y); };
-      }
-      Pool::get().run(jobs, f);
-    });
+    enc.dispatch([a, jobs]() { run_kernel<Attn>(a, jobs, AVX2_KERNEL(attn_jobs_avx2), attn_jobs_scalar); });
   }
 
   void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
