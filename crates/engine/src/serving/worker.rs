@@ -214,15 +214,10 @@ impl Worker {
                 return;
             }
         };
-        if prompt.len() >= self.max_context {
-            let e = EngineError::ContextLength {
-                prompt_tokens: prompt.len(),
-                max_context: self.max_context,
-            };
-            let _ = events.send(Event::Done(error_completion(&e.to_string(), prompt.len())));
-            return;
-        }
-        let max_new = params.max_tokens.min(self.max_context - prompt.len());
+        // submit() checked prompt.len() < max_context
+        let max_new = params
+            .max_tokens
+            .min(self.max_context.saturating_sub(prompt.len()));
         self.active.insert(
             id,
             Active {
@@ -297,6 +292,7 @@ impl Worker {
         plan: &Plan,
     ) -> Result<Vec<Option<(u32, Option<TokenLogprob>)>>> {
         let t_start = Instant::now();
+        let bs = self.scheduler.config().block_size;
         let mut tokens = Vec::new();
         let mut segments = Vec::new();
         let mut slots = Vec::new();
@@ -314,9 +310,12 @@ impl Worker {
                 offset: w.start as i32,
                 len: w.len as i32,
             });
-            slots.push(self.scheduler.slots(w.id, w.start + w.len));
+            slots.push(
+                (0..w.start + w.len)
+                    .map(|p| seq.blocks.slot(p, bs))
+                    .collect::<Vec<i32>>(),
+            );
         }
-        let bs = self.scheduler.config().block_size;
         self.pool.copy_blocks(&plan.copies, bs)?;
         let logits = {
             let mut view = BatchView::new(&mut self.pool, segments, &slots, &rows)?;

@@ -65,6 +65,17 @@ impl Sequence {
     fn pending(&self) -> usize {
         self.tokens.len() - self.computed
     }
+
+    /// The next slice of this sequence to run, at most `budget` tokens (>= 1).
+    fn next_work(&self, budget: usize) -> Work {
+        let len = self.pending().min(budget);
+        Work {
+            id: self.id,
+            start: self.computed,
+            len,
+            sample: self.computed + len == self.tokens.len(),
+        }
+    }
 }
 
 /// A slice of one sequence's tokens to run: positions `start..start + len`.
@@ -167,13 +178,7 @@ impl Scheduler {
                 // this very sequence was preempted; the next one slid into index i
                 continue;
             }
-            let s = &self.running[i];
-            plan.work.push(Work {
-                id: s.id,
-                start: s.computed,
-                len: 1,
-                sample: true,
-            });
+            plan.work.push(self.running[i].next_work(1));
             budget -= 1;
             i += 1;
         }
@@ -183,14 +188,9 @@ impl Scheduler {
                 break;
             }
             if s.pending() > 1 {
-                let len = s.pending().min(budget);
-                plan.work.push(Work {
-                    id: s.id,
-                    start: s.computed,
-                    len,
-                    sample: s.computed + len == s.tokens.len(),
-                });
-                budget -= len;
+                let w = s.next_work(budget);
+                budget -= w.len;
+                plan.work.push(w);
             }
         }
         // 3. admission
@@ -229,14 +229,9 @@ impl Scheduler {
                 s.cached_tokens = s.computed;
                 s.admitted_before = true;
             }
-            let len = s.pending().min(budget);
-            plan.work.push(Work {
-                id: s.id,
-                start: s.computed,
-                len,
-                sample: s.computed + len == s.tokens.len(),
-            });
-            budget -= len;
+            let w = s.next_work(budget);
+            budget -= w.len;
+            plan.work.push(w);
             self.running.push(s);
         }
         plan
@@ -305,16 +300,6 @@ impl Scheduler {
         };
         s.blocks.release(&mut self.alloc);
         Some(s)
-    }
-
-    /// Slots of positions 0..end of a running sequence.
-    pub fn slots(&self, id: u64, end: usize) -> Vec<i32> {
-        let bs = self.config.block_size;
-        self.running
-            .iter()
-            .find(|s| s.id == id)
-            .map(|s| (0..end).map(|p| s.blocks.slot(p, bs)).collect())
-            .unwrap_or_default()
     }
 }
 
