@@ -152,13 +152,7 @@ async fn oversized_body_is_413() {
     let big = chat(&"word ".repeat(400), json!({"max_tokens": 1}));
     let e = error_of(s.post("/v1/chat/completions", &big).await, 413).await;
     assert_eq!(e["code"], "request_too_large");
-    let ok = s
-        .post(
-            "/v1/chat/completions",
-            &chat("hi", json!({"max_tokens": 2})),
-        )
-        .await;
-    assert_eq!(ok.status(), 200);
+    assert_eq!(s.short_chat_status().await, 200);
 }
 
 #[tokio::test]
@@ -169,26 +163,15 @@ async fn api_key_is_required_except_for_health() {
     assert_eq!(s.get("/health").await.status(), 200);
     let e = error_of(s.get("/v1/models").await, 401).await;
     assert_eq!(e["code"], "invalid_api_key");
-    let url = format!("{}/v1/models", s.url);
-    let wrong = s
-        .http
-        .get(&url)
-        .header(AUTHORIZATION, "Bearer nope")
-        .send()
-        .await
-        .unwrap();
+    let wrong = s.get_with("/v1/models", AUTHORIZATION, "Bearer nope").await;
     error_of(wrong, 401).await;
     let body = chat("hi", json!({"max_tokens": 2}));
     let chat_url = format!("{}/v1/chat/completions", s.url);
     let r = s.http.post(&chat_url).json(&body).send().await.unwrap();
     error_of(r, 401).await;
     let ok = s
-        .http
-        .get(&url)
-        .header(AUTHORIZATION, "Bearer sekret")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/v1/models", AUTHORIZATION, "Bearer sekret")
+        .await;
     assert_eq!(ok.status(), 200);
     let r = s
         .http
@@ -204,7 +187,6 @@ async fn api_key_is_required_except_for_health() {
 #[tokio::test]
 async fn loopback_server_refuses_foreign_host_headers() {
     let s = start(config()).await;
-    let url = format!("{}/v1/models", s.url);
     let port = s.addr.port();
     for host in [
         "evil.example",
@@ -212,7 +194,7 @@ async fn loopback_server_refuses_foreign_host_headers() {
         "localhost.evil.example",
         "127.0.0.1.nip.io",
     ] {
-        let r = s.http.get(&url).header(HOST, host).send().await.unwrap();
+        let r = s.get_with("/v1/models", HOST, host).await;
         let e = error_of(r, 403).await;
         assert_eq!(e["type"], "permission_error", "{host}");
     }
@@ -221,7 +203,7 @@ async fn loopback_server_refuses_foreign_host_headers() {
         format!("127.0.0.1:{port}"),
         "[::1]".to_string(),
     ] {
-        let r = s.http.get(&url).header(HOST, &host).send().await.unwrap();
+        let r = s.get_with("/v1/models", HOST, &host).await;
         assert_eq!(r.status(), 200, "{host}");
     }
 }
@@ -231,32 +213,19 @@ async fn other_bind_addresses_skip_the_host_guard() {
     let mut c = config();
     c.host = "0.0.0.0".parse().unwrap();
     let s = start(c).await;
-    let r = s
-        .http
-        .get(format!("{}/health", s.url))
-        .header(HOST, "my-box.lan:8080")
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_with("/health", HOST, "my-box.lan:8080").await;
     assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
 async fn cors_only_for_allowed_origins() {
     let s = start(config()).await;
-    let url = format!("{}/v1/models", s.url);
     for origin in [
         "http://localhost:5173",
         "tauri://localhost",
         "http://127.0.0.1:3000",
     ] {
-        let r = s
-            .http
-            .get(&url)
-            .header(ORIGIN, origin)
-            .send()
-            .await
-            .unwrap();
+        let r = s.get_with("/v1/models", ORIGIN, origin).await;
         assert_eq!(r.status(), 200, "{origin}");
         assert_eq!(r.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], origin);
         let pre = s
@@ -282,13 +251,7 @@ async fn cors_only_for_allowed_origins() {
         assert!(methods.contains("POST"), "{methods}");
     }
     for origin in ["http://evil.example", "https://localhost:5173", "null"] {
-        let r = s
-            .http
-            .get(&url)
-            .header(ORIGIN, origin)
-            .send()
-            .await
-            .unwrap();
+        let r = s.get_with("/v1/models", ORIGIN, origin).await;
         assert!(!r.headers().contains_key(ACCESS_CONTROL_ALLOW_ORIGIN));
         error_of(r, 403).await;
         let r = s
@@ -306,24 +269,15 @@ async fn cors_only_for_allowed_origins() {
     let mut c = config();
     c.allowed_origins = vec!["https://app.example".into()];
     let s = start(c).await;
-    let url = format!("{}/v1/models", s.url);
     let r = s
-        .http
-        .get(&url)
-        .header(ORIGIN, "https://app.example")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/v1/models", ORIGIN, "https://app.example")
+        .await;
     assert_eq!(
         r.headers()[ACCESS_CONTROL_ALLOW_ORIGIN],
         "https://app.example"
     );
     let r = s
-        .http
-        .get(&url)
-        .header(ORIGIN, "http://localhost:5173")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/v1/models", ORIGIN, "http://localhost:5173")
+        .await;
     error_of(r, 403).await;
 }

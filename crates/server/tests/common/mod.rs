@@ -95,6 +95,31 @@ impl TestServer {
             .unwrap()
     }
 
+    /// GET `path` with one extra header.
+    pub async fn get_with(
+        &self,
+        path: &str,
+        name: reqwest::header::HeaderName,
+        value: &str,
+    ) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Status of a two-token chat completion: 200 while the server goes on answering.
+    pub async fn short_chat_status(&self) -> reqwest::StatusCode {
+        self.post(
+            "/v1/chat/completions",
+            &chat("hi", json!({"max_tokens": 2})),
+        )
+        .await
+        .status()
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.url))
