@@ -242,16 +242,14 @@ fn safetensors_params(path: &Path) -> u64 {
 fn details_of_tiny_llama() {
     let hub = Hub::start();
     let dir = hub.repo_dir("test-org/tiny-llama");
+    let model = HubModel::new("test-org", "tiny-llama");
     let opts = DetailsOptions {
         context: 1000,
         card_bytes: 40,
+        system_bytes: None,
     };
-    let d = details(
-        &hub.config(),
-        &HubModel::new("test-org", "tiny-llama"),
-        &opts,
-    )
-    .unwrap();
+    let cfg = hub.config();
+    let d = details(&cfg, &model, &opts).unwrap();
 
     // Every file but the server's own metadata, with its size on disk.
     let mut on_disk: Vec<(String, u64)> = std::fs::read_dir(&dir)
@@ -302,8 +300,21 @@ fn details_of_tiny_llama() {
     assert_eq!(m.kv_bytes_per_token, Some(512));
     assert_eq!(m.kv_bytes, 512_000);
     assert_eq!(m.total_bytes, weights + 512_000);
-    if m.system_bytes.is_some() {
-        assert_eq!(m.fit, Some(Fit::Fits));
+
+    // The verdict against a pinned machine size, not this machine's: 4x the need fits (<= 75%),
+    // 1.1x is tight (<= 95%), less than the need is too big.
+    for (system, fit) in [
+        (4 * m.total_bytes, Fit::Fits),
+        (m.total_bytes * 11 / 10, Fit::Tight),
+        (m.total_bytes / 2, Fit::TooBig),
+    ] {
+        let opts = DetailsOptions {
+            system_bytes: Some(system),
+            ..opts.clone()
+        };
+        let d = details(&cfg, &model, &opts).unwrap();
+        assert_eq!(d.memory.system_bytes, Some(system));
+        assert_eq!(d.memory.fit, Some(fit), "system {system}");
     }
 }
 

@@ -62,6 +62,11 @@ pub struct ChatOptions {
     /// Extra template variables, e.g. `enable_thinking`; they override the special tokens.
     #[serde(default)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// The wall-clock time `strftime_now` reports. `None` reads the local clock at render time,
+    /// which is what a chat wants; tests and golden generators pin an instant here so a
+    /// template that prints today's date renders the same on every day and in every time zone.
+    #[serde(skip)]
+    pub now: Option<chrono::NaiveDateTime>,
 }
 
 /// The special tokens a template sees as `bos_token`, `eos_token`, ... (absent ones are undefined).
@@ -175,9 +180,13 @@ impl ChatTemplate {
             "add_generation_prompt".into(),
             opts.add_generation_prompt.into(),
         );
+        let now = opts.now.unwrap_or_else(|| chrono::Local::now().naive_local());
         let tmpl = self.env.get_template(NAME).map_err(map_error)?;
-        tmpl.render(json_to_value(&serde_json::Value::Object(ctx)))
-            .map_err(map_error)
+        let pairs = ctx
+            .iter()
+            .map(|(k, v)| (k.as_str(), json_to_value(v)))
+            .chain([(CLOCK, Value::from_object(Clock(now)))]);
+        tmpl.render(Value::from_pairs(pairs)).map_err(map_error)
     }
 }
 
@@ -213,7 +222,15 @@ fn raise_exception(msg: String) -> Result<Value, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, "raise_exception called").with_source(Raised(msg)))
 }
 
-fn strftime_now(fmt: String) -> Result<Value, Error> {
+/// The render's clock, handed to `strftime_now` through the context under a name no template
+/// uses (a template that shadows it only changes its own output).
+const CLOCK: &str = "__cortex_render_clock";
+
+#[derive(Debug)]
+struct Clock(chrono::NaiveDateTime);
+impl minijinja::value::Object for Clock {}
+
+fn strftime_now(state: &State, fmt: String) -> Result<Value, Error> {
     use chrono::format::{Item, StrftimeItems};
     let items: Vec<Item> = StrftimeItems::new(&fmt).collect();
     // chrono panics when displaying an invalid specifier, so reject those first.
@@ -228,10 +245,17 @@ fn strftime_now(fmt: String) -> Result<Value, Error> {
     write!(
         out,
         "{}",
-        chrono::Local::now().format_with_items(items.into_iter())
+        render_clock(state)?.format_with_items(items.into_iter())
     )
     .map_err(|_| Error::new(ErrorKind::InvalidOperation, "strftime failed"))?;
     Ok(Value::from(out))
+}
+
+fn render_clock(state: &State) -> Result<chrono::NaiveDateTime, Error> {
+    state
+        .lookup(CLOCK)
+        .and_then(|v| v.downcast_object_ref::<Clock>().map(|c| c.0))
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "strftime_now has no clock"))
 }
 
 /// Python's `range`, bounded: a hostile `range(10**12)` is a limit error, not a hang.

@@ -141,11 +141,22 @@ fn generation_tags_render_their_body() {
 }
 
 #[test]
-fn strftime_now_formats_and_rejects_bad_formats() {
+fn strftime_now_reads_the_callers_clock_and_rejects_bad_formats() {
+    let pinned = ChatOptions {
+        now: chrono::NaiveDate::from_ymd_opt(2024, 7, 26)
+            .and_then(|d| d.and_hms_opt(9, 5, 3)),
+        ..ChatOptions::default()
+    };
+    let src = "{{ strftime_now('%Y-%m-%d %H:%M:%S') }}|{{ strftime_now('%d %B %Y') }}";
+    assert_eq!(
+        render(src, &[], &pinned).unwrap(),
+        "2024-07-26 09:05:03|26 July 2024"
+    );
+    // Without a pinned instant the local clock is read: some four-digit year.
     let out = render("{{ strftime_now('%Y') }}", &[], &ChatOptions::default()).unwrap();
     assert_eq!(out.len(), 4);
     assert!(out.chars().all(|c| c.is_ascii_digit()));
-    assert!(render("{{ strftime_now('%Q%') }}", &[], &ChatOptions::default()).is_err());
+    assert!(render("{{ strftime_now('%Q%') }}", &[], &pinned).is_err());
 }
 
 #[test]

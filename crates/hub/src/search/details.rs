@@ -18,6 +18,9 @@ pub struct DetailsOptions {
     pub context: u64,
     /// At most this many bytes of README.md are read.
     pub card_bytes: usize,
+    /// The memory the fit verdict is judged against; `None`: this machine's
+    /// ([`system_memory`]). Tests pin it so the verdict does not depend on the machine.
+    pub system_bytes: Option<u64>,
 }
 
 impl Default for DetailsOptions {
@@ -25,6 +28,7 @@ impl Default for DetailsOptions {
         DetailsOptions {
             context: 4096,
             card_bytes: 16 * 1024,
+            system_bytes: None,
         }
     }
 }
@@ -175,7 +179,12 @@ pub fn details(
     let kv = cfg
         .as_ref()
         .and_then(|c| kv_bytes_per_token(c, KV_ELEMENT_BYTES));
-    let memory = estimate_memory(weights_bytes, kv, opts.context, system_memory());
+    let memory = estimate_memory(
+        weights_bytes,
+        kv,
+        opts.context,
+        opts.system_bytes.or_else(system_memory),
+    );
 
     Ok(ModelDetails {
         id: model.repo_id(),

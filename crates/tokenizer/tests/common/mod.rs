@@ -50,6 +50,10 @@ pub fn options(case: &Value) -> ChatOptions {
         add_generation_prompt: case["add_generation_prompt"].as_bool().unwrap_or(false),
         tools: case.get("tools").filter(|t| !t.is_null()).cloned(),
         extra: case["extra"].as_object().cloned().unwrap_or_default(),
+        now: case.get("now").and_then(Value::as_str).map(|t| {
+            chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S")
+                .unwrap_or_else(|e| panic!("golden 'now' {t:?}: {e}"))
+        }),
     }
 }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,8 +28,25 @@ SMOLLM2_GGUF = ROOT / "tests/data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 NPM_TOKENIZERS = ["qwen2_5", "qwen3", "llama3_2", "gemma3", "mistral_nemo"]
 
-# Fixed date so templates that call strftime_now (Llama 3.x) render deterministically.
+# Fixed date so templates that take a date_string (Llama 3.x) render deterministically.
 FIXED_KWARGS = {"date_string": "26 Jul 2024"}
+# The instant strftime_now() reports while rendering goldens; each case records it as "now" and
+# the Rust tests pass the same instant to the renderer, so the goldens hold on any day in any
+# time zone (templates such as Mistral Small 3.2, Granite 3.3 and gpt-oss print today's date).
+FIXED_NOW = datetime(2024, 7, 26, 12, 0, 0)
+
+
+class _PinnedDatetime(datetime):
+    @classmethod
+    def now(cls, tz=None):  # noqa: D102 - transformers' strftime_now calls datetime.now()
+        return FIXED_NOW if tz is None else FIXED_NOW.replace(tzinfo=tz)
+
+
+def pin_template_clock() -> None:
+    """Makes transformers' strftime_now() report FIXED_NOW (it reads the module's `datetime`)."""
+    from transformers.utils import chat_template_utils
+
+    chat_template_utils.datetime = _PinnedDatetime
 
 CONVERSATIONS = {
     "single_user": [{"role": "user", "content": "What is the capital of France?"}],
@@ -93,7 +111,8 @@ def render_cases(render, name: str, tools_ok: bool, extra_cases=()):
     for conv, agp, tools, extra in plans:
         messages = CONVERSATIONS[conv]
         kwargs = {**FIXED_KWARGS, **extra}
-        case = {"conversation": conv, "messages": messages, "add_generation_prompt": agp, "tools": tools, "extra": kwargs}
+        case = {"conversation": conv, "messages": messages, "add_generation_prompt": agp, "tools": tools, "extra": kwargs,
+                "now": FIXED_NOW.strftime("%Y-%m-%dT%H:%M:%S")}
         try:
             case["expected"] = render(messages, agp, tools, kwargs)
         except Exception as e:  # noqa: BLE001 - any failure of the reference is recorded
@@ -238,6 +257,8 @@ def main() -> int:
             return 1
     import tokenizers
     import transformers
+
+    pin_template_clock()
 
     npm, skip_npm = npm_templates()
     cpp, skip_cpp = llama_cpp_templates()
