@@ -1,5 +1,6 @@
 //! `cortex convert`: Hugging Face safetensors folder -> MLX format folder, with line-based
-//! progress on stderr. A thin adapter over `cortex_hub::convert`.
+//! progress on stderr. A thin adapter over `cortex_hub::convert`; the result is added to the
+//! library through the service layer.
 use anyhow::Result;
 use clap::Args;
 use cortex_hub::convert::{self, ConvertOptions, ConvertProgress, QuantizeOptions};
@@ -63,6 +64,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         report.bytes as f64 / 1e6,
         start.elapsed().as_secs_f64()
     );
+    crate::library::register_converted(&args.src, &report.dest);
     println!("{}", report.dest.display());
     Ok(())
 }

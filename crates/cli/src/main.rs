@@ -1,8 +1,10 @@
-//! `cortex`: the command line. Each subcommand is a thin adapter over the engine.
+//! `cortex`: the command line. Each subcommand is a thin adapter over the service layer (and,
+//! for runs and benchmarks, the engine).
 mod bench;
 mod bench_serving;
 mod convert;
 mod info;
+mod library;
 mod models;
 mod pull;
 mod run;
@@ -23,14 +25,18 @@ struct Cli {
 enum Command {
     /// Answer one prompt, or chat interactively when no prompt is given.
     Run(run::RunArgs),
-    /// Import a GGUF file into MLX format in the models folder.
+    /// Import a GGUF file (into MLX format in the models folder) or a model folder into the library.
     Import {
-        /// The .gguf file
+        /// The .gguf file or model folder
         file: std::path::PathBuf,
-        /// Folder name in the models folder (default: the file name without .gguf)
+        /// Name in the library (default: the file name without .gguf)
         #[arg(long)]
         name: Option<String>,
     },
+    /// List the models in the library.
+    List(library::ListArgs),
+    /// Delete a model from the library (and its files, when the app made them).
+    Rm(library::RmArgs),
     /// Convert a Hugging Face safetensors model to MLX format (optionally quantized).
     Convert(convert::ConvertArgs),
     /// Download a model from the Hugging Face hub into the shared HF cache.
@@ -55,6 +61,8 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Import { file, name } => import(&file, name),
+        Command::List(args) => library::list(args),
+        Command::Rm(args) => library::rm(args),
         Command::Convert(args) => convert::run(args),
         Command::Bench(args) => bench::bench(args),
         Command::Pull(args) => pull::run(args),
@@ -70,12 +78,11 @@ fn main() {
 }
 
 fn import(file: &std::path::Path, name: Option<String>) -> Result<()> {
-    let name = name.or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()));
-    let name =
-        name.ok_or_else(|| anyhow::anyhow!("cannot derive a model name from {}", file.display()))?;
-    let dest = cortex_engine::loader::models_dir().join(&name);
-    let out = cortex_engine::gguf_import::import_gguf(file, &dest)?;
-    println!("{}", out.display());
+    let path = std::path::absolute(file)?;
+    let req = cortex_service::library::ImportRequest { path, name };
+    let m = library::with_app(|app| async move { app.import_model(req).await })?;
+    eprintln!("added {} to the library", m.model.name);
+    println!("{}", m.model.path.display());
     Ok(())
 }
 
@@ -86,7 +93,7 @@ fn init_logging(serving: bool) {
     let default = if serving {
         "info"
     } else {
-        "warn,cortex_server=info"
+        "warn,cortex_server=info,cortex_service=info"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
@@ -103,7 +110,7 @@ fn init_logging(serving: bool) {
 /// Resolves a MODEL argument with the service layer ("default", a folder, a .gguf file, a name
 /// in the models folder, or a Hugging Face id / URL), drawing progress bars for downloads.
 pub fn resolve_model(spec: &str) -> Result<std::path::PathBuf> {
-    use cortex_server::service::{resolve_model, ServiceError};
+    use cortex_service::{resolve_model, ServiceError};
     let models = cortex_engine::loader::models_dir();
     let pull = |m: &cortex_hub::HubModel| pull::download_with_bars(m, Vec::new());
     match resolve_model(spec, &models, &pull) {

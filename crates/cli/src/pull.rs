@@ -34,6 +34,12 @@ pub fn run(args: PullArgs) -> Result<()> {
         model.revision = args.revision;
     }
     let snap = pull(&model, args.include)?;
+    crate::library::register_snapshot(
+        &model.repo_id(),
+        model.revision_or_main(),
+        &snap.commit,
+        &snap.path,
+    );
     println!("{}", snap.path.display());
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `cortex serve`: the OpenAI-compatible HTTP API (crates/server, docs/SERVER.md).
+//! `cortex serve`: the OpenAI-compatible HTTP API (crates/server, docs/SERVER.md), the app API
+//! (docs/APP_API.md) and the web UI at `/`.
 use anyhow::{Context, Result};
 use clap::Args;
 use cortex_server::{RegistryConfig, Server, ServerConfig};
@@ -38,6 +39,9 @@ pub struct ServeArgs {
     /// Largest request body in MiB
     #[arg(long, default_value_t = 4)]
     pub max_body_mb: usize,
+    /// The built web UI to serve at / (default: CORTEX_UI_DIR, next to the binary, or ui/dist)
+    #[arg(long, value_name = "DIR")]
+    pub ui_dir: Option<std::path::PathBuf>,
 }
 
 fn config(args: &ServeArgs) -> ServerConfig {
@@ -59,6 +63,8 @@ fn config(args: &ServeArgs) -> ServerConfig {
         allowed_origins: args.allow_origin.clone(),
         max_body_bytes: args.max_body_mb << 20,
         registry,
+        ui_dir: args.ui_dir.clone(),
+        ..ServerConfig::default()
     }
 }
 

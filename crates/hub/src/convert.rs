@@ -115,9 +115,47 @@ pub fn default_dest_name(src: &Path, opts: &ConvertOptions) -> String {
     }
 }
 
+/// What a conversion would write, known from the safetensors headers alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvertEstimate {
+    /// Output tensors (a quantized weight counts three).
+    pub tensors: usize,
+    pub output_bytes: u64,
+    /// The source's safetensors bytes.
+    pub source_bytes: u64,
+}
+
+/// Plans the conversion of `src` without reading any tensor data: the output's size before
+/// anything starts. Fails as [`convert`] would on a bad source or options.
+pub fn estimate(src: &Path, opts: &ConvertOptions) -> Result<ConvertEstimate> {
+    let config = preflight_source(src, opts)?;
+    let dtype = opts.dtype.or_else(|| plan::config_dtype(&config.value));
+    let plan = Plan::build(src, &config.value, dtype, opts)?;
+    let source_bytes = plan
+        .files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    Ok(ConvertEstimate {
+        tensors: plan.outputs().count(),
+        output_bytes: plan.total_bytes(),
+        source_bytes,
+    })
+}
+
 /// Checks everything that can be checked before writing: the source, its architecture, the
 /// options and the destination. Returns the source config.
 fn preflight(src: &Path, dest: &Path, opts: &ConvertOptions) -> Result<RawConfig> {
+    let config = preflight_source(src, opts)?;
+    if dest.exists() {
+        return Err(ConvertError::DestinationExists {
+            path: dest.to_path_buf(),
+        });
+    }
+    Ok(config)
+}
+
+fn preflight_source(src: &Path, opts: &ConvertOptions) -> Result<RawConfig> {
     if !src.join("config.json").is_file() {
         return Err(ConvertError::SourceMissing {
             path: src.to_path_buf(),
@@ -144,11 +182,6 @@ fn preflight(src: &Path, dest: &Path, opts: &ConvertOptions) -> Result<RawConfig
     }
     if let Some(d) = opts.dtype {
         parse_dtype(&d.to_string())?;
-    }
-    if dest.exists() {
-        return Err(ConvertError::DestinationExists {
-            path: dest.to_path_buf(),
-        });
     }
     Ok(config)
 }

@@ -1,13 +1,9 @@
-//! CortexStream's service layer and its OpenAI-compatible HTTP API.
-//!
-//! - [`service`]: what every front end shares: MODEL strings to model folders (the default
-//!   model, the models folder, GGUF files, Hugging Face ids) and the registry of running
-//!   engines (load on first use, unload when idle).
-//! - [`http`]: `cortex serve`'s axum application over the service layer.
+//! CortexStream's HTTP adapter over the service layer (crates/service): the OpenAI-compatible
+//! API under /v1 and `cortex serve`'s axum application.
 //!
 //! Nothing here links Tauri; the desktop shell calls the service layer directly.
 pub mod http;
-pub mod service;
 
+pub use cortex_service as service;
+pub use cortex_service::{ModelRegistry, RegistryConfig, ServiceError};
 pub use http::{serve, Server, ServerConfig, ServerError};
-pub use service::{ModelRegistry, RegistryConfig, ServiceError};

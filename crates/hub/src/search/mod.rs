@@ -129,6 +129,18 @@ pub struct ModelSummary {
     pub tags: Vec<String>,
     #[serde(default)]
     pub gated: Gated,
+    /// Parameter count from the hub's safetensors metadata (`safetensors.total`), when known.
+    #[serde(
+        default,
+        rename(deserialize = "safetensors"),
+        deserialize_with = "safetensors_total"
+    )]
+    pub parameters: Option<u64>,
+}
+
+fn safetensors_total<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.and_then(|v| v.get("total").and_then(serde_json::Value::as_u64)))
 }
 
 /// The properties asked of `/api/models`; the hub's default answer lacks some of them.
@@ -142,6 +154,7 @@ const EXPAND: &[&str] = &[
     "pipeline_tag",
     "tags",
     "gated",
+    "safetensors",
 ];
 
 /// The hub's largest page.

@@ -131,7 +131,10 @@ pub async fn api_key(State(sec): State<Arc<Security>>, req: Request, next: Next)
     let Some(key) = &sec.api_key else {
         return next.run(req).await;
     };
-    if req.uri().path() == "/health" || req.method() == Method::OPTIONS {
+    // the UI's own files are public; its /api calls carry the key like any client's
+    let path = req.uri().path();
+    let guarded = path.starts_with("/v1") || path.starts_with("/api");
+    if !guarded || req.method() == Method::OPTIONS {
         return next.run(req).await;
     }
     let given = req

@@ -7,9 +7,12 @@
 //! | POST /v1/chat/completions | chat, whole or streamed (SSE) |
 //! | POST /v1/completions | plain prompt completion, whole or streamed |
 //! | GET /v1/engine/stats | each loaded model's engine state (not OpenAI's) |
+//! | /api/... | the app API for the web UI (docs/APP_API.md), same origin only |
+//! | GET / | the built web UI |
 //!
 //! Handlers are thin: [`params`] checks the request, [`prompt`] tokenizes it, the engine runs
 //! it, [`generate`] and [`stream`] shape the answer. [`guard`] holds the security middleware.
+mod app_api;
 mod error;
 mod extract;
 mod generate;
@@ -19,11 +22,14 @@ mod params;
 mod prompt;
 mod routes;
 mod stream;
+mod ui;
 
 pub use error::ApiError;
 pub use guard::{OriginPolicy, DEFAULT_ORIGINS};
 
 use crate::service::{ModelRegistry, RegistryConfig, ServiceError};
+use cortex_service::{App, AppConfig};
+use std::path::PathBuf;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
@@ -45,6 +51,12 @@ pub struct ServerConfig {
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
     pub registry: RegistryConfig,
+    /// The app's home (catalog.db, settings): `cortex_service::app::home_dir()` by default.
+    pub home: PathBuf,
+    /// Import the default model in the background at start and resume unfinished downloads.
+    pub background_work: bool,
+    /// The built web UI served at `/`; None: found by [`ui::find_ui_dir`].
+    pub ui_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +68,9 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             max_body_bytes: 4 << 20,
             registry: RegistryConfig::default(),
+            home: cortex_service::app::home_dir(),
+            background_work: true,
+            ui_dir: None,
         }
     }
 }
@@ -76,6 +91,7 @@ pub enum ServerError {
 #[derive(Clone)]
 pub struct AppState {
     pub registry: ModelRegistry,
+    pub app: App,
 }
 
 /// A bound server: the port is taken, nothing is served until [`Server::run`].
@@ -83,7 +99,7 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
     router: Router,
-    registry: ModelRegistry,
+    app: App,
 }
 
 impl Server {
@@ -93,13 +109,20 @@ impl Server {
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         let addr = listener.local_addr()?;
-        let registry = ModelRegistry::new(config.registry.clone());
-        let router = router(&config, registry.clone());
+        let app = App::open(AppConfig {
+            home: config.home.clone(),
+            registry: config.registry.clone(),
+            hub: cortex_hub::download::HubConfig::from_env(),
+            ensure_default_model: config.background_work,
+            resume_unfinished: config.background_work,
+        })
+        .await?;
+        let router = router(&config, app.clone());
         Ok(Server {
             listener,
             addr,
             router,
-            registry,
+            app,
         })
     }
 
@@ -108,7 +131,11 @@ impl Server {
     }
 
     pub fn registry(&self) -> &ModelRegistry {
-        &self.registry
+        self.app.registry()
+    }
+
+    pub fn app(&self) -> &App {
+        &self.app
     }
 
     /// Serves until `shutdown` completes; then refuses new requests, ends running ones
@@ -117,20 +144,16 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let reaper = self.registry.spawn_idle_reaper();
-        let registry = self.registry.clone();
+        let app = self.app.clone();
         let stop = async move {
             shutdown.await;
             tracing::info!("shutting down");
-            registry.shutdown().await;
+            app.shutdown().await;
         };
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(stop)
             .await;
-        if let Some(r) = reaper {
-            r.abort();
-        }
-        self.registry.shutdown().await;
+        self.app.shutdown().await;
         Ok(served?)
     }
 }
@@ -170,7 +193,9 @@ pub async fn shutdown_signal() {
 }
 
 /// The whole application: routes inside, security and logging outside.
-pub fn router(config: &ServerConfig, registry: ModelRegistry) -> Router {
+pub fn router(config: &ServerConfig, app: App) -> Router {
+    let registry = app.registry().clone();
+    let ui_dir = config.ui_dir.clone().or_else(ui::find_ui_dir);
     let origins = OriginPolicy::new(&config.allowed_origins);
     let security = Arc::new(guard::Security {
         loopback_hosts_only: config.host.is_loopback(),
@@ -184,10 +209,15 @@ pub fn router(config: &ServerConfig, registry: ModelRegistry) -> Router {
         .route("/v1/engine/stats", get(routes::engine_stats))
         .route("/v1/chat/completions", post(generate::chat))
         .route("/v1/completions", post(generate::completions))
-        .fallback(routes::not_found)
+        .route("/v1", get(routes::not_found))
+        .route("/v1/{*rest}", get(routes::not_found).post(routes::not_found))
+        .merge(app_api::routes())
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .with_state(AppState { registry })
+        .with_state(AppState { registry, app })
+        .merge(ui::routes(ui_dir.as_deref()))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn(app_api::same_origin_only))
+        .layer(middleware::from_fn(ui::security_headers))
         .layer(middleware::from_fn_with_state(
             security.clone(),
             guard::api_key,

