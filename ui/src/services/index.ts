@@ -1,0 +1,48 @@
+// Platform choice, in one place. Each implementation is loaded with a dynamic import(), so the
+// Tauri code never loads in a browser (and the HTTP code never loads in the desktop shell).
+import type { AppService } from './types';
+
+export const isTauri = typeof window !== 'undefined' && '__TAURI_INTERNALS__' in window;
+
+/** What the platform can do; screens ask this map instead of checking for Tauri themselves. */
+export const platform = {
+  name: isTauri ? ('desktop' as const) : ('web' as const),
+  /** A native file/folder picker (the browser can only take a typed path). */
+  pickPaths: isTauri,
+  /** Opening links in the system browser vs. a new tab. */
+  externalLinks: isTauri ? ('system' as const) : ('tab' as const),
+};
+
+let current: AppService | null = null;
+
+export async function initService(): Promise<AppService> {
+  if (current) return current;
+  if (isTauri) {
+    const { createTauriService } = await import('./tauri');
+    current = await createTauriService();
+  } else {
+    const { createHttpService } = await import('./http');
+    let apiKey: string | null = null;
+    try {
+      apiKey = localStorage.getItem('cortex.apiKey');
+    } catch {
+      /* storage unavailable */
+    }
+    current = createHttpService({ apiKey });
+  }
+  return current;
+}
+
+/** The service, once initService() has resolved (main.tsx waits for it before rendering). */
+export function api(): AppService {
+  if (!current) throw new Error('service not initialised');
+  return current;
+}
+
+/** Tests and stories inject their own implementation. */
+export function setService(service: AppService): void {
+  current = service;
+}
+
+export { AppError } from './errors';
+export type * from './types';

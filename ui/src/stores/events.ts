@@ -1,0 +1,50 @@
+// The one subscription to the back end's events, feeding the stores (STYLE.md 17).
+import { createSignal } from 'solid-js';
+import { api } from '../services';
+import type { ConnectionState } from '../services/types';
+import { refreshConversions, refreshDownloads, upsertConversion, upsertDownload } from './downloads';
+import { refreshModels } from './models';
+
+const [connection, setConnection] = createSignal<ConnectionState>('connecting');
+export { connection };
+
+let started = false;
+
+export function startEvents(): void {
+  if (started) return;
+  started = true;
+  let wasOpen = false;
+  let modelsTimer: ReturnType<typeof setTimeout> | undefined;
+  api().subscribe({
+    onEvent(event) {
+      switch (event.type) {
+        case 'download':
+          upsertDownload(event.download);
+          if (event.download.state === 'completed') scheduleModels();
+          break;
+        case 'conversion':
+          upsertConversion(event.conversion);
+          if (event.conversion.state === 'completed') scheduleModels();
+          break;
+        case 'models_changed':
+          scheduleModels();
+          break;
+      }
+    },
+    onState(state) {
+      setConnection(state);
+      // After a reconnect, fetch what the stream may have missed.
+      if (state === 'open' && wasOpen) {
+        void refreshDownloads().catch(() => {});
+        void refreshConversions().catch(() => {});
+        void refreshModels();
+      }
+      if (state === 'open') wasOpen = true;
+    },
+  });
+
+  function scheduleModels() {
+    clearTimeout(modelsTimer);
+    modelsTimer = setTimeout(() => void refreshModels(), 150);
+  }
+}
