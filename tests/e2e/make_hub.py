@@ -6,7 +6,8 @@
 ROOT/test-org/tiny-chat: the tiny random-weight llama of tests/fixtures/generated (safetensors,
 config, tokenizer and chat template), padded with an extra safetensors shard-free blob so a
 download takes long enough to watch, and a model card whose Markdown carries script-injection
-payloads (the UI must render them inert). ROOT/test-org/other-model: a second search result.
+payloads (the UI must render them inert). ROOT/test-org/other-model: a second search result. ROOT/test-org/gated-chat: a gated repo (manual
+approval) whose files need a token.
 """
 
 from __future__ import annotations
@@ -67,7 +68,15 @@ def main() -> int:
     shutil.copy(TINY / "config.json", other / "config.json")
     (other / "README.md").write_text("# Other model\n\nNothing to see.\n")
     (other / ".hub.json").write_text(json.dumps({"downloads": 7, "likes": 1}))
-    print(f"made {repo} and {other}")
+    gated = root / "test-org" / "gated-chat"
+    if gated.exists():
+        shutil.rmtree(gated)
+    gated.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(TINY / name, gated / name)
+    (gated / "README.md").write_text("# Gated chat\n\nAccept the terms to download.\n")
+    (gated / ".hub.json").write_text(json.dumps({"gated": "manual", "downloads": 3, "likes": 0}))
+    print(f"made {repo}, {other} and {gated}")
     return 0
 
 

@@ -61,7 +61,13 @@ RESTART="$WORK/restart-request"
     if [[ -f "$RESTART" ]]; then
       old="$(cat "$WORK/serve.pid")"
       kill "$old" 2>/dev/null || true
-      while kill -0 "$old" 2>/dev/null; do sleep 0.1; done
+      # A graceful stop; if it hangs (open event streams keep it waiting), kill it after 10 s.
+      for _ in $(seq 100); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
+      if kill -0 "$old" 2>/dev/null; then
+        echo "E2E: cortex serve did not exit within 10 s of SIGTERM; killing it" >&2
+        kill -9 "$old" 2>/dev/null || true
+        while kill -0 "$old" 2>/dev/null; do sleep 0.1; done
+      fi
       : >"$WORK/serve.out"
       start_server "$PORT"
       rm -f "$RESTART"

@@ -93,3 +93,40 @@ export async function shot(page, name) {
 }
 
 export const lastAssistant = (page) => page.locator('article.msg-assistant').last();
+
+/**
+ * Real server only (tests/e2e/run.sh runs it on this machine): imports a copy of the tiny random-weight
+ * llama of tests/fixtures/generated as a folder model, so a spec can break and mend its files. Returns
+ * {model, dir}. Its replies are gibberish but fast; max_tokens caps them.
+ */
+export async function importTinyModel(name, settings = { max_tokens: 16 }) {
+  const { cpSync } = await import('node:fs');
+  const fixture = new URL('../../tests/fixtures/generated/tiny-llama/', import.meta.url).pathname;
+  const dir = mkdtempSync(join(tmpdir(), 'cortex-e2e-model-'));
+  cpSync(fixture, dir, { recursive: true });
+  const model = await api('/models/import', { method: 'POST', body: JSON.stringify({ path: dir, name }) });
+  if (!model.id) throw new Error(`import failed: ${JSON.stringify(model)}`);
+  await api(`/models/${model.id}`, { method: 'PATCH', body: JSON.stringify({ settings }) });
+  return { model, dir };
+}
+
+const HUB = process.env.E2E_HUB_URL?.replace(/\/$/, '');
+const TINY = 'test-org/tiny-chat';
+
+/** The library model downloaded from test-org/tiny-chat (downloads it first when missing). */
+export async function ensureTinyChat() {
+  const find = async () => (await api('/models')).models.find((m) => m.source?.kind === 'hub' && m.source.repo === TINY);
+  let model = await find();
+  if (model) return model;
+  if (HUB) await fetch(`${HUB}/_faults`, { method: 'DELETE' });
+  const dl = await api('/downloads', { method: 'POST', body: JSON.stringify({ repo: TINY }) });
+  for (let i = 0; i < 300 && !model; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    const d = (await api('/downloads')).downloads.find((x) => x.id === dl.id);
+    if (d?.state === 'failed') throw new Error(`download of ${TINY} failed: ${d.error?.message}`);
+    model = await find();
+  }
+  if (!model) throw new Error(`${TINY} was not downloaded`);
+  return model;
+}
+

@@ -553,6 +553,8 @@ function downloadAction(d, action) {
 function estimate(body) {
   const m = state.models.get(body.model_id);
   if (!m) throw notFound('Model');
+  // As `cortex serve`: only Hugging Face safetensors models convert.
+  if (m.format === 'mlx') throw invalid(`model_id: ${m.name} is already in MLX format; convert from a Hugging Face safetensors model`);
   const params = m.parameters ?? m.size_bytes / 2;
   const bits = body.bits;
   const dtypeBytes = body.dtype === 'float32' ? 4 : 2;

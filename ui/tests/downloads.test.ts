@@ -34,6 +34,16 @@ describe('download progress', () => {
     expect(downloadBytes(d)).toEqual({ done: 1_000, total: 100_000 });
   });
 
+  it('takes the overall count when the per-file counts lag, and a completed download is whole', () => {
+    // As `cortex serve` reports a file in flight: done_bytes counts it, files[].done not yet.
+    const files = [
+      { path: 'config.json', size: 1_000, done: 1_000 },
+      { path: 'model.safetensors', size: 99_000, done: 0 },
+    ];
+    expect(downloadBytes(dl({ files, done_bytes: 31_000, total_bytes: 100_000 }))).toEqual({ done: 31_000, total: 100_000 });
+    expect(downloadBytes(dl({ state: 'completed', files: [], done_bytes: 0, total_bytes: 100_000 }))).toEqual({ done: 100_000, total: 100_000 });
+  });
+
   it('falls back to the totals when no files are listed, and clamps', () => {
     expect(downloadFraction(dl({ total_bytes: 200, done_bytes: 50 }))).toBe(0.25);
     expect(downloadFraction(dl({ total_bytes: 0, done_bytes: 0 }))).toBe(0);

@@ -135,3 +135,13 @@ describe('markdown rendering', () => {
     expect(blockHtml(lexBlocks('**bold**')[0]!.token)).toBe('<p><strong>bold</strong></p>\n');
   });
 });
+
+describe('cardBody', () => {
+  it('drops the YAML front matter of a model card, and only that', async () => {
+    const { cardBody } = await import('../src/lib/markdown');
+    expect(cardBody('---\nlicense: apache-2.0\ntags: [mlx]\n---\n# Tiny chat\n')).toBe('# Tiny chat\n');
+    expect(cardBody('---\r\nlicense: mit\r\n---\r\nText')).toBe('Text');
+    expect(cardBody('# Title\n\n---\n\nmore\n---\n')).toBe('# Title\n\n---\n\nmore\n---\n');
+    expect(cardBody('')).toBe('');
+  });
+});

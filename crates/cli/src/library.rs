@@ -45,7 +45,8 @@ pub fn register_snapshot(repo: &str, revision: &str, commit: &str, path: &Path) 
         path.to_path_buf(),
     );
     let r = with_app(|app| async move {
-        app.register_snapshot(&repo, &revision, &commit, &path).await
+        app.register_snapshot(&repo, &revision, &commit, &path)
+            .await
     });
     if let Err(e) = r {
         eprintln!("warning: not added to the library: {e:#}");

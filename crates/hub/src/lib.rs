@@ -9,6 +9,9 @@ mod error;
 pub mod model_id;
 pub mod search;
 
-pub use convert::{convert, estimate, ConvertEstimate, ConvertOptions, ConvertProgress, ConvertReport, QuantizeOptions};
+pub use convert::{
+    convert, estimate, ConvertEstimate, ConvertOptions, ConvertProgress, ConvertReport,
+    QuantizeOptions,
+};
 pub use error::ConvertError;
 pub use model_id::{is_hugging_face_model_id, parse_model_ref, HubModel, ModelIdError, ModelRef};

@@ -6,7 +6,7 @@
 use crate::chat::Replies;
 use crate::convert::Conversions;
 use crate::downloads::Downloads;
-use crate::events::{AppEvent, Events};
+use crate::events::{AppEvent, Events, Subscription};
 use crate::registry::{ModelRegistry, RegistryConfig};
 use crate::settings::{self, Settings};
 use crate::{Result, ServiceError};
@@ -15,7 +15,6 @@ use cortex_hub::download::HubConfig;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::broadcast;
 
 #[derive(Clone, Debug)]
 pub struct AppConfig {
@@ -50,7 +49,9 @@ pub fn home_dir() -> PathBuf {
     if let Some(h) = std::env::var_os("CORTEX_HOME").filter(|h| !h.is_empty()) {
         return PathBuf::from(h);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     home.join(".cortexstream")
 }
 
@@ -154,7 +155,7 @@ impl App {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<AppEvent> {
+    pub fn subscribe(&self) -> Subscription {
         self.inner.events.subscribe()
     }
 
@@ -168,7 +169,11 @@ impl App {
         Ok(SystemInfo {
             version: env!("CARGO_PKG_VERSION"),
             memory_bytes: cortex_engine::device::system_memory(),
-            device: if cortex_mlx::default_device_is_gpu() { "gpu" } else { "cpu" },
+            device: if cortex_mlx::default_device_is_gpu() {
+                "gpu"
+            } else {
+                "cpu"
+            },
             default_model_id,
             models_dir: self.models_dir(),
             hf_endpoint: hub.endpoint,
@@ -186,6 +191,7 @@ impl App {
 
     /// Stops replies, downloads (kept for resume), conversions and engines.
     pub async fn shutdown(&self) {
+        self.inner.events.close();
         self.inner.replies.stop_all();
         self.inner.downloads.stop_all();
         self.inner.conversions.stop_all();

@@ -13,8 +13,8 @@
 use crate::app::App;
 use crate::{ErrorBody, Result, ServiceError};
 use cortex_catalog::{
-    Conversation, ConversationPatch, ErrorInfo, FinishReason, Message, MessageStats,
-    MessageUpdate, ModelSettings, NewConversation, NewMessage, Role,
+    Conversation, ConversationPatch, ErrorInfo, FinishReason, Message, MessageStats, MessageUpdate,
+    ModelSettings, NewConversation, NewMessage, Role,
 };
 use cortex_engine::sampler::SamplerParams;
 use cortex_engine::serving::{Completion, Event, RequestParams};
@@ -33,10 +33,18 @@ const DEFAULT_MAX_TOKENS: usize = 1024;
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChatEvent {
-    UserMessage { message: Message },
-    AssistantStarted { message: Message },
-    Delta { text: String },
-    Done { message: Message },
+    UserMessage {
+        message: Message,
+    },
+    AssistantStarted {
+        message: Message,
+    },
+    Delta {
+        text: String,
+    },
+    Done {
+        message: Message,
+    },
     Error {
         error: ErrorBody,
         message: Option<Message>,
@@ -142,7 +150,11 @@ impl Drop for RunningGuard {
 }
 
 fn title_from(content: &str) -> String {
-    let line = content.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = content
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     let mut title: String = line.chars().take(60).collect();
     if line.chars().count() > 60 {
         title.push('…');
@@ -180,7 +192,10 @@ impl App {
         Ok(self
             .catalog()
             .create_conversation(&NewConversation {
-                title: c.title.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| NEW_TITLE.into()),
+                title: c
+                    .title
+                    .filter(|t| !t.trim().is_empty())
+                    .unwrap_or_else(|| NEW_TITLE.into()),
                 model_id: c.model_id,
                 system_prompt: c.system_prompt.filter(|s| !s.trim().is_empty()),
                 settings: c.settings.unwrap_or_default(),
@@ -258,7 +273,10 @@ impl App {
         let stop = self.claim_reply(&conv.id)?;
         let user = self
             .catalog()
-            .add_message(&conv.id, &NewMessage::new(parent.as_deref(), Role::User, content.clone()))
+            .add_message(
+                &conv.id,
+                &NewMessage::new(parent.as_deref(), Role::User, content.clone()),
+            )
             .await;
         let user = match user {
             Ok(u) => u,
@@ -338,7 +356,11 @@ impl App {
         tokio::spawn(async move {
             let _guard = guard;
             if announce_user {
-                let _ = tx.send(ChatEvent::UserMessage { message: user.clone() }).await;
+                let _ = tx
+                    .send(ChatEvent::UserMessage {
+                        message: user.clone(),
+                    })
+                    .await;
             }
             let mut reply = Reply {
                 app: &app,
@@ -436,7 +458,11 @@ impl Reply<'_> {
             .or_else(|| model.settings.system_prompt.clone())
             .filter(|s| !s.trim().is_empty());
         let mut chat: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
-        chat.extend(branch.iter().map(|m| ChatMessage::new(m.role.as_str(), m.content.clone())));
+        chat.extend(
+            branch
+                .iter()
+                .map(|m| ChatMessage::new(m.role.as_str(), m.content.clone())),
+        );
         let engine = lease.engine().clone();
         let ids = tokio::task::spawn_blocking(move || {
             let tok = engine.tokenizer();
@@ -564,6 +590,9 @@ mod tests {
         assert_eq!(p.sampler.temperature, 0.0);
         assert_eq!(p.sampler.top_k, 40);
         assert_eq!(p.max_tokens, 64);
-        assert_eq!(request_params(&ModelSettings::default(), &ModelSettings::default()).max_tokens, DEFAULT_MAX_TOKENS);
+        assert_eq!(
+            request_params(&ModelSettings::default(), &ModelSettings::default()).max_tokens,
+            DEFAULT_MAX_TOKENS
+        );
     }
 }

@@ -103,8 +103,8 @@ impl App {
     pub async fn estimate_conversion(&self, req: ConvertRequest) -> Result<Estimate> {
         let model = self.convertible(&req.model_id).await?;
         let opts = options(&req)?;
-        let e = tokio::task::spawn_blocking(move || cortex_hub::estimate(&model.path, &opts))
-            .await??;
+        let e =
+            tokio::task::spawn_blocking(move || cortex_hub::estimate(&model.path, &opts)).await??;
         Ok(Estimate {
             output_bytes: e.output_bytes,
             source_bytes: e.source_bytes,
@@ -117,12 +117,14 @@ impl App {
         let opts = options(&req)?;
         let (src, o) = (model.path.clone(), opts.clone());
         let est = tokio::task::spawn_blocking(move || cortex_hub::estimate(&src, &o)).await??;
-        let name = req.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| {
-            match req.bits {
+        let name = req
+            .name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| match req.bits {
                 Some(b) => format!("{}-mlx-{b}bit", model.name),
                 None => format!("{}-mlx", model.name),
-            }
-        });
+            });
         let dest = unused_dest(&self.models_dir(), &safe_folder_name(&name));
         let record = self
             .catalog()
@@ -284,7 +286,10 @@ impl Job {
     }
 
     fn save(&self, update: ConversionUpdate) {
-        match self.rt.block_on(self.app.catalog().update_conversion(&self.id, &update)) {
+        match self
+            .rt
+            .block_on(self.app.catalog().update_conversion(&self.id, &update))
+        {
             Ok(c) => self.app.emit(AppEvent::Conversion { conversion: c }),
             Err(e) => tracing::warn!("conversion {}: cannot save progress: {e}", self.id),
         }

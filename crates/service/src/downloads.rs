@@ -74,6 +74,29 @@ struct Live {
     view: Download,
     last_emit: Instant,
     last_save: Instant,
+    /// When bytes last arrived: a stalled transfer shows no speed and no ETA.
+    last_progress: Instant,
+}
+
+/// No bytes for this long: the speed shown is 0 and the ETA unknown.
+const STALLED_AFTER: Duration = Duration::from_secs(3);
+
+impl Live {
+    fn snapshot(&self) -> Download {
+        let mut v = self.view.clone();
+        if self.last_progress.elapsed() >= STALLED_AFTER {
+            v.speed_bps = 0.0;
+            v.eta_s = None;
+        }
+        v.record.updated_at = unix_ms();
+        v
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[derive(Default)]
@@ -162,7 +185,7 @@ impl App {
     /// The live view of a running download, else the row.
     fn download_view(&self, record: cortex_catalog::Download) -> Download {
         match self.inner.downloads.task(&record.id) {
-            Some(t) => crate::registry::lock(&t.live).view.clone(),
+            Some(t) => crate::registry::lock(&t.live).snapshot(),
             None => record.into(),
         }
     }
@@ -203,7 +226,9 @@ impl App {
             return Ok(self.download_view(record));
         }
         if record.state == DownloadState::Completed {
-            return Err(ServiceError::Conflict("the download is already complete".into()));
+            return Err(ServiceError::Conflict(
+                "the download is already complete".into(),
+            ));
         }
         let record = self
             .catalog()
@@ -273,9 +298,11 @@ impl App {
                 view: record.clone().into(),
                 last_emit: Instant::now(),
                 last_save: Instant::now(),
+                last_progress: Instant::now(),
             }),
         });
-        crate::registry::lock(&self.inner.downloads.running).insert(record.id.clone(), task.clone());
+        crate::registry::lock(&self.inner.downloads.running)
+            .insert(record.id.clone(), task.clone());
         let (app, rt) = (self.clone(), tokio::runtime::Handle::current());
         let spawned = std::thread::Builder::new()
             .name("download".into())
@@ -295,6 +322,10 @@ impl App {
     }
 
     async fn finish_download(&self, id: &str, task: &Task, outcome: Result<String>) {
+        let (total, done) = {
+            let live = crate::registry::lock(&task.live);
+            (live.view.record.total_bytes, live.view.record.done_bytes)
+        };
         let saved = match outcome {
             Ok(model_id) => {
                 let r = self
@@ -305,7 +336,8 @@ impl App {
                             state: Some(DownloadState::Completed),
                             model_id: Some(Some(model_id)),
                             error: Some(None),
-                            ..Default::default()
+                            total_bytes: Some(total),
+                            done_bytes: Some(total),
                         },
                     )
                     .await;
@@ -319,12 +351,21 @@ impl App {
                 r
             }
             Err(ServiceError::Cancelled) if task.pause.load(Ordering::Acquire) => {
+                let progress = DownloadUpdate {
+                    total_bytes: Some(total),
+                    done_bytes: Some(done),
+                    ..Default::default()
+                };
+                let _ = self.catalog().update_download(id, &progress).await;
                 self.save_state(id, DownloadState::Paused, None).await
             }
-            Err(ServiceError::Cancelled) => self.save_state(id, DownloadState::Cancelled, None).await,
+            Err(ServiceError::Cancelled) => {
+                self.save_state(id, DownloadState::Cancelled, None).await
+            }
             Err(e) => {
                 tracing::warn!("download {id} failed: {e}");
-                self.save_state(id, DownloadState::Failed, Some(error_info(&e))).await
+                self.save_state(id, DownloadState::Failed, Some(error_info(&e)))
+                    .await
             }
         };
         if let Err(e) = saved {
@@ -348,19 +389,20 @@ fn run(
         ..DownloadOptions::default()
     };
     let on_event = |e: DownloadEvent| on_progress(app, rt, &record.id, task, e);
-    let snapshot = cortex_hub::download::download(&model, &opts, &task.cancel, &on_event)
-        .map_err(|error| match error {
+    let snapshot = cortex_hub::download::download(&model, &opts, &task.cancel, &on_event).map_err(
+        |error| match error {
             cortex_hub::download::DownloadError::Cancelled => ServiceError::Cancelled,
             error => ServiceError::Download {
                 model: model.repo_id(),
                 error,
             },
-        })?;
+        },
+    )?;
     {
         let mut live = crate::registry::lock(&task.live);
         live.view.record.state = DownloadState::Verifying;
         app.emit(AppEvent::Download {
-            download: live.view.clone(),
+            download: live.snapshot(),
         });
     }
     rt.block_on(register_snapshot(app, record, &snapshot))
@@ -376,7 +418,12 @@ async fn register_snapshot(
         revision: record.revision.clone(),
         commit: Some(snapshot.commit.clone()),
     };
-    let name = record.repo.rsplit('/').next().unwrap_or(&record.repo).to_string();
+    let name = record
+        .repo
+        .rsplit('/')
+        .next()
+        .unwrap_or(&record.repo)
+        .to_string();
     if snapshot.path.join("config.json").is_file() {
         let m = app
             .register(Registration {
@@ -404,16 +451,13 @@ async fn register_snapshot(
     Ok(m.id)
 }
 
-fn on_progress(
-    app: &App,
-    rt: &tokio::runtime::Handle,
-    id: &str,
-    task: &Task,
-    e: DownloadEvent,
-) {
+fn on_progress(app: &App, rt: &tokio::runtime::Handle, id: &str, task: &Task, e: DownloadEvent) {
     let mut live = crate::registry::lock(&task.live);
     let now = Instant::now();
     let mut force = false;
+    if matches!(e, DownloadEvent::Progress(_)) {
+        live.last_progress = now;
+    }
     let v = &mut live.view;
     match e {
         DownloadEvent::Started {
@@ -457,7 +501,7 @@ fn on_progress(
     if force || now.duration_since(live.last_emit) >= EMIT_EVERY {
         live.last_emit = now;
         app.emit(AppEvent::Download {
-            download: live.view.clone(),
+            download: live.snapshot(),
         });
     }
     if force || now.duration_since(live.last_save) >= SAVE_EVERY {

@@ -247,7 +247,9 @@ fn gguf_quant_from_name(path: &str) -> Option<String> {
         .windows(3)
         .find_map(|w| {
             let joined = w.join("_").to_ascii_uppercase();
-            let known = ["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q5_K_S", "Q3_K_M", "Q3_K_L", "Q3_K_S"];
+            let known = [
+                "Q4_K_M", "Q4_K_S", "Q5_K_M", "Q5_K_S", "Q3_K_M", "Q3_K_L", "Q3_K_S",
+            ];
             known.contains(&joined.as_str()).then_some(joined)
         })
         .or_else(|| {
@@ -256,7 +258,16 @@ fn gguf_quant_from_name(path: &str) -> Option<String> {
                 .find(|s| {
                     matches!(
                         s.as_str(),
-                        "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q8_0" | "Q6_K" | "Q2_K" | "F16" | "F32" | "BF16"
+                        "Q4_0"
+                            | "Q4_1"
+                            | "Q5_0"
+                            | "Q5_1"
+                            | "Q8_0"
+                            | "Q6_K"
+                            | "Q2_K"
+                            | "F16"
+                            | "F32"
+                            | "BF16"
                     )
                 })
         })
@@ -268,10 +279,22 @@ mod tests {
 
     #[test]
     fn gguf_quantization_from_file_names() {
-        assert_eq!(gguf_quant_from_name("SmolLM2-135M-Instruct.Q4_1.gguf").as_deref(), Some("Q4_1"));
-        assert_eq!(gguf_quant_from_name("qwen2.5-0.5b-instruct-q4_k_m.gguf").as_deref(), Some("Q4_K_M"));
-        assert_eq!(gguf_quant_from_name("sub/model-Q8_0.gguf").as_deref(), Some("Q8_0"));
-        assert_eq!(gguf_quant_from_name("model-f16.gguf").as_deref(), Some("F16"));
+        assert_eq!(
+            gguf_quant_from_name("SmolLM2-135M-Instruct.Q4_1.gguf").as_deref(),
+            Some("Q4_1")
+        );
+        assert_eq!(
+            gguf_quant_from_name("qwen2.5-0.5b-instruct-q4_k_m.gguf").as_deref(),
+            Some("Q4_K_M")
+        );
+        assert_eq!(
+            gguf_quant_from_name("sub/model-Q8_0.gguf").as_deref(),
+            Some("Q8_0")
+        );
+        assert_eq!(
+            gguf_quant_from_name("model-f16.gguf").as_deref(),
+            Some("F16")
+        );
         assert_eq!(gguf_quant_from_name("model.gguf"), None);
         assert_eq!(gguf_quant_from_name("README.md"), None);
     }

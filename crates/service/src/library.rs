@@ -136,7 +136,10 @@ impl App {
             .into_iter()
             .map(|m| self.view(m))
             .collect();
-        let total_size_bytes = models.iter().map(|m| m.model.info.size_bytes.max(0) as u64).sum();
+        let total_size_bytes = models
+            .iter()
+            .map(|m| m.model.info.size_bytes.max(0) as u64)
+            .sum();
         Ok(Library {
             models,
             total_size_bytes,
@@ -217,19 +220,17 @@ impl App {
             if !path.join("config.json").is_file() {
                 return Err(ServiceError::invalid(
                     "path",
-                    format!("{} holds no config.json: not a model folder", path.display()),
+                    format!(
+                        "{} holds no config.json: not a model folder",
+                        path.display()
+                    ),
                 ));
             }
             let name = req.name.unwrap_or_else(|| file_name(&path));
             let source = ModelSource::Folder {
                 path: path.to_string_lossy().into_owned(),
             };
-            self.register(Registration {
-                path,
-                name,
-                source,
-            })
-            .await?
+            self.register(Registration { path, name, source }).await?
         } else {
             return Err(ServiceError::invalid(
                 "path",
@@ -302,17 +303,24 @@ fn file_name(p: &Path) -> String {
 
 /// A name made safe as one folder name: no separators, no leading dots, not empty.
 pub(crate) fn safe_folder_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
+    let parts: Vec<String> = name
+        .split(['/', '\\'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && *p != "." && *p != "..")
+        .map(|p| {
+            p.chars()
+                .map(|c| {
+                    if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect()
         })
         .collect();
-    let cleaned = cleaned.trim_start_matches('.').trim_matches('-');
+    let joined = parts.join("-");
+    let cleaned = joined.trim_start_matches('.').trim_matches('-');
     if cleaned.is_empty() {
         "model".into()
     } else {
@@ -350,11 +358,15 @@ fn delete_files(
         };
         if let Some(repo) = repo {
             let commit = file_name(path);
-            return Ok(Some(cortex_catalog::scan::delete_hf_snapshot(cache, &repo, &commit)?));
+            return Ok(Some(cortex_catalog::scan::delete_hf_snapshot(
+                cache, &repo, &commit,
+            )?));
         }
     }
     if path.starts_with(models_dir) {
-        return Ok(Some(cortex_catalog::scan::delete_model_dir(models_dir, path)?));
+        return Ok(Some(cortex_catalog::scan::delete_model_dir(
+            models_dir, path,
+        )?));
     }
     Ok(None)
 }
@@ -374,7 +386,10 @@ mod tests {
 
     #[test]
     fn folder_names_are_safe() {
-        assert_eq!(safe_folder_name("SmolLM2 135M/Instruct"), "SmolLM2-135M-Instruct");
+        assert_eq!(
+            safe_folder_name("SmolLM2 135M/Instruct"),
+            "SmolLM2-135M-Instruct"
+        );
         assert_eq!(safe_folder_name("../../etc"), "etc");
         assert_eq!(safe_folder_name("..."), "model");
         assert_eq!(safe_folder_name(""), "model");

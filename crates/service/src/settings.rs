@@ -189,7 +189,9 @@ impl App {
             match e.as_deref().filter(|e| !e.trim().is_empty()) {
                 Some(e) => {
                     let e = check_endpoint(e)?;
-                    catalog.set_setting("hf_endpoint", &Value::from(e.as_str())).await?;
+                    catalog
+                        .set_setting("hf_endpoint", &Value::from(e.as_str()))
+                        .await?;
                     self.with_hub(|h| h.endpoint = e);
                 }
                 None => {
@@ -202,7 +204,11 @@ impl App {
         if let Some(kv) = u.kv_memory_mb {
             match kv {
                 Some(0) => return Err(ServiceError::invalid("kv_memory_mb", "must be at least 1")),
-                Some(mb) => catalog.set_setting("kv_memory_mb", &Value::from(mb)).await?,
+                Some(mb) => {
+                    catalog
+                        .set_setting("kv_memory_mb", &Value::from(mb))
+                        .await?
+                }
                 None => {
                     catalog.delete_setting("kv_memory_mb").await?;
                 }

@@ -180,7 +180,9 @@ impl ChatTemplate {
             "add_generation_prompt".into(),
             opts.add_generation_prompt.into(),
         );
-        let now = opts.now.unwrap_or_else(|| chrono::Local::now().naive_local());
+        let now = opts
+            .now
+            .unwrap_or_else(|| chrono::Local::now().naive_local());
         let tmpl = self.env.get_template(NAME).map_err(map_error)?;
         let pairs = ctx
             .iter()

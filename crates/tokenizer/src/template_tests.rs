@@ -143,8 +143,7 @@ fn generation_tags_render_their_body() {
 #[test]
 fn strftime_now_reads_the_callers_clock_and_rejects_bad_formats() {
     let pinned = ChatOptions {
-        now: chrono::NaiveDate::from_ymd_opt(2024, 7, 26)
-            .and_then(|d| d.and_hms_opt(9, 5, 3)),
+        now: chrono::NaiveDate::from_ymd_opt(2024, 7, 26).and_then(|d| d.and_hms_opt(9, 5, 3)),
         ..ChatOptions::default()
     };
     let src = "{{ strftime_now('%Y-%m-%d %H:%M:%S') }}|{{ strftime_now('%d %B %Y') }}";

@@ -2,7 +2,7 @@
 // reload and find it all again. Asserts behaviour only, so it also runs against `cortex serve`.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { launch, lastAssistant, mock, open, sendAndWait, waitReplyDone } from '../lib.mjs';
+import { api, launch, lastAssistant, mock, open, sendAndWait, waitReplyDone } from '../lib.mjs';
 
 let b;
 before(async () => {
@@ -46,7 +46,18 @@ test('Esc stops a reply mid-way; the partial reply is kept', async () => {
   });
   await page.keyboard.press('Escape');
   await waitReplyDone(page, 5_000);
-  await page.waitForTimeout(1_000); // the UI re-reads what the server saved
+  // The server saves the partial reply once it notices the closed stream (after its next token);
+  // the UI re-reads it then.
+  const conv = page.url().split('#/chat/')[1];
+  let saved = null;
+  for (let i = 0; i < 60 && !saved?.stats; i++) {
+    await page.waitForTimeout(250);
+    const { messages } = await api(`/conversations/${conv}`);
+    saved = messages.filter((m) => m.role === 'assistant').sort((a, b) => a.created_at - b.created_at).at(-1);
+  }
+  assert.equal(saved?.stats?.finish_reason, 'cancelled', 'the stopped reply is saved as cancelled');
+  assert.ok(saved.content.length > 0, 'the partial reply is saved');
+  await page.waitForTimeout(1_200);
   const stopped = await text(lastAssistant(page));
   await page.waitForTimeout(800);
   assert.equal(await text(lastAssistant(page)), stopped, 'nothing more arrives after stopping');

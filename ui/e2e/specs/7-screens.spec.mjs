@@ -2,7 +2,7 @@
 // Also a smoke test of each screen's first render (no page errors) in each configuration.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
-import { api, IS_MOCK, launch, mock, open, sendAndWait, shot } from '../lib.mjs';
+import { api, ensureTinyChat, IS_MOCK, launch, mock, open, sendAndWait, shot } from '../lib.mjs';
 
 const CONFIGS = [
   { name: 'light', width: 1280, height: 800, colorScheme: 'light' },
@@ -21,8 +21,9 @@ before(async () => {
     await api('/downloads', { method: 'POST', body: JSON.stringify({ repo: 'meta-llama/Llama-3.2-1B-Instruct' }) });
     await api('/downloads', { method: 'POST', body: JSON.stringify({ repo: 'mlx-community/Mistral-7B-Instruct-v0.3-4bit' }) });
   } else {
-    const { results } = await api('/hub/search?q=&limit=1');
-    if (results?.[0]) modelHash = `#/discover/model/${results[0].id}`;
+    // The local test hub's model with a card and weights (tests/e2e/make_hub.py).
+    modelHash = '#/discover/model/test-org/tiny-chat';
+    await ensureTinyChat(); // a safetensors model for the Convert dialog, and a finished download
   }
   const b = await launch();
   await open(b.page, '#/chat');

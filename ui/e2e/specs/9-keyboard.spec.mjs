@@ -17,7 +17,8 @@ test('Tab order reaches every main control, with a visible focus ring', async ()
   await page.getByRole('heading', { name: 'What can I help with?' }).waitFor();
   const seen = [];
   let unringed = [];
-  for (let i = 0; i < 30; i++) {
+  // Every saved conversation adds three stops (open, rename, delete): a real server has several.
+  for (let i = 0; i < 120 && !seen.includes('Message'); i++) {
     await page.keyboard.press('Tab');
     const info = await page.evaluate(() => {
       const el = document.activeElement;

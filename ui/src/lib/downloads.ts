@@ -8,17 +8,25 @@ export function isActive(d: Pick<Download, 'state'>): boolean {
 }
 
 /** Bytes done and total of one download, from its files where it lists them. */
-export function downloadBytes(d: Pick<Download, 'files' | 'done_bytes' | 'total_bytes'>): { done: number; total: number } {
+export function downloadBytes(d: Pick<Download, 'files' | 'done_bytes' | 'total_bytes' | 'state'>): { done: number; total: number } {
+  let done = Math.max(0, d.done_bytes);
+  let total = Math.max(0, d.total_bytes);
   if (d.files.length > 0) {
-    let done = 0;
-    let total = 0;
+    let fileDone = 0;
+    let fileTotal = 0;
     for (const f of d.files) {
-      total += Math.max(0, f.size);
-      done += Math.min(Math.max(0, f.done), Math.max(0, f.size));
+      fileTotal += Math.max(0, f.size);
+      fileDone += Math.min(Math.max(0, f.done), Math.max(0, f.size));
     }
-    if (total > 0) return { done, total };
+    // Per-file counts can lag the overall count (a file in flight): take the larger.
+    if (fileTotal > 0) {
+      total = fileTotal;
+      done = Math.max(done, fileDone);
+    }
   }
-  return { done: Math.max(0, d.done_bytes), total: Math.max(0, d.total_bytes) };
+  // A completed download has all its bytes, whatever the last counts said.
+  if (d.state === 'completed') done = total;
+  return { done: total > 0 ? Math.min(done, total) : done, total };
 }
 
 export function downloadFraction(d: Pick<Download, 'files' | 'done_bytes' | 'total_bytes' | 'state'>): number {

@@ -66,6 +66,12 @@ export function renderBlock(block: Block, options: RenderOptions = {}): HTMLElem
   return wrapper;
 }
 
+/** A model card without its YAML front matter (the hub's metadata block between `---` lines). */
+export function cardBody(card: string): string {
+  const m = /^\uFEFF?---[ \t]*\r?\n[\s\S]*?\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|$)/.exec(card);
+  return m ? card.slice(m[0].length) : card;
+}
+
 /** Renders a whole document (a model card) at once. */
 export function renderMarkdown(source: string, options: RenderOptions = {}): HTMLElement {
   const root = document.createElement('div');

@@ -2,6 +2,7 @@ import { createEffect, createSignal, For, Match, on, Show, Switch, type JSX } fr
 import { createQuery } from '../lib/query';
 import { Icon } from '../components/Icon';
 import { Markdown } from '../components/Markdown';
+import { cardBody } from '../lib/markdown';
 import { Badge, EmptyState, ErrorNotice, ProgressBar, Spinner } from '../components/ui';
 import { modelPageHref } from '../lib/errors-ui';
 import { downloadFraction, isActive, STATE_LABELS } from '../lib/downloads';
@@ -270,8 +271,8 @@ function ModelPage(props: { id: string }): JSX.Element {
                     </div>
                   </Show>
                   <section class="card card-pad model-card" aria-label="Model card">
-                    <Show when={m().card.trim()} fallback={<p class="muted">This repository has no model card.</p>}>
-                      <Markdown source={m().card} baseUrl={cardBase(m())} class="card-md" />
+                    <Show when={cardBody(m().card).trim()} fallback={<p class="muted">This repository has no model card.</p>}>
+                      <Markdown source={cardBody(m().card)} baseUrl={cardBase(m())} class="card-md" />
                     </Show>
                   </section>
                 </div>

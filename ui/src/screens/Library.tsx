@@ -181,9 +181,12 @@ function ModelRow(props: { id: Id; onDelete: (m: LocalModel) => void; onConvert:
             <button type="button" class="btn btn-small" disabled={busy()} onClick={() => void toggleLoad()}>
               {busy() ? (model().loaded ? 'Unloading…' : 'Loading…') : model().loaded ? 'Unload' : 'Load'}
             </button>
-            <button type="button" class="btn btn-small btn-ghost" aria-label={`Convert ${model().name}`} onClick={() => props.onConvert(model())}>
-              <Icon name="convert" size={14} /> Convert
-            </button>
+            {/* Converting reads Hugging Face safetensors; an MLX model is converted already. */}
+            <Show when={model().format === 'safetensors'}>
+              <button type="button" class="btn btn-small btn-ghost" aria-label={`Convert ${model().name}`} onClick={() => props.onConvert(model())}>
+                <Icon name="convert" size={14} /> Convert
+              </button>
+            </Show>
             <button
               type="button"
               class="btn btn-small btn-ghost danger-text"

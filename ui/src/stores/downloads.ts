@@ -13,9 +13,16 @@ function newer<T extends { updated_at: number }>(current: T | undefined, next: T
   return !current || next.updated_at >= current.updated_at;
 }
 
+/** When each download's copy last came in (an event or an action's answer), for refreshDownloads. */
+const receivedAt = new Map<Id, number>();
+
+/**
+ * A download's latest copy, from the event stream (in order) or an action's answer: it replaces ours.
+ * (Not ordered by `updated_at`: cortex serve's progress snapshots keep the `updated_at` of the last
+ * state change, which can be older than an earlier event's.)
+ */
 export function upsertDownload(d: Download): void {
-  const current = downloadMap().get(d.id);
-  if (!newer(current, d)) return;
+  receivedAt.set(d.id, Date.now());
   const next = new Map(downloadMap());
   next.set(d.id, d);
   setDownloadMap(next);
@@ -28,11 +35,15 @@ export function removeDownload(id: Id): void {
 }
 
 export async function refreshDownloads(): Promise<void> {
+  const asked = Date.now();
   const { downloads } = await api().listDownloads();
   const next = new Map<Id, Download>();
   for (const d of downloads) {
+    // The list is the server's current state; keep our copy only when it came in after the list
+    // was asked for (an event that raced the request).
     const current = downloadMap().get(d.id);
-    next.set(d.id, current && !newer(current, d) ? current : d);
+    const fresh = current && (receivedAt.get(d.id) ?? 0) > asked;
+    next.set(d.id, fresh ? current : d);
   }
   setDownloadMap(next);
   setDownloadsLoaded(true);

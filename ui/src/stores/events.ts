@@ -2,13 +2,22 @@
 import { createSignal } from 'solid-js';
 import { api } from '../services';
 import type { ConnectionState } from '../services/types';
-import { refreshConversions, refreshDownloads, upsertConversion, upsertDownload } from './downloads';
+import { isActive } from '../lib/downloads';
+import { downloads, refreshConversions, refreshDownloads, upsertConversion, upsertDownload } from './downloads';
 import { refreshModels } from './models';
 
 const [connection, setConnection] = createSignal<ConnectionState>('connecting');
 export { connection };
 
 let started = false;
+
+/**
+ * Progress events are rate-limited by the server and a stalled transfer sends none, so the last
+ * counts before a stall may never arrive as an event: while a download is active and the stream has
+ * been quiet for a while, read the list instead.
+ */
+const QUIET_MS = 2_500;
+let lastDownloadEvent = 0;
 
 export function startEvents(): void {
   if (started) return;
@@ -19,6 +28,7 @@ export function startEvents(): void {
     onEvent(event) {
       switch (event.type) {
         case 'download':
+          lastDownloadEvent = Date.now();
           upsertDownload(event.download);
           if (event.download.state === 'completed') scheduleModels();
           break;
@@ -42,6 +52,12 @@ export function startEvents(): void {
       if (state === 'open') wasOpen = true;
     },
   });
+
+  setInterval(() => {
+    if (Date.now() - lastDownloadEvent < QUIET_MS || !downloads.all().some(isActive)) return;
+    lastDownloadEvent = Date.now();
+    void refreshDownloads().catch(() => {});
+  }, QUIET_MS);
 
   function scheduleModels() {
     clearTimeout(modelsTimer);

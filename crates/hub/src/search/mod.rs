@@ -138,7 +138,9 @@ pub struct ModelSummary {
     pub parameters: Option<u64>,
 }
 
-fn safetensors_total<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+fn safetensors_total<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u64>, D::Error> {
     let v = Option::<serde_json::Value>::deserialize(d)?;
     Ok(v.and_then(|v| v.get("total").and_then(serde_json::Value::as_u64)))
 }

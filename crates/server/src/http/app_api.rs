@@ -94,9 +94,13 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
             .await
             .map_err(|r| AppApiError::new(r.status(), "invalid_input", r.body_text()))?;
         let bytes = if bytes.is_empty() { "{}".into() } else { bytes };
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(|e| AppApiError::new(StatusCode::BAD_REQUEST, "invalid_input", format!("invalid request body: {e}")))
+        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+            AppApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                format!("invalid request body: {e}"),
+            )
+        })
     }
 }
 
@@ -106,7 +110,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/settings", get(settings).put(update_settings))
         .route("/api/models", get(models))
         .route("/api/models/import", post(import_model))
-        .route("/api/models/{id}", get(model).patch(update_model).delete(delete_model))
+        .route(
+            "/api/models/{id}",
+            get(model).patch(update_model).delete(delete_model),
+        )
         .route("/api/models/{id}/load", post(load_model))
         .route("/api/models/{id}/unload", post(unload_model))
         .route("/api/hub/search", get(hub_search))
@@ -118,10 +125,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/convert", post(start_conversion))
         .route("/api/conversions", get(conversions))
         .route("/api/conversions/{id}/cancel", post(cancel_conversion))
-        .route("/api/conversations", get(conversations).post(create_conversation))
+        .route(
+            "/api/conversations",
+            get(conversations).post(create_conversation),
+        )
         .route(
             "/api/conversations/{id}",
-            get(conversation).patch(update_conversation).delete(delete_conversation),
+            get(conversation)
+                .patch(update_conversation)
+                .delete(delete_conversation),
         )
         .route("/api/conversations/{id}/messages", post(send_message))
         .route("/api/conversations/{id}/regenerate", post(regenerate))
@@ -143,7 +155,8 @@ async fn unknown(method: axum::http::Method, uri: axum::http::Uri) -> AppApiErro
 pub async fn same_origin_only(req: Request, next: Next) -> Response {
     if req.uri().path().starts_with("/api/") || req.uri().path() == "/api" {
         if let Some(reason) = cross_origin(req.headers()) {
-            return AppApiError::new(StatusCode::FORBIDDEN, "forbidden_origin", reason).into_response();
+            return AppApiError::new(StatusCode::FORBIDDEN, "forbidden_origin", reason)
+                .into_response();
         }
     }
     next.run(req).await
@@ -154,12 +167,17 @@ fn cross_origin(h: &HeaderMap) -> Option<String> {
         return Some("cross-site requests to the app API are refused".into());
     }
     let origin = h.get(header::ORIGIN)?.to_str().unwrap_or("");
-    let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let host = h
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let same = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
         .is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host));
-    (!same).then(|| format!("origin {origin:?} may not use the app API (only the page this server serves)"))
+    (!same).then(|| {
+        format!("origin {origin:?} may not use the app API (only the page this server serves)")
+    })
 }
 
 async fn system(State(s): State<AppState>) -> ApiResult<Value> {
@@ -182,7 +200,10 @@ async fn models(State(s): State<AppState>) -> ApiResult<cortex_service::library:
     Ok(Json(app(&s)?.list_models().await?))
 }
 
-async fn model(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<cortex_service::library::ModelView> {
+async fn model(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<cortex_service::library::ModelView> {
     Ok(Json(app(&s)?.get_model(&id).await?))
 }
 
@@ -194,15 +215,24 @@ async fn update_model(
     Ok(Json(app(&s)?.update_model(&id, u).await?))
 }
 
-async fn delete_model(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<cortex_service::library::Deleted> {
+async fn delete_model(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<cortex_service::library::Deleted> {
     Ok(Json(app(&s)?.delete_model(&id).await?))
 }
 
-async fn load_model(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<cortex_service::library::ModelView> {
+async fn load_model(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<cortex_service::library::ModelView> {
     Ok(Json(app(&s)?.load_model(&id).await?))
 }
 
-async fn unload_model(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<cortex_service::library::ModelView> {
+async fn unload_model(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<cortex_service::library::ModelView> {
     Ok(Json(app(&s)?.unload_model(&id).await?))
 }
 
@@ -224,7 +254,9 @@ async fn hub_model(
     Query(p): Query<PageParams>,
 ) -> ApiResult<cortex_service::hub::ModelPage> {
     let app = app(&s)?;
-    Ok(Json(cortex_service::hub::model_page(app.hub_config(), p).await?))
+    Ok(Json(
+        cortex_service::hub::model_page(app.hub_config(), p).await?,
+    ))
 }
 
 async fn downloads(State(s): State<AppState>) -> ApiResult<Value> {
@@ -232,7 +264,10 @@ async fn downloads(State(s): State<AppState>) -> ApiResult<Value> {
     Ok(Json(json!({ "downloads": list })))
 }
 
-async fn download(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<cortex_service::downloads::Download> {
+async fn download(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<cortex_service::downloads::Download> {
     Ok(Json(app(&s)?.get_download(&id).await?))
 }
 
@@ -327,7 +362,10 @@ async fn update_conversation(
     Ok(Json(app(&s)?.update_conversation(&id, p).await?))
 }
 
-async fn delete_conversation(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Value> {
+async fn delete_conversation(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Value> {
     app(&s)?.delete_conversation(&id).await?;
     Ok(Json(json!({})))
 }
@@ -362,7 +400,8 @@ async fn stop_reply(State(s): State<AppState>, Path(id): Path<String>) -> ApiRes
 
 fn json_event<T: serde::Serialize>(v: &T) -> SseEvent {
     SseEvent::default().data(serde_json::to_string(v).unwrap_or_else(|e| {
-        json!({"type": "error", "error": {"code": "internal", "message": e.to_string()}}).to_string()
+        json!({"type": "error", "error": {"code": "internal", "message": e.to_string()}})
+            .to_string()
     }))
 }
 
@@ -383,16 +422,10 @@ fn reply_sse(stream: ReplyStream) -> Response {
 
 /// Downloads, conversions and library changes as SSE, for as long as the client listens.
 async fn events(State(s): State<AppState>) -> Result<Response, AppApiError> {
-    let rx = app(&s)?.subscribe();
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(ev) => return Some((Ok::<_, Infallible>(json_event(&ev)), rx)),
-                // fell behind: the next event carries the whole state again
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+    let sub = app(&s)?.subscribe();
+    let events = futures_util::stream::unfold(sub, |mut sub| async move {
+        let ev = sub.recv().await?;
+        Some((Ok::<_, Infallible>(json_event(&ev)), sub))
     });
     let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
     Ok(([("cache-control", "no-cache")], sse).into_response())

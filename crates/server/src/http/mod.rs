@@ -28,14 +28,14 @@ pub use error::ApiError;
 pub use guard::{OriginPolicy, DEFAULT_ORIGINS};
 
 use crate::service::{ModelRegistry, RegistryConfig, ServiceError};
-use cortex_service::{App, AppConfig};
-use std::path::PathBuf;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
+use cortex_service::{App, AppConfig};
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub background_work: bool,
     /// The built web UI served at `/`; None: found by [`ui::find_ui_dir`].
     pub ui_dir: Option<PathBuf>,
+    /// The Hugging Face endpoint, token and cache; None: from the environment.
+    pub hub: Option<cortex_hub::download::HubConfig>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +73,7 @@ impl Default for ServerConfig {
             home: cortex_service::app::home_dir(),
             background_work: true,
             ui_dir: None,
+            hub: None,
         }
     }
 }
@@ -112,7 +115,10 @@ impl Server {
         let app = App::open(AppConfig {
             home: config.home.clone(),
             registry: config.registry.clone(),
-            hub: cortex_hub::download::HubConfig::from_env(),
+            hub: config
+                .hub
+                .clone()
+                .unwrap_or_else(cortex_hub::download::HubConfig::from_env),
             ensure_default_model: config.background_work,
             resume_unfinished: config.background_work,
         })
@@ -210,13 +216,15 @@ pub fn router(config: &ServerConfig, app: App) -> Router {
         .route("/v1/chat/completions", post(generate::chat))
         .route("/v1/completions", post(generate::completions))
         .route("/v1", get(routes::not_found))
-        .route("/v1/{*rest}", get(routes::not_found).post(routes::not_found))
+        .route(
+            "/v1/{*rest}",
+            get(routes::not_found).post(routes::not_found),
+        )
         .merge(app_api::routes())
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(AppState { registry, app })
         .merge(ui::routes(ui_dir.as_deref()))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(middleware::from_fn(app_api::same_origin_only))
         .layer(middleware::from_fn(ui::security_headers))
         .layer(middleware::from_fn_with_state(
             security.clone(),
@@ -227,6 +235,8 @@ pub fn router(config: &ServerConfig, app: App) -> Router {
             security,
             guard::host_and_origin,
         ))
+        // outside the origin allow list: /api refuses every other origin in its own shape
+        .layer(middleware::from_fn(app_api::same_origin_only))
         .layer(middleware::from_fn(guard::request_log))
 }
 

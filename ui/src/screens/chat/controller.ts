@@ -150,11 +150,20 @@ function createChat() {
   }
 
   /** Re-reads the active conversation from the server, keeping unchanged messages' identity. */
-  async function sync(id: Id): Promise<void> {
+  /**
+   * Re-reads the conversation. `stoppedId`: a reply just stopped here; the server saves it when it
+   * notices the closed stream (after its next token, which can take a while on a busy machine), so
+   * until that message has its stats, keep the local copy and look again shortly.
+   */
+  async function sync(id: Id, stoppedId: Id | null = null, tries = 20): Promise<void> {
     if (activeId() !== id) return;
     try {
       const { conversation, messages } = await api().getConversation(id);
       if (activeId() !== id || streamingHere()) return;
+      if (stoppedId && tries > 0 && messages.some((m) => m.id === stoppedId && !m.stats && !m.error)) {
+        setTimeout(() => void sync(id, stoppedId, tries - 1), 500);
+        return;
+      }
       batch(() => {
         setActive(conversation);
         const idx = mergeMessages(index(), messages);
@@ -265,8 +274,9 @@ function createChat() {
       flush();
       const err = AppError.from(e);
       if (isCancelled(err)) {
+        const stoppedId = stream()?.liveId ?? null;
         finishLocally();
-        setTimeout(() => void sync(conversationId), 350);
+        setTimeout(() => void sync(conversationId, stoppedId), 350);
       } else if (here() && !gotError) {
         batch(() => {
           // Nothing reached the server: take the placeholder back and keep the text for retry.
