@@ -3,10 +3,16 @@
 // specs: serves ui/dist at / and /api/* from memory. Replies stream a canned Markdown answer token
 // by token; downloads and conversions make fake progress; one hub repo's card carries XSS payloads.
 //
-//   node e2e/mock-server.mjs [--port 8787] [--host 127.0.0.1] [--dist ../dist]
+//   node e2e/mock-server.mjs [--port 8787] [--host 127.0.0.1] [--dist ../dist] [--api-key KEY]
 //
 // Mock-only controls (not part of the API): POST /__mock/reset, POST /__mock/config
-// {delay_ms?, fail_next?: "model_load_failed"|..., download_speed?}.
+// {delay_ms?, fail_next?: "model_load_failed"|..., download_speed?, api_key?: string|null,
+//  reply_tokens?: number|null}, POST /__mock/seed {messages: n} (one conversation of n alternating
+// user/assistant messages; answers {conversation_id}).
+// api_key (opt-in, like `cortex serve --api-key`): every /api route then needs
+// `Authorization: Bearer <key>` and answers 401 {"error":{message,type,code:"invalid_api_key"}}
+// otherwise; the UI's files and /__mock stay open. reply_tokens: every reply is exactly that many
+// tokens (delay_ms 0 = as fast as the socket takes them).
 import { createServer } from 'node:http';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize } from 'node:path';
@@ -20,6 +26,7 @@ const arg = (name, dflt) => {
 const PORT = Number(arg('port', process.env.PORT ?? 8787));
 const HOST = arg('host', '127.0.0.1');
 const DIST = arg('dist', fileURLToPath(new URL('../dist/', import.meta.url)));
+const API_KEY = arg('api-key', process.env.MOCK_API_KEY ?? null);
 
 const MB = 1_000_000;
 const GB = 1_000_000_000;
@@ -209,6 +216,12 @@ function longReply() {
   return parts.join('\n');
 }
 
+/** Exactly n token-sized pieces of the long Markdown reply, repeated as needed (benchmarks). */
+function benchTokens(n) {
+  const base = tokenize(longReply());
+  return Array.from({ length: n }, (_, i) => base[i % base.length]);
+}
+
 function tokenize(text) {
   // Roughly token-sized pieces: words with their leading space, punctuation, newlines.
   return text.match(/\s*[\w']{1,6}|\s*[^\w\s]|\s+/g) ?? [];
@@ -243,7 +256,7 @@ function reset() {
   for (const c of state?.clients ?? []) c.end();
   for (const t of state?.timers ?? []) clearInterval(t);
   state = {
-    config: { delay_ms: 18, fail_next: null, download_speed: 120 * MB },
+    config: { delay_ms: 18, fail_next: null, download_speed: 120 * MB, api_key: API_KEY, reply_tokens: null },
     settings: {
       models_dir: '/home/me/.cortexstream/models',
       hf_endpoint: null,
@@ -670,8 +683,7 @@ function generate(res, conv, parent, userMessage) {
   }
 
   const siblingsCount = msgs.filter((m) => m.parent_id === parent.id && m.role === 'assistant').length;
-  const text = pickReply(parent.content, siblingsCount);
-  const tokens = tokenize(text);
+  const tokens = state.config.reply_tokens ? benchTokens(state.config.reply_tokens) : tokenize(pickReply(parent.content, siblingsCount));
   const modelId = conv.model_id ?? 'mdl_smollm2';
   const assistant = message({ parent_id: parent.id, role: 'assistant', model_id: modelId });
   msgs.push(assistant);
@@ -717,7 +729,8 @@ function generate(res, conv, parent, userMessage) {
     if (firstTokenAt === null) firstTokenAt = now();
     assistant.content += piece;
     write({ type: 'delta', text: piece });
-    timer = setTimeout(step, state.config.delay_ms);
+    if (state.config.delay_ms > 0) timer = setTimeout(step, state.config.delay_ms);
+    else setImmediate(step); // full speed (finish() clears no immediate; `finished` stops it)
   };
   state.active.set(conv.id, { stop: () => finish('cancelled') });
   res.on('close', () => finish('cancelled', false)); // the client went away: save what we have
@@ -730,7 +743,16 @@ function generate(res, conv, parent, userMessage) {
 
 // ---- router -------------------------------------------------------------------------------------
 
+function checkApiKey(req) {
+  const key = state.config.api_key;
+  if (!key || req.method === 'OPTIONS') return;
+  const given = (req.headers.authorization ?? '').startsWith('Bearer ') ? req.headers.authorization.slice(7).trim() : null;
+  if (given === key) return;
+  throw new ApiError(401, 'invalid_api_key', given === null ? 'missing API key: send the header Authorization: Bearer <key>' : 'invalid API key');
+}
+
 async function handleApi(req, res, url) {
+  checkApiKey(req);
   const method = req.method ?? 'GET';
   const p = url.pathname.replace(/\/+$/, '');
   const parts = p.split('/').slice(2).map(decodeURIComponent); // after /api
@@ -937,7 +959,37 @@ async function handleMock(req, res, url) {
     Object.assign(state.config, await readJson(req));
     return send(res, 200, state.config);
   }
+  if (url.pathname === '/__mock/seed' && req.method === 'POST') {
+    const body = await readJson(req);
+    return send(res, 200, { conversation_id: seedConversation(Number(body.messages ?? 1000), body.title) });
+  }
   throw notFound('Mock control');
+}
+
+/** One conversation of n alternating user/assistant messages, each a few Markdown lines. */
+function seedConversation(n, title = `Seeded (${n} messages)`) {
+  const t0 = now() - n * 60_000;
+  const cv = { id: newId('cnv'), title, model_id: 'mdl_smollm2', system_prompt: null, settings: defaultSettings(), current_leaf_id: null, created_at: t0, updated_at: now() };
+  const msgs = [];
+  let parent = null;
+  for (let i = 0; i < n; i++) {
+    const user = i % 2 === 0;
+    const m = message({
+      parent_id: parent,
+      role: user ? 'user' : 'assistant',
+      model_id: user ? null : 'mdl_smollm2',
+      created_at: t0 + i * 60_000,
+      content: user
+        ? `Question ${i / 2 + 1}: how does step ${i} work?`
+        : `Answer ${(i + 1) / 2}: it works in **two** steps.\n\n- first, \`parse(input)\`\n- then [the docs](https://example.com) say to \`run()\`.\n\n\`\`\`js\nconst x = ${i};\n\`\`\``,
+    });
+    msgs.push(m);
+    parent = m.id;
+  }
+  cv.current_leaf_id = parent;
+  state.conversations.set(cv.id, cv);
+  state.messages.set(cv.id, msgs);
+  return cv.id;
 }
 
 reset();
@@ -951,6 +1003,11 @@ const server = createServer(async (req, res) => {
   } catch (e) {
     const status = e instanceof ApiError ? e.status : 500;
     const body = e instanceof ApiError ? { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } : { code: 'internal', message: String(e?.message ?? e) };
+    // the key check answers like cortex serve's guard: OpenAI-shaped, with WWW-Authenticate
+    if (status === 401 && !res.headersSent) {
+      res.setHeader('WWW-Authenticate', 'Bearer');
+      return send(res, 401, { error: { message: e.message, type: 'authentication_error', code: 'invalid_api_key' } });
+    }
     if (!res.headersSent) send(res, status, { error: body });
     else res.end();
   }

@@ -1,8 +1,10 @@
 import { createSignal, lazy, Match, onMount, Show, Suspense, Switch, For, type JSX } from 'solid-js';
+import { ApiKeyDialog } from './components/ApiKeyDialog';
 import { Icon, type IconName } from './components/Icon';
 import { IconButton, Spinner, Toasts } from './components/ui';
 import { formatPercent } from './lib/format';
 import { route } from './lib/router';
+import { platform } from './services';
 import { ChatScreen } from './screens/chat/ChatScreen';
 import { downloads } from './stores/downloads';
 import { connection } from './stores/events';
@@ -106,6 +108,9 @@ export function App(): JSX.Element {
         </Suspense>
       </main>
       <Toasts />
+      <Show when={platform.name === 'web'}>
+        <ApiKeyDialog />
+      </Show>
     </div>
   );
 }

@@ -197,6 +197,21 @@ impl App {
 
 use reqwest::Method as M;
 
+/// An app whose `tiny` model answers greedily with at most `max_tokens`, and a new
+/// conversation with it: (home, app, model id, conversation).
+async fn chat_with_tiny(tag: &str, max_tokens: u32) -> (Scratch, App, String, Value) {
+    let home = Scratch::new(tag);
+    let a = start_app(&home.0, None).await;
+    let model = a.model_id("tiny").await;
+    let settings = json!({"settings": {"max_tokens": max_tokens, "temperature": 0}});
+    a.ok(M::PATCH, &format!("/api/models/{model}"), settings)
+        .await;
+    let c = a
+        .ok(M::POST, "/api/conversations", json!({"model_id": model}))
+        .await;
+    (home, a, model, c)
+}
+
 #[tokio::test]
 async fn library_lists_renames_configures_loads_and_unloads() {
     let home = Scratch::new("lib");
@@ -272,18 +287,7 @@ async fn library_lists_renames_configures_loads_and_unloads() {
 
 #[tokio::test]
 async fn a_conversation_is_a_tree_of_streamed_replies() {
-    let home = Scratch::new("chat");
-    let a = start_app(&home.0, None).await;
-    let model = a.model_id("tiny").await;
-    a.ok(
-        M::PATCH,
-        &format!("/api/models/{model}"),
-        json!({"settings": {"max_tokens": 6, "temperature": 0}}),
-    )
-    .await;
-    let c = a
-        .ok(M::POST, "/api/conversations", json!({"model_id": model}))
-        .await;
+    let (_home, a, model, c) = chat_with_tiny("chat", 6).await;
     let cid = c["id"].as_str().unwrap().to_string();
     assert_eq!(c["title"], "New chat");
 
@@ -442,18 +446,7 @@ async fn a_conversation_is_a_tree_of_streamed_replies() {
 
 #[tokio::test]
 async fn a_reply_stops_on_request_or_when_the_client_goes_away_and_is_kept() {
-    let home = Scratch::new("stop");
-    let a = start_app(&home.0, None).await;
-    let model = a.model_id("tiny").await;
-    a.ok(
-        M::PATCH,
-        &format!("/api/models/{model}"),
-        json!({"settings": {"max_tokens": 2000, "temperature": 0}}),
-    )
-    .await;
-    let c = a
-        .ok(M::POST, "/api/conversations", json!({"model_id": model}))
-        .await;
+    let (_home, a, _model, c) = chat_with_tiny("stop", 2000).await;
     let cid = c["id"].as_str().unwrap().to_string();
 
     // a client that reads a little and hangs up
@@ -903,5 +896,8 @@ async fn shutdown_ends_open_event_streams() {
     // a browser tab listening for events must not keep the server from exiting
     a.s.shutdown(Duration::from_secs(10)).await;
     let rest = tokio::time::timeout(Duration::from_secs(5), events.chunk()).await;
-    assert!(matches!(rest, Ok(Ok(None)) | Ok(Err(_))), "the stream ended");
+    assert!(
+        matches!(rest, Ok(Ok(None)) | Ok(Err(_))),
+        "the stream ended"
+    );
 }

@@ -30,6 +30,12 @@ export function describeError(error: Pick<ErrorBody, 'code' | 'message' | 'detai
   const repo = ctx.repo ?? (typeof details.repo === 'string' ? details.repo : null);
   const retry: ErrorAction[] = ctx.retryable ? [{ kind: 'retry', label: 'Retry' }] : [];
   switch (error.code) {
+    case 'invalid_api_key':
+      return {
+        title: 'This server needs an API key',
+        message: 'CortexStream was started with --api-key. Enter the key in Settings, then retry.',
+        actions: [settings('Enter the key in Settings'), ...retry],
+      };
     case 'unauthorized':
       return {
         title: 'Access to this model was refused',

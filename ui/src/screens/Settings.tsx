@@ -3,7 +3,8 @@ import { Icon } from '../components/Icon';
 import { ErrorNotice, Spinner } from '../components/ui';
 import { formatBytes } from '../lib/format';
 import { setTheme, theme } from '../lib/theme';
-import { api } from '../services';
+import { api, platform, verifyApiKey } from '../services';
+import { readStoredKey, submitKey, writeStoredKey } from '../stores/auth';
 import { AppError } from '../services/errors';
 import type { Settings, SettingsUpdate, Theme } from '../services/types';
 import { refreshSystem, system } from '../stores/models';
@@ -79,6 +80,15 @@ export default function SettingsScreen(): JSX.Element {
           </For>
         </fieldset>
       </section>
+
+      <Show when={platform.name === 'web'}>
+        <section class="card card-pad settings-section" aria-labelledby="server-access">
+          <h2 id="server-access" class="section-title">
+            Server access
+          </h2>
+          <ApiKeyField />
+        </section>
+      </Show>
 
       <Show
         when={settings()}
@@ -231,6 +241,69 @@ function TextSetting(props: {
       </div>
       <span id={`${id}-hint`} class="field-hint" classList={{ 'field-error': !!problem() }}>
         {problem() ?? props.hint}
+      </span>
+    </form>
+  );
+}
+
+/** The browser's copy of `cortex serve --api-key` (localStorage); the desktop app needs none. */
+function ApiKeyField(): JSX.Element {
+  const stored = readStoredKey() !== null;
+  const [value, setValue] = createSignal('');
+  const [busy, setBusy] = createSignal(false);
+  const [problem, setProblem] = createSignal<string | null>(null);
+  const reload = () => location.reload();
+  const submit = async () => {
+    setBusy(true);
+    const r = await submitKey(value(), { verify: verifyApiKey, reload });
+    setBusy(false);
+    setProblem(r.ok ? null : r.error);
+  };
+  return (
+    <form
+      class="field"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void submit();
+      }}
+    >
+      <label class="field-label" for="api-key">
+        API key
+      </label>
+      <p class="token-state" data-set={stored}>
+        <Icon name={stored ? 'lock' : 'alert'} size={15} />
+        {stored ? 'A key is stored in this browser.' : 'No key stored. Needed only when the server runs with --api-key.'}
+      </p>
+      <div class="input-row">
+        <input
+          id="api-key"
+          type="password"
+          autocomplete="off"
+          spellcheck={false}
+          placeholder={stored ? 'Enter a new key to replace it' : 'The key given to --api-key'}
+          value={value()}
+          aria-invalid={problem() ? 'true' : undefined}
+          aria-describedby="api-key-hint"
+          onInput={(e) => setValue(e.currentTarget.value)}
+        />
+        <button type="submit" class="btn btn-primary" disabled={busy() || !value().trim()}>
+          Save
+        </button>
+        <Show when={stored}>
+          <button
+            type="button"
+            class="btn btn-ghost danger-text"
+            onClick={() => {
+              writeStoredKey(null);
+              reload();
+            }}
+          >
+            Clear
+          </button>
+        </Show>
+      </div>
+      <span id="api-key-hint" class="field-hint" classList={{ 'field-error': !!problem() }} role={problem() ? 'alert' : undefined}>
+        {problem() ?? 'Kept in this browser only (localStorage) and sent as a Bearer token. The page reloads after a change.'}
       </span>
     </form>
   );

@@ -18,6 +18,8 @@ export interface HttpServiceOptions {
   /** The server's --api-key, sent as a Bearer token when set. */
   apiKey?: string | null;
   fetch?: typeof fetch;
+  /** Called on every 401 answer (no key or a wrong one), before the call rejects with it. */
+  onUnauthorized?: (error: AppError) => void;
 }
 
 const enc = encodeURIComponent;
@@ -50,7 +52,11 @@ export function createHttpService(options: HttpServiceOptions = {}): AppService 
         cause: e instanceof Error ? e.message : String(e),
       });
     }
-    if (!response.ok) throw await errorFrom(response);
+    if (!response.ok) {
+      const error = await errorFrom(response);
+      if (response.status === 401 || error.code === 'invalid_api_key') options.onUnauthorized?.(error);
+      throw error;
+    }
     return response;
   }
 

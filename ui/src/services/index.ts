@@ -1,6 +1,7 @@
 // Platform choice, in one place. Each implementation is loaded with a dynamic import(), so the
 // Tauri code never loads in a browser (and the HTTP code never loads in the desktop shell).
 import type { AppService } from './types';
+import { readStoredKey, requestApiKey } from '../stores/auth';
 
 export const isTauri = typeof window !== 'undefined' && '__TAURI_INTERNALS__' in window;
 
@@ -22,15 +23,16 @@ export async function initService(): Promise<AppService> {
     current = await createTauriService();
   } else {
     const { createHttpService } = await import('./http');
-    let apiKey: string | null = null;
-    try {
-      apiKey = localStorage.getItem('cortex.apiKey');
-    } catch {
-      /* storage unavailable */
-    }
-    current = createHttpService({ apiKey });
+    // The key of `cortex serve --api-key`; a 401 asks for it (components/ApiKeyDialog.tsx).
+    current = createHttpService({ apiKey: readStoredKey(), onUnauthorized: () => requestApiKey() });
   }
   return current;
+}
+
+/** Checks a candidate API key with one guarded request (browser build only). */
+export async function verifyApiKey(key: string): Promise<void> {
+  const { createHttpService } = await import('./http');
+  await createHttpService({ apiKey: key }).getSystem();
 }
 
 /** The service, once initService() has resolved (main.tsx waits for it before rendering). */
