@@ -4,6 +4,21 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { api, launch, lastAssistant, mock, open, sendAndWait, waitReplyDone } from '../lib.mjs';
 
+/**
+ * Waits (up to 10 s) until the branch switcher reads `want` ("i/n"): after a reply the UI
+ * re-reads the conversation and re-renders the switcher, so a single read can race it.
+ * Fails with the last value seen.
+ */
+async function branchPos(locator, want) {
+  let got = '';
+  for (let i = 0; i < 100; i++) {
+    got = (await locator.innerText({ timeout: 500 }).catch(() => '')).replace(/\s/g, '');
+    if (got === want) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(got, want, 'branch switcher position');
+}
+
 let b;
 before(async () => {
   await mock('reset');
@@ -72,13 +87,13 @@ test('regenerate adds a sibling; the i / n switcher flips between them', async (
   await page.getByRole('button', { name: 'Stop reply' }).waitFor().catch(() => {});
   await waitReplyDone(page);
   const versions = lastAssistant(page).locator('.branch-pos');
-  assert.equal((await versions.innerText()).replace(/\s/g, ''), '2/2');
+  await branchPos(versions, '2/2');
   const second = await text(lastAssistant(page));
   await lastAssistant(page).getByRole('button', { name: 'Previous version' }).click();
-  assert.equal((await versions.innerText()).replace(/\s/g, ''), '1/2');
+  await branchPos(versions, '1/2');
   assert.equal(await text(lastAssistant(page)), first);
   await lastAssistant(page).getByRole('button', { name: 'Next version' }).click();
-  assert.equal((await versions.innerText()).replace(/\s/g, ''), '2/2');
+  await branchPos(versions, '2/2');
   assert.equal(await text(lastAssistant(page)), second);
 });
 
@@ -95,14 +110,14 @@ test('editing a user message creates a sibling branch, and a reload restores eve
   await waitReplyDone(page);
   const user = page.locator('article.msg-user').first();
   assert.equal(await user.locator('.msg-bubble').innerText(), 'Write a palindrome checker in Rust');
-  assert.equal((await user.locator('.branch-pos').innerText()).replace(/\s/g, ''), '2/2');
+  await branchPos(user.locator('.branch-pos'), '2/2');
   const editedReply = await text(lastAssistant(page));
 
   await page.reload();
   await page.locator('article.msg-user').first().waitFor();
   const again = page.locator('article.msg-user').first();
   assert.equal(await again.locator('.msg-bubble').innerText(), 'Write a palindrome checker in Rust');
-  assert.equal((await again.locator('.branch-pos').innerText()).replace(/\s/g, ''), '2/2');
+  await branchPos(again.locator('.branch-pos'), '2/2');
   assert.equal(await text(lastAssistant(page)), editedReply);
 
   // The older branch, with its regenerated replies and the stopped one, is still there.
