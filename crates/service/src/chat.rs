@@ -86,20 +86,14 @@ pub struct NewChat {
 pub struct ChatPatch {
     #[serde(default)]
     pub title: Option<String>,
-    #[serde(default, deserialize_with = "some")]
+    #[serde(default, deserialize_with = "crate::error::present")]
     pub model_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "some")]
+    #[serde(default, deserialize_with = "crate::error::present")]
     pub system_prompt: Option<Option<String>>,
     #[serde(default)]
     pub settings: Option<ModelSettings>,
     #[serde(default)]
     pub current_leaf_id: Option<String>,
-}
-
-fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -397,16 +391,13 @@ impl Reply<'_> {
             Ok(m) => m,
             Err(e) => return self.fail(None, e.into()).await,
         };
-        if let Err(e) = catalog.set_current_leaf(&self.conv.id, &msg.id).await {
-            return self.fail(Some(msg), e.into()).await;
-        }
         let _ = self
             .tx
             .send(ChatEvent::AssistantStarted {
                 message: msg.clone(),
             })
             .await;
-        match self.generate(&model, &msg).await {
+        match self.generate(&model).await {
             Ok((text, completion)) => {
                 let stats = stats_of(&completion);
                 let error = completion
@@ -440,11 +431,7 @@ impl Reply<'_> {
 
     /// Runs the engine; returns the text and the engine's record (a stop or a vanished
     /// receiver ends it as cancelled, keeping the text).
-    async fn generate(
-        &self,
-        model: &cortex_catalog::LocalModel,
-        msg: &Message,
-    ) -> Result<(String, Completion)> {
+    async fn generate(&self, model: &cortex_catalog::LocalModel) -> Result<(String, Completion)> {
         let lease = self
             .app
             .registry()
@@ -490,7 +477,6 @@ impl Reply<'_> {
         params.max_tokens = params.max_tokens.min(room);
         let mut stream = lease.engine().submit(ids, params)?;
         let mut text = String::new();
-        let _ = msg;
         loop {
             tokio::select! {
                 ev = stream.recv() => match ev {
@@ -518,11 +504,7 @@ impl Reply<'_> {
         let mut saved = None;
         if let Some(m) = msg {
             let update = MessageUpdate {
-                error: Some(Some(ErrorInfo {
-                    code: body.code.to_string(),
-                    message: body.message.clone(),
-                    details: None,
-                })),
+                error: Some(Some(e.info())),
                 stats: Some(Some(MessageStats {
                     prompt_tokens: 0,
                     completion_tokens: 0,

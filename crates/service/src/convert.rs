@@ -297,14 +297,9 @@ impl Job {
 }
 
 fn failed(e: &ServiceError) -> ConversionUpdate {
-    let body = e.body();
     ConversionUpdate {
         state: Some(ConversionState::Failed),
-        error: Some(Some(ErrorInfo {
-            code: body.code.to_string(),
-            message: body.message,
-            details: (!body.details.is_null()).then_some(body.details),
-        })),
+        error: Some(Some(e.info())),
         ..Default::default()
     }
 }

@@ -11,7 +11,7 @@
 use crate::app::App;
 use crate::events::AppEvent;
 use crate::library::Registration;
-use crate::{ErrorBody, Result, ServiceError};
+use crate::{Result, ServiceError};
 use cortex_catalog::{DownloadState, DownloadUpdate, ErrorInfo, ModelSource, NewDownload};
 use cortex_hub::download::{DownloadEvent, DownloadOptions, Snapshot};
 use cortex_hub::{parse_model_ref, HubModel, ModelRef};
@@ -129,19 +129,6 @@ fn hub_model(repo: &str, revision: Option<&str>) -> Result<HubModel> {
             "repo",
             format!("{repo:?} is not a Hugging Face model id (org/name)"),
         )),
-    }
-}
-
-fn error_info(e: &ServiceError) -> ErrorInfo {
-    let ErrorBody {
-        code,
-        message,
-        details,
-    } = e.body();
-    ErrorInfo {
-        code: code.to_string(),
-        message,
-        details: (!details.is_null()).then_some(details),
     }
 }
 
@@ -364,7 +351,7 @@ impl App {
             }
             Err(e) => {
                 tracing::warn!("download {id} failed: {e}");
-                self.save_state(id, DownloadState::Failed, Some(error_info(&e)))
+                self.save_state(id, DownloadState::Failed, Some(e.info()))
                     .await
             }
         };

@@ -5,7 +5,7 @@ use cortex_engine::EngineError;
 use cortex_hub::download::DownloadError;
 use cortex_hub::search::SearchError;
 use cortex_hub::ConvertError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -127,6 +127,16 @@ impl ServiceError {
         }
     }
 
+    /// The error as the catalog stores it with a download, a conversion or a message.
+    pub fn info(&self) -> cortex_catalog::ErrorInfo {
+        let body = self.body();
+        cortex_catalog::ErrorInfo {
+            code: body.code.to_string(),
+            message: body.message,
+            details: (!body.details.is_null()).then_some(body.details),
+        }
+    }
+
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             code: self.code(),
@@ -185,3 +195,11 @@ impl From<ConvertError> for ServiceError {
 }
 
 pub type Result<T> = std::result::Result<T, ServiceError>;
+
+/// For optional fields of an update: a present field, even `null`, becomes `Some(..)`, so that
+/// `null` can mean "clear" and an absent field "leave as it is".
+pub(crate) fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}

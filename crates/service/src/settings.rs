@@ -48,21 +48,14 @@ pub struct Settings {
 pub struct SettingsUpdate {
     #[serde(default)]
     pub models_dir: Option<PathBuf>,
-    #[serde(default, deserialize_with = "some")]
+    #[serde(default, deserialize_with = "crate::error::present")]
     pub hf_endpoint: Option<Option<String>>,
-    #[serde(default, deserialize_with = "some")]
+    #[serde(default, deserialize_with = "crate::error::present")]
     pub kv_memory_mb: Option<Option<u64>>,
     #[serde(default)]
     pub theme: Option<Theme>,
-    #[serde(default, deserialize_with = "some")]
+    #[serde(default, deserialize_with = "crate::error::present")]
     pub hf_token: Option<Option<String>>,
-}
-
-/// A present field (even `null`) becomes `Some(..)`, so `null` can mean "clear".
-fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 const KEYS: [&str; 4] = ["models_dir", "hf_endpoint", "kv_memory_mb", "theme"];

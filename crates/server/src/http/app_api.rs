@@ -17,7 +17,7 @@ use cortex_service::downloads::DownloadRequest;
 use cortex_service::hub::{PageParams, SearchParams};
 use cortex_service::library::{ImportRequest, ModelUpdate};
 use cortex_service::settings::SettingsUpdate;
-use cortex_service::{App, ErrorBody, ServiceError};
+use cortex_service::{ErrorBody, ServiceError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
@@ -78,10 +78,6 @@ impl IntoResponse for AppApiError {
 }
 
 type ApiResult<T> = Result<Json<T>, AppApiError>;
-
-fn app(state: &AppState) -> Result<&App, AppApiError> {
-    Ok(&state.app)
-}
 
 /// A JSON body whose rejections are app API errors.
 pub struct Body<T>(pub T);
@@ -181,30 +177,30 @@ fn cross_origin(h: &HeaderMap) -> Option<String> {
 }
 
 async fn system(State(s): State<AppState>) -> ApiResult<Value> {
-    let info = app(&s)?.system().await?;
+    let info = s.app.system().await?;
     Ok(Json(serde_json::to_value(info).unwrap_or_default()))
 }
 
 async fn settings(State(s): State<AppState>) -> ApiResult<cortex_service::settings::Settings> {
-    Ok(Json(app(&s)?.settings().await?))
+    Ok(Json(s.app.settings().await?))
 }
 
 async fn update_settings(
     State(s): State<AppState>,
     Body(u): Body<SettingsUpdate>,
 ) -> ApiResult<cortex_service::settings::Settings> {
-    Ok(Json(app(&s)?.update_settings(u).await?))
+    Ok(Json(s.app.update_settings(u).await?))
 }
 
 async fn models(State(s): State<AppState>) -> ApiResult<cortex_service::library::Library> {
-    Ok(Json(app(&s)?.list_models().await?))
+    Ok(Json(s.app.list_models().await?))
 }
 
 async fn model(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<cortex_service::library::ModelView> {
-    Ok(Json(app(&s)?.get_model(&id).await?))
+    Ok(Json(s.app.get_model(&id).await?))
 }
 
 async fn update_model(
@@ -212,39 +208,39 @@ async fn update_model(
     Path(id): Path<String>,
     Body(u): Body<ModelUpdate>,
 ) -> ApiResult<cortex_service::library::ModelView> {
-    Ok(Json(app(&s)?.update_model(&id, u).await?))
+    Ok(Json(s.app.update_model(&id, u).await?))
 }
 
 async fn delete_model(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<cortex_service::library::Deleted> {
-    Ok(Json(app(&s)?.delete_model(&id).await?))
+    Ok(Json(s.app.delete_model(&id).await?))
 }
 
 async fn load_model(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<cortex_service::library::ModelView> {
-    Ok(Json(app(&s)?.load_model(&id).await?))
+    Ok(Json(s.app.load_model(&id).await?))
 }
 
 async fn unload_model(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<cortex_service::library::ModelView> {
-    Ok(Json(app(&s)?.unload_model(&id).await?))
+    Ok(Json(s.app.unload_model(&id).await?))
 }
 
 async fn import_model(
     State(s): State<AppState>,
     Body(r): Body<ImportRequest>,
 ) -> ApiResult<cortex_service::library::ModelView> {
-    Ok(Json(app(&s)?.import_model(r).await?))
+    Ok(Json(s.app.import_model(r).await?))
 }
 
 async fn hub_search(State(s): State<AppState>, Query(p): Query<SearchParams>) -> ApiResult<Value> {
-    let app = app(&s)?;
+    let app = &s.app;
     let results = cortex_service::hub::search(app.hub_config(), p).await?;
     Ok(Json(json!({ "results": results })))
 }
@@ -253,14 +249,14 @@ async fn hub_model(
     State(s): State<AppState>,
     Query(p): Query<PageParams>,
 ) -> ApiResult<cortex_service::hub::ModelPage> {
-    let app = app(&s)?;
+    let app = &s.app;
     Ok(Json(
         cortex_service::hub::model_page(app.hub_config(), p).await?,
     ))
 }
 
 async fn downloads(State(s): State<AppState>) -> ApiResult<Value> {
-    let list = app(&s)?.list_downloads().await?;
+    let list = s.app.list_downloads().await?;
     Ok(Json(json!({ "downloads": list })))
 }
 
@@ -268,21 +264,21 @@ async fn download(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<cortex_service::downloads::Download> {
-    Ok(Json(app(&s)?.get_download(&id).await?))
+    Ok(Json(s.app.get_download(&id).await?))
 }
 
 async fn start_download(
     State(s): State<AppState>,
     Body(r): Body<DownloadRequest>,
 ) -> ApiResult<cortex_service::downloads::Download> {
-    Ok(Json(app(&s)?.start_download(r).await?))
+    Ok(Json(s.app.start_download(r).await?))
 }
 
 async fn download_action(
     State(s): State<AppState>,
     Path((id, action)): Path<(String, String)>,
 ) -> ApiResult<cortex_service::downloads::Download> {
-    let app = app(&s)?;
+    let app = &s.app;
     let d = match action.as_str() {
         "pause" => app.pause_download(&id).await?,
         "resume" | "retry" => app.resume_download(&id).await?,
@@ -299,7 +295,7 @@ async fn download_action(
 }
 
 async fn forget_download(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Value> {
-    app(&s)?.forget_download(&id).await?;
+    s.app.forget_download(&id).await?;
     Ok(Json(json!({})))
 }
 
@@ -307,18 +303,18 @@ async fn estimate_conversion(
     State(s): State<AppState>,
     Body(r): Body<ConvertRequest>,
 ) -> ApiResult<cortex_service::convert::Estimate> {
-    Ok(Json(app(&s)?.estimate_conversion(r).await?))
+    Ok(Json(s.app.estimate_conversion(r).await?))
 }
 
 async fn start_conversion(
     State(s): State<AppState>,
     Body(r): Body<ConvertRequest>,
 ) -> ApiResult<cortex_service::convert::Conversion> {
-    Ok(Json(app(&s)?.start_conversion(r).await?))
+    Ok(Json(s.app.start_conversion(r).await?))
 }
 
 async fn conversions(State(s): State<AppState>) -> ApiResult<Value> {
-    let list = app(&s)?.list_conversions().await?;
+    let list = s.app.list_conversions().await?;
     Ok(Json(json!({ "conversions": list })))
 }
 
@@ -326,7 +322,7 @@ async fn cancel_conversion(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<cortex_service::convert::Conversion> {
-    Ok(Json(app(&s)?.cancel_conversion(&id).await?))
+    Ok(Json(s.app.cancel_conversion(&id).await?))
 }
 
 #[derive(Deserialize)]
@@ -336,7 +332,7 @@ struct ListQuery {
 }
 
 async fn conversations(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Value> {
-    let list = app(&s)?.list_conversations(q.q.as_deref()).await?;
+    let list = s.app.list_conversations(q.q.as_deref()).await?;
     Ok(Json(json!({ "conversations": list })))
 }
 
@@ -344,14 +340,14 @@ async fn create_conversation(
     State(s): State<AppState>,
     Body(c): Body<NewChat>,
 ) -> ApiResult<cortex_catalog::Conversation> {
-    Ok(Json(app(&s)?.create_conversation(c).await?))
+    Ok(Json(s.app.create_conversation(c).await?))
 }
 
 async fn conversation(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<cortex_service::chat::ConversationTree> {
-    Ok(Json(app(&s)?.get_conversation(&id).await?))
+    Ok(Json(s.app.get_conversation(&id).await?))
 }
 
 async fn update_conversation(
@@ -359,14 +355,14 @@ async fn update_conversation(
     Path(id): Path<String>,
     Body(p): Body<ChatPatch>,
 ) -> ApiResult<cortex_catalog::Conversation> {
-    Ok(Json(app(&s)?.update_conversation(&id, p).await?))
+    Ok(Json(s.app.update_conversation(&id, p).await?))
 }
 
 async fn delete_conversation(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Value> {
-    app(&s)?.delete_conversation(&id).await?;
+    s.app.delete_conversation(&id).await?;
     Ok(Json(json!({})))
 }
 
@@ -375,7 +371,7 @@ async fn send_message(
     Path(id): Path<String>,
     Body(m): Body<SendMessage>,
 ) -> Result<Response, AppApiError> {
-    let stream = app(&s)?.send_message(&id, m).await?;
+    let stream = s.app.send_message(&id, m).await?;
     Ok(reply_sse(stream))
 }
 
@@ -389,12 +385,12 @@ async fn regenerate(
     Path(id): Path<String>,
     Body(b): Body<RegenerateBody>,
 ) -> Result<Response, AppApiError> {
-    let stream = app(&s)?.regenerate(&id, &b.message_id).await?;
+    let stream = s.app.regenerate(&id, &b.message_id).await?;
     Ok(reply_sse(stream))
 }
 
 async fn stop_reply(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Value> {
-    let stopped = app(&s)?.stop_reply(&id);
+    let stopped = s.app.stop_reply(&id);
     Ok(Json(json!({ "stopped": stopped })))
 }
 
@@ -422,7 +418,7 @@ fn reply_sse(stream: ReplyStream) -> Response {
 
 /// Downloads, conversions and library changes as SSE, for as long as the client listens.
 async fn events(State(s): State<AppState>) -> Result<Response, AppApiError> {
-    let sub = app(&s)?.subscribe();
+    let sub = s.app.subscribe();
     let events = futures_util::stream::unfold(sub, |mut sub| async move {
         let ev = sub.recv().await?;
         Some((Ok::<_, Infallible>(json_event(&ev)), sub))
