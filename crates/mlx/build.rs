@@ -83,7 +83,10 @@ fn main() {
     // The SDK's path is baked into the link line and the rpath. A target dir shared between
     // checkouts (CI caches one) would otherwise keep a path whose venv is gone: a missing file
     // makes cargo run this script again.
-    println!("cargo:rerun-if-changed={}", include.join("mlx/mlx.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        include.join("mlx/mlx.h").display()
+    );
     for name in ["libmlx.so", "libmlx.dylib"] {
         if lib.join(name).exists() {
             println!("cargo:rerun-if-changed={}", lib.join(name).display());

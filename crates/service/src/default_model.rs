@@ -54,7 +54,9 @@ pub fn ensure(models: &Path) -> Result<PathBuf, ServiceError> {
     if imported(&dest) {
         return Ok(dest);
     }
-    let _turn = IMPORTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _turn = IMPORTING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if imported(&dest) {
         return Ok(dest);
     }
@@ -90,7 +92,11 @@ mod tests {
             assert_eq!(r.as_ref().unwrap(), &models.join(NAME));
         }
         let entries: Vec<_> = std::fs::read_dir(&models).unwrap().flatten().collect();
-        assert_eq!(entries.len(), 1, "only the model folder, no staging left: {entries:?}");
+        assert_eq!(
+            entries.len(),
+            1,
+            "only the model folder, no staging left: {entries:?}"
+        );
         assert!(models.join(NAME).join("config.json").is_file());
     }
 }
