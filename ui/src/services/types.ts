@@ -383,5 +383,33 @@ export interface AppService {
   subscribe(handlers: EventHandlers): Unsubscribe;
 }
 
+/** The desktop app's local OpenAI-compatible server (Settings > Local API server). */
+export interface ApiServerStatus {
+  enabled: boolean;
+  port: number;
+  /** Listening on every interface, not only 127.0.0.1 (then an API key is required). */
+  allow_lan: boolean;
+  api_key: string | null;
+  running: boolean;
+  /** Where clients connect, e.g. "http://127.0.0.1:8080/v1"; null when stopped. */
+  url: string | null;
+}
+
+export interface ApiServerUpdate {
+  enabled?: boolean;
+  port?: number;
+  allow_lan?: boolean;
+  /** null removes the key (refused while listening on the network). */
+  api_key?: string | null;
+}
+
+/** What only the desktop shell offers (platform.name === 'desktop'). */
+export interface DesktopService {
+  getApiServer(): Promise<ApiServerStatus>;
+  setApiServer(update: ApiServerUpdate): Promise<ApiServerStatus>;
+  /** Opens an http(s) link in the system browser. */
+  openLink(url: string): Promise<void>;
+}
+
 /** The operation names; the Tauri commands are the same names in snake_case. */
-export type Operation = keyof AppService;
+export type Operation = keyof AppService | keyof DesktopService;

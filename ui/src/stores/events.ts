@@ -4,7 +4,7 @@ import { api } from '../services';
 import type { ConnectionState } from '../services/types';
 import { isActive } from '../lib/downloads';
 import { downloads, refreshConversions, refreshDownloads, upsertConversion, upsertDownload } from './downloads';
-import { refreshModels } from './models';
+import { refreshModels, refreshSystem, system } from './models';
 
 const [connection, setConnection] = createSignal<ConnectionState>('connecting');
 export { connection };
@@ -43,12 +43,14 @@ export function startEvents(): void {
     },
     onState(state) {
       setConnection(state);
-      // After a reconnect, fetch what the stream may have missed.
+      // Once listening, fetch what the stream may have missed: after a reconnect, and at the
+      // first open too (the desktop app imports the default model while the window loads, and
+      // an event sent before the listener was attached is gone).
       if (state === 'open' && wasOpen) {
         void refreshDownloads().catch(() => {});
         void refreshConversions().catch(() => {});
-        void refreshModels();
       }
+      if (state === 'open') scheduleModels();
       if (state === 'open') wasOpen = true;
     },
   });
@@ -61,6 +63,10 @@ export function startEvents(): void {
 
   function scheduleModels() {
     clearTimeout(modelsTimer);
-    modelsTimer = setTimeout(() => void refreshModels(), 150);
+    modelsTimer = setTimeout(() => {
+      void refreshModels();
+      // the default model's id arrives with the system info once it has been imported
+      if (!system()?.default_model_id) void refreshSystem().catch(() => {});
+    }, 150);
   }
 }

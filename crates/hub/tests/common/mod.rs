@@ -1,24 +1,8 @@
 //! Helpers shared by the hub crate's integration tests.
 #![allow(dead_code)]
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The interpreter for the test hub and reference tools: CORTEX_TEST_PYTHON, else the project
-/// venv, else python3.
-pub fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CORTEX_TEST_PYTHON") {
-        return p.into();
-    }
-    let venv = workspace().join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
+pub use cortex_testkit::{python, workspace_root as workspace};
 
 /// Starts tests/hub/server.py on `root` (plus `extra` arguments) on a free loopback port;
 /// returns the process and its base URL, read from the server's `LISTENING <url>` line.

@@ -103,15 +103,14 @@ pub struct Server {
     addr: SocketAddr,
     router: Router,
     app: App,
+    /// The server opened `app` itself and stops it with the server; a server given an app
+    /// ([`Server::with_app`]) leaves it running for its owner.
+    owns_app: bool,
 }
 
 impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
-        let addr = SocketAddr::new(config.host, config.port);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let addr = listener.local_addr()?;
+        let listener = listen(&config).await?;
         let app = App::open(AppConfig {
             home: config.home.clone(),
             registry: config.registry.clone(),
@@ -123,12 +122,31 @@ impl Server {
             resume_unfinished: config.background_work,
         })
         .await?;
-        let router = router(&config, app.clone());
+        Self::serving(listener, &config, app, true)
+    }
+
+    /// A server over an app its caller already runs (the desktop app's local API server):
+    /// `config.registry`, `home`, `hub` and `background_work` are the app's business and
+    /// ignored here; stopping the server leaves the app running.
+    pub async fn with_app(config: ServerConfig, app: App) -> Result<Server, ServerError> {
+        let listener = listen(&config).await?;
+        Self::serving(listener, &config, app, false)
+    }
+
+    fn serving(
+        listener: tokio::net::TcpListener,
+        config: &ServerConfig,
+        app: App,
+        owns_app: bool,
+    ) -> Result<Server, ServerError> {
+        let addr = listener.local_addr()?;
+        let router = router(config, app.clone());
         Ok(Server {
             listener,
             addr,
             router,
             app,
+            owns_app,
         })
     }
 
@@ -150,18 +168,29 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let app = self.app.clone();
+        let app = self.owns_app.then(|| self.app.clone());
         let stop = async move {
             shutdown.await;
             tracing::info!("shutting down");
-            app.shutdown().await;
+            if let Some(app) = app {
+                app.shutdown().await;
+            }
         };
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(stop)
             .await;
-        self.app.shutdown().await;
+        if self.owns_app {
+            self.app.shutdown().await;
+        }
         Ok(served?)
     }
+}
+
+async fn listen(config: &ServerConfig) -> Result<tokio::net::TcpListener, ServerError> {
+    let addr = SocketAddr::new(config.host, config.port);
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
 }
 
 /// Binds, preloads `preload` (kept loaded), and serves until Ctrl-C or SIGTERM.
