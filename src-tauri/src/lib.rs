@@ -175,6 +175,14 @@ pub fn run() {
         .plugin(tauri_plugin_window_state::Builder::default().build())
         .plugin(tauri_plugin_opener::init())
         .invoke_handler(handler())
+        .on_window_event(|window, event| {
+            if matches!(
+                event,
+                tauri::WindowEvent::Resized(_) | tauri::WindowEvent::Moved(_)
+            ) {
+                save_window_state_soon(window.app_handle());
+            }
+        })
         .setup(|app| {
             let desktop = tauri::async_runtime::block_on(Desktop::open(AppConfig::from_env()))?;
             forward_events(app.handle().clone(), &desktop.app);
@@ -191,6 +199,24 @@ pub fn run() {
         if let tauri::RunEvent::Exit = event {
             if let Some(desktop) = handle.try_state::<Desktop>() {
                 tauri::async_runtime::block_on(desktop.shutdown());
+            }
+        }
+    });
+}
+
+/// Saves the window's size and place shortly after it stops changing. The window-state plugin
+/// saves only on a clean exit; a killed or crashed app would forget the user's layout.
+fn save_window_state_soon<R: Runtime>(handle: &tauri::AppHandle<R>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tauri_plugin_window_state::{AppHandleExt, StateFlags};
+    static LATEST: AtomicU64 = AtomicU64::new(0);
+    let mine = LATEST.fetch_add(1, Ordering::Relaxed) + 1;
+    let handle = handle.clone();
+    tauri::async_runtime::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        if LATEST.load(Ordering::Relaxed) == mine {
+            if let Err(e) = handle.save_window_state(StateFlags::all()) {
+                tracing::debug!("window state not saved: {e}");
             }
         }
     });

@@ -16,11 +16,13 @@ for (let i = 0; i < argv.length; i++) {
   if (argv[i] === '--tap') tap = argv[++i];
   else filters.push(argv[i]);
 }
-const specs = readdirSync(join(here, 'specs'))
+// DESKTOP_SPECS_DIR runs other specs in the same window set-up (bench/desktop.sh: benchmarks).
+const specDir = process.env.DESKTOP_SPECS_DIR ?? join(here, 'specs');
+const specs = readdirSync(specDir)
   .filter((f) => f.endsWith('.spec.mjs'))
   .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
   .sort()
-  .map((f) => join(here, 'specs', f));
+  .map((f) => join(specDir, f));
 if (specs.length === 0) {
   console.error(`no spec matches ${filters.join(' ')}`);
   process.exit(2);

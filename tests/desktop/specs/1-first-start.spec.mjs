@@ -127,9 +127,16 @@ test('Esc stops a reply mid-way; the partial reply is kept', { timeout: 240_000 
 
 test('quit and start again: the conversations are still there', { timeout: 240_000 }, async () => {
   assert.ok(seen.question && seen.stopped, 'the chat tests ran first');
+  // the window's size is remembered across starts (the window-state plugin)
+  await browser.setWindowSize(1100, 720);
+  const sized = await browser.getWindowSize();
+  await sleep(1_500); // the app saves the layout once the window has stopped changing
   await quitApp(browser);
   browser = null;
   browser = await startApp();
+  const again = await browser.getWindowSize();
+  assert.ok(Math.abs(again.width - sized.width) <= 2 && Math.abs(again.height - sized.height) <= 2, `size ${JSON.stringify(again)} after a restart, ${JSON.stringify(sized)} before`);
+  await browser.setWindowSize(1280, 800);
   await shot(browser, '05-restarted');
   // Both conversations are listed.
   const hrefs = await waitFor(
