@@ -6,13 +6,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::Duration;
 
-mod common;
-use common::python;
+use cortex_testkit::python;
 
 /// Deterministic pseudo-random bytes (xorshift), so corruption and ranges are visible.
 fn bytes(n: usize, seed: u64) -> Vec<u8> {
@@ -65,7 +64,8 @@ fn make_repos(root: &Path) {
 }
 
 struct Hub {
-    child: Child,
+    /// Killed on drop, before `root` goes.
+    _server: cortex_testkit::TestHub,
     url: String,
     root: tempfile::TempDir,
     http: reqwest::blocking::Client,
@@ -75,9 +75,10 @@ impl Hub {
     fn start() -> Hub {
         let root = tempfile::tempdir().unwrap();
         make_repos(root.path());
-        let (child, url) = common::start_test_hub(root.path(), &[]);
+        let server = cortex_testkit::TestHub::start(root.path(), &[]);
+        let url = server.url.clone();
         Hub {
-            child,
+            _server: server,
             url,
             root,
             http: reqwest::blocking::Client::new(),
@@ -142,13 +143,6 @@ impl Hub {
             disk_margin: 0,
             ..Default::default()
         }
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -8,16 +8,16 @@ use cortex_hub::search::{
 use cortex_hub::HubModel;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
 const PAGE_SIZE: usize = 4;
 const N_SMALL: usize = 30;
 
-mod common;
-use common::{python, workspace};
+use cortex_testkit::{python, workspace_root as workspace};
 
 struct Hub {
-    child: Child,
+    /// Killed on drop, before `root` goes.
+    _server: cortex_testkit::TestHub,
     url: String,
     root: tempfile::TempDir,
 }
@@ -38,8 +38,13 @@ impl Hub {
             "make_fixture_repos.py failed (run tests/fixtures/make_all.sh)"
         );
         let page_size = PAGE_SIZE.to_string();
-        let (child, url) = common::start_test_hub(&repos, &["--page-size", &page_size]);
-        Hub { child, url, root }
+        let server = cortex_testkit::TestHub::start(&repos, &["--page-size", &page_size]);
+        let url = server.url.clone();
+        Hub {
+            _server: server,
+            url,
+            root,
+        }
     }
 
     fn config(&self) -> HubConfig {
@@ -68,13 +73,6 @@ impl Hub {
             .delete(format!("{}/_log", self.url))
             .send()
             .unwrap();
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
