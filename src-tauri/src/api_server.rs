@@ -42,12 +42,8 @@ pub struct ApiServerUpdate {
     pub enabled: Option<bool>,
     pub port: Option<u16>,
     pub allow_lan: Option<bool>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "cortex_service::present")]
     pub api_key: Option<Option<String>>,
-}
-
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 #[derive(Clone, Debug, Serialize)]

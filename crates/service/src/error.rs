@@ -198,7 +198,7 @@ pub type Result<T> = std::result::Result<T, ServiceError>;
 
 /// For optional fields of an update: a present field, even `null`, becomes `Some(..)`, so that
 /// `null` can mean "clear" and an absent field "leave as it is".
-pub(crate) fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
     d: D,
 ) -> std::result::Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)

@@ -21,7 +21,7 @@ pub mod settings;
 
 pub use app::{App, AppConfig, SystemInfo};
 pub use chat::{ChatEvent, ReplyStream};
-pub use error::{ErrorBody, Result, ServiceError};
+pub use error::{present, ErrorBody, Result, ServiceError};
 pub use events::AppEvent;
 pub use registry::{LoadedModelInfo, ModelEntry, ModelLease, ModelRegistry, RegistryConfig};
 pub use resolve::{pull_logged, resolve_model, PullFn};
