@@ -100,6 +100,8 @@ export async function waitFor(browser, fn, { args = [], timeout = 30_000, interv
 export async function shot(browser, name) {
   mkdirSync(SHOTS, { recursive: true });
   const path = join(SHOTS, `${name}.png`);
+  // let the window paint what the DOM already shows (two frames) before the snapshot
+  await browser.executeAsync((done) => requestAnimationFrame(() => requestAnimationFrame(() => done())));
   await browser.saveScreenshot(path);
   return path;
 }

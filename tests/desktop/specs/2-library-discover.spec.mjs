@@ -3,6 +3,7 @@
 // model tests/e2e's real-server spec downloads) and its download with visible progress, held
 // mid-way by a hub stall so the progress can be seen, until it is in the Library.
 import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 import { HUB, nav, quitApp, shot, startApp, waitFor } from '../lib.mjs';
 
@@ -118,4 +119,32 @@ test('Discover: search the hub, open a model page, download it with visible prog
     what: 'tiny-chat in the Library',
   });
   await shot(browser, '12-library-after-download');
+});
+
+test('Settings: the local API server starts on a chosen port and answers', { timeout: 120_000 }, async () => {
+  const port = await new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+  await nav(browser, 'settings');
+  const input = await browser.$('#api-port');
+  await input.waitForExist({ timeout: 20_000 });
+  await input.setValue(String(port));
+  await browser.$('#api-port ~ button[type="submit"]').click();
+  // Save greys out once the saved port equals the typed one
+  await waitFor(browser, (p) => document.querySelector('#api-port')?.value === String(p) && document.querySelector('#api-port ~ button[type="submit"]')?.disabled === true, {
+    args: [port],
+    what: 'the port saved',
+  });
+  await browser.$('input[role="switch"]').click();
+  const url = await waitFor(browser, () => document.querySelector('input[aria-label="Server address"]')?.value ?? null, { what: 'the server address' });
+  assert.equal(url, `http://127.0.0.1:${port}/v1`);
+  const health = await fetch(`http://127.0.0.1:${port}/health`);
+  assert.equal(health.status, 200);
+  await shot(browser, '12b-settings-api-server');
+  await browser.$('input[role="switch"]').click();
+  await waitFor(browser, () => !document.querySelector('input[aria-label="Server address"]'), { what: 'the server stopped' });
+  await assert.rejects(fetch(`http://127.0.0.1:${port}/health`));
 });

@@ -86,7 +86,7 @@ export default function ApiServerSettings(): JSX.Element {
             <span>Serve the OpenAI-compatible API</span>
           </label>
           <span id="api-server-hint" class="field-hint">
-            Other apps on this Mac can use your local models at /v1/chat/completions, like `cortex serve`.
+            Other apps on this computer can use your local models through the OpenAI API (<code>/v1/chat/completions</code>), as with <code>cortex serve</code>.
           </span>
 
           <form
