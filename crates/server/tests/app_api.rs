@@ -133,7 +133,29 @@ use reqwest::Method as M;
 /// An app whose `tiny` model answers greedily with at most `max_tokens`, and a new
 /// conversation with it: (home, app, model id, conversation).
 async fn chat_with_tiny(tag: &str, max_tokens: u32) -> (Scratch, App, String, Value) {
+    chat_with(Scratch::new(tag), max_tokens).await
+}
+
+/// Like `chat_with_tiny`, but the model has no end-of-sequence token, so a reply runs to
+/// max_tokens unless stopped: greedy decoding of tiny-llama ends on its own after a few hundred
+/// tokens (under a second), which made "stop" race the model's own end.
+async fn chat_with_endless_tiny(tag: &str, max_tokens: u32) -> (Scratch, App, String, Value) {
     let home = Scratch::new(tag);
+    let dir = home.0.join("models/tiny");
+    copy_dir(&tiny_fixture(), &dir);
+    let edit = |name: &str, key: &str| {
+        let path = dir.join(name);
+        let mut v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        v[key] = Value::Null;
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    };
+    edit("tokenizer_config.json", "eos_token");
+    edit("generation_config.json", "eos_token_id");
+    edit("config.json", "eos_token_id");
+    chat_with(home, max_tokens).await
+}
+
+async fn chat_with(home: Scratch, max_tokens: u32) -> (Scratch, App, String, Value) {
     let a = start_app(&home.0, None).await;
     let model = a.model_id("tiny").await;
     let settings = json!({"settings": {"max_tokens": max_tokens, "temperature": 0}});
@@ -379,7 +401,7 @@ async fn a_conversation_is_a_tree_of_streamed_replies() {
 
 #[tokio::test]
 async fn a_reply_stops_on_request_or_when_the_client_goes_away_and_is_kept() {
-    let (_home, a, _model, c) = chat_with_tiny("stop", 2000).await;
+    let (_home, a, _model, c) = chat_with_endless_tiny("stop", 2000).await;
     let cid = c["id"].as_str().unwrap().to_string();
 
     // a client that reads a little and hangs up
@@ -442,6 +464,10 @@ async fn a_reply_stops_on_request_or_when_the_client_goes_away_and_is_kept() {
     let last: Value = serde_json::from_str(sse_data(&text).last().unwrap()).unwrap();
     assert_eq!(last["type"], "done", "{text}");
     assert_eq!(last["message"]["stats"]["finish_reason"], "cancelled");
+    let n = last["message"]["stats"]["completion_tokens"]
+        .as_i64()
+        .unwrap();
+    assert!(n < 2000, "{text}");
 }
 
 async fn wait_for<T, F, Fut>(within: Duration, mut f: F) -> T
