@@ -5,8 +5,13 @@
 //!
 //! Output is written to a temporary sibling folder and renamed into place when complete, so an
 //! interrupted import never leaves a folder that looks like a model.
+//!
+//! A .gguf file is untrusted input: the tensor table is checked against the file before MLX
+//! maps it, and hyperparameters before anything divides by them. Each import records where it
+//! came from ([`crate::provenance`]), so a later file with the same name is never taken for it.
 use crate::config::QuantizationConfig;
 use crate::error::{EngineError, Result};
+use crate::provenance::{Match, SourceFile};
 use crate::staging::StagingDir;
 use cortex_mlx::{Array, Dtype};
 use cortex_tokenizer::gguf::{self, GgufMetadata};
@@ -51,9 +56,23 @@ struct Hparams {
 
 fn hparams(meta: &GgufMetadata, arch: &str) -> Result<Hparams> {
     let key = |k: &str| format!("{arch}.{k}");
+    let invalid = |k: &str, requirement| EngineError::GgufHyperparameter {
+        key: key(k),
+        requirement,
+    };
+    // Every size is a positive int32 (MLX shapes): nothing below divides by zero or overflows.
+    let size = |k: &str, v: u32| {
+        if v == 0 || v > i32::MAX as u32 {
+            Err(invalid(k, "a positive 32-bit size"))
+        } else {
+            Ok(v)
+        }
+    };
     let need = |k: &str| {
-        meta.get_u32(&key(k))
-            .map_err(|e| EngineError::Gguf(e.to_string()))
+        let v = meta
+            .get_u32(&key(k))
+            .map_err(|e| EngineError::Gguf(e.to_string()))?;
+        size(k, v)
     };
     let opt_u32 = |k: &str| {
         meta.opt_u32(&key(k))
@@ -62,16 +81,36 @@ fn hparams(meta: &GgufMetadata, arch: &str) -> Result<Hparams> {
     let opt_f32 = |k: &str| meta.get_f32(&key(k)).ok();
     let heads = need("attention.head_count")?;
     let hidden = need("embedding_length")?;
+    let kv_heads = match opt_u32("attention.head_count_kv")? {
+        Some(v) => size("attention.head_count_kv", v)?,
+        None => heads,
+    };
+    if heads % kv_heads != 0 {
+        return Err(invalid(
+            "attention.head_count",
+            "a multiple of attention.head_count_kv",
+        ));
+    }
+    let head_dim = match opt_u32("attention.key_length")? {
+        Some(v) => size("attention.key_length", v)?,
+        None => size("attention.key_length", hidden / heads)?,
+    };
+    if !matches!(heads.checked_mul(head_dim), Some(n) if n <= i32::MAX as u32) {
+        return Err(invalid(
+            "attention.key_length",
+            "small enough that head_count x key_length fits 32 bits",
+        ));
+    }
     Ok(Hparams {
         layers: need("block_count")?,
         hidden,
         ffn: need("feed_forward_length")?,
         heads,
-        kv_heads: opt_u32("attention.head_count_kv")?.unwrap_or(heads),
+        kv_heads,
         eps: opt_f32("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
         theta: opt_f32("rope.freq_base").unwrap_or(10000.0),
         ctx: opt_u32("context_length")?.unwrap_or(2048),
-        head_dim: opt_u32("attention.key_length")?.unwrap_or(hidden / heads.max(1)),
+        head_dim,
     })
 }
 
@@ -116,7 +155,9 @@ fn unpermute(a: &Array, n_head: u32) -> Result<Array> {
         .reshape(&[rows, cols])?)
 }
 
-fn check_types(meta: &GgufMetadata) -> Result<()> {
+/// What MLX's `load_gguf` needs to be safe: supported types only, every tensor's data inside
+/// the file (MLX maps it), and dimensions that fit its int32 shapes.
+fn check_tensors(src: &Path, meta: &GgufMetadata) -> Result<()> {
     for t in &meta.tensors {
         if !SUPPORTED_TYPES.iter().any(|(id, _)| *id == t.ggml_type) {
             return Err(EngineError::UnsupportedGgufType {
@@ -126,13 +167,34 @@ fn check_types(meta: &GgufMetadata) -> Result<()> {
             });
         }
     }
+    let bad = |source| EngineError::BadGguf {
+        path: src.to_path_buf(),
+        source,
+    };
+    meta.check_tensor_data().map_err(bad)?;
+    for t in &meta.tensors {
+        if t.shape.iter().any(|d| *d > i32::MAX as u64) {
+            return Err(bad(gguf::GgufError::BadTensor {
+                name: t.name.clone(),
+                detail: "has a dimension wider than 32 bits".into(),
+            }));
+        }
+    }
     Ok(())
 }
 
-/// Imports `src` into `dest` (which must not exist yet). Returns `dest`.
-pub fn import_gguf(src: &Path, dest: &Path) -> Result<PathBuf> {
-    let meta = gguf::read_metadata(src)
-        .map_err(|e| EngineError::Gguf(format!("{}: {e}", src.display())))?;
+/// What an import writes, read and checked before anything is written.
+struct Plan {
+    meta: GgufMetadata,
+    hp: Hparams,
+    tokenizer: Tokenizer,
+}
+
+fn plan(src: &Path) -> Result<Plan> {
+    let meta = gguf::read_metadata(src).map_err(|source| EngineError::BadGguf {
+        path: src.to_path_buf(),
+        source,
+    })?;
     let arch = meta
         .opt_str("general.architecture")
         .ok()
@@ -145,31 +207,112 @@ pub fn import_gguf(src: &Path, dest: &Path) -> Result<PathBuf> {
             supported: SUPPORTED_ARCHS.iter().map(|s| s.to_string()).collect(),
         });
     }
-    check_types(&meta)?;
+    check_tensors(src, &meta)?;
     let hp = hparams(&meta, &arch)?;
     let tokenizer = Tokenizer::from_gguf(&meta)?;
-    if dest.exists() {
-        return Err(EngineError::InvalidRequest(format!(
-            "{} already exists",
-            dest.display()
-        )));
-    }
-    let staging = StagingDir::create(dest, "importing")
-        .map_err(|(path, source)| EngineError::io(path)(source))?;
-    write_model(src, &meta, &hp, &tokenizer, staging.path())?;
-    staging
-        .commit()
-        .map_err(|(path, source)| EngineError::io(path)(source))?;
-    Ok(dest.to_path_buf())
+    Ok(Plan {
+        meta,
+        hp,
+        tokenizer,
+    })
 }
 
-fn write_model(
-    src: &Path,
-    meta: &GgufMetadata,
-    hp: &Hparams,
-    tok: &Tokenizer,
-    out: &Path,
-) -> Result<()> {
+/// Writes the import of `source` into a new staging folder next to `first_choice`.
+fn stage(source: &SourceFile, first_choice: &Path) -> Result<StagingDir> {
+    let plan = plan(source.path())?;
+    let staging = StagingDir::create(first_choice, "importing")
+        .map_err(|(path, e)| EngineError::io(path)(e))?;
+    write_model(source.path(), &plan, staging.path())?;
+    source.record(staging.path())?;
+    Ok(staging)
+}
+
+/// Imports `src` into `dest` (which must not exist yet). Returns `dest`.
+pub fn import_gguf(src: &Path, dest: &Path) -> Result<PathBuf> {
+    let source = SourceFile::open(src)?;
+    let exists = || EngineError::InvalidRequest(format!("{} already exists", dest.display()));
+    if dest.exists() {
+        return Err(exists());
+    }
+    let staging = stage(&source, dest)?;
+    staging.commit().map_err(|(path, e)| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => exists(),
+        _ => EngineError::io(path)(e),
+    })
+}
+
+/// The folder under `models` holding the import of the .gguf file `src`, importing it first if
+/// there is none. Folders are named after the file (`Llama.gguf` -> `Llama`), then, when that
+/// name holds something else, after the file and its content hash (`Llama-1a2b3c4d`, longer
+/// hashes after that); a folder is reused only if its recorded source matches `src`'s bytes.
+/// Concurrent imports each stage their own folder, and one that loses the race for a name
+/// takes the winner's folder if it holds the same file, else the next name.
+pub fn import_or_reuse(src: &Path, models: &Path) -> Result<PathBuf> {
+    let source = SourceFile::open(src)?;
+    let stem = folder_stem(src);
+    let name = |k: usize| -> Result<String> {
+        Ok(match k {
+            0 => stem.clone(),
+            _ => format!("{stem}-{}", &source.sha256()?[..[8, 16, 64][k - 1]]),
+        })
+    };
+    const CANDIDATES: usize = 4;
+    let mut first_free = None;
+    for k in 0..CANDIDATES {
+        let dest = models.join(name(k)?);
+        match source.matches(&dest)? {
+            Match::Same => return Ok(dest),
+            Match::Free => {
+                first_free = Some(k);
+                break;
+            }
+            Match::Other => {}
+        }
+    }
+    let no_name = || EngineError::NoFolderName {
+        src: src.to_path_buf(),
+        models: models.to_path_buf(),
+        tried: (0..CANDIDATES)
+            .filter_map(|k| name(k).ok())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let start = first_free.ok_or_else(no_name)?;
+    let mut staging = stage(&source, &models.join(name(start)?))?;
+    for k in start..CANDIDATES {
+        let dest = models.join(name(k)?);
+        loop {
+            match source.matches(&dest)? {
+                Match::Same => return Ok(dest),
+                Match::Other => break,
+                Match::Free => match staging.commit_to(&dest) {
+                    Ok(()) => return Ok(dest),
+                    // Taken since we looked: see by whom.
+                    Err(_) if std::fs::symlink_metadata(&dest).is_ok() => continue,
+                    Err((path, e)) => return Err(EngineError::io(path)(e)),
+                },
+            }
+        }
+    }
+    Err(no_name())
+}
+
+/// The folder name a .gguf file's import starts from: its stem, without leading dots (a
+/// hidden folder would collide with staging folders), or "model".
+fn folder_stem(src: &Path) -> String {
+    let stem = src
+        .file_stem()
+        .map(|s| s.to_string_lossy().trim_start_matches('.').to_string())
+        .unwrap_or_default();
+    if stem.is_empty() {
+        "model".into()
+    } else {
+        stem
+    }
+}
+
+fn write_model(src: &Path, plan: &Plan, out: &Path) -> Result<()> {
+    let (meta, hp, tok) = (&plan.meta, &plan.hp, &plan.tokenizer);
     std::fs::create_dir_all(out).map_err(EngineError::io(out))?;
     // Scales, biases and norms: float32 on CPU (MLX emulates float16 there), float16 elsewhere.
     let side_dtype = if cortex_mlx::default_device_is_gpu() {
@@ -195,7 +338,9 @@ fn write_model(
             } else {
                 input_dim(&module, hp)
             };
-            bits_of.insert(module, a.dim(1) * 32 / in_cols as i32);
+            // in_cols > 0 (hparams checked it); i64: packed columns x 32 may pass i32.
+            let bits = i64::from(a.dim(1)) * 32 / i64::from(in_cols);
+            bits_of.insert(module, i32::try_from(bits).unwrap_or(0));
         } else if a.dtype().is_float()
             && (hf.ends_with(".scales") || hf.ends_with(".biases") || a.ndim() == 1)
         {

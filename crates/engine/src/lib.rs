@@ -16,6 +16,8 @@ pub mod kv;
 pub mod loader;
 pub mod models;
 pub mod nn;
+pub mod provenance;
+pub mod safetensors;
 pub mod sampler;
 pub mod serving;
 pub mod staging;

@@ -34,7 +34,8 @@ pub fn models_dir() -> PathBuf {
     home.join("models")
 }
 
-/// Turns what a user typed into a model folder, importing a .gguf file if needed.
+/// Turns what a user typed into a model folder, importing a .gguf file if needed (or reusing
+/// the folder an earlier import of the same file made: see [`gguf_import::import_or_reuse`]).
 pub fn resolve(spec: &str, models: &Path) -> Result<PathBuf> {
     let p = PathBuf::from(spec);
     if p.is_dir() {
@@ -44,18 +45,11 @@ pub fn resolve(spec: &str, models: &Path) -> Result<PathBuf> {
         && p.extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
     {
-        let name = p
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into());
-        let dest = models.join(&name);
-        if dest.join("config.json").exists() {
-            return Ok(dest);
-        }
-        return gguf_import::import_gguf(&p, &dest);
+        return gguf_import::import_or_reuse(&p, models);
     }
     let named = models.join(spec);
-    if !spec.contains(['/', '\\']) && named.is_dir() {
+    let plain_name = !spec.contains(['/', '\\']) && spec != "." && spec != "..";
+    if plain_name && named.is_dir() {
         return Ok(named);
     }
     Err(EngineError::NotAModel { path: p })

@@ -6,7 +6,6 @@ use crate::error::{EngineError, Result};
 use crate::nn::{Embedding, Linear, LinearWeight, RmsNorm};
 use cortex_mlx::{Array, Dtype};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub struct Weights {
@@ -15,7 +14,9 @@ pub struct Weights {
     dtype: Dtype,
 }
 
-/// The safetensors files of a model folder, in a stable order.
+/// The safetensors files of a model folder, in a stable order: those the index's weight_map
+/// names, else every *.safetensors entry. Each must be a plain name of a regular file inside
+/// the folder ([`crate::safetensors::weight_file`]).
 pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
@@ -32,17 +33,32 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
                 path: index.clone(),
                 detail: "no \"weight_map\" object".into(),
             })?;
-        let files: BTreeSet<String> = map
-            .values()
-            .filter_map(|f| f.as_str().map(str::to_string))
+        let mut files = BTreeSet::new();
+        for f in map.values() {
+            let name = f.as_str().ok_or_else(|| EngineError::Config {
+                path: index.clone(),
+                detail: "a weight_map value is not a string".into(),
+            })?;
+            files.insert(name);
+        }
+        return files
+            .into_iter()
+            .map(|f| crate::safetensors::weight_file(dir, f, &index))
             .collect();
-        return Ok(files.into_iter().map(|f| dir.join(f)).collect());
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(EngineError::io(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(EngineError::io(dir))? {
+        let entry = entry.map_err(EngineError::io(dir))?;
+        let name = entry.file_name();
+        let is_weights = Path::new(&name)
+            .extension()
+            .is_some_and(|x| x == "safetensors");
+        if !is_weights {
+            continue;
+        }
+        let name = name.to_string_lossy();
+        files.push(crate::safetensors::weight_file(dir, &name, dir)?);
+    }
     files.sort();
     if files.is_empty() {
         return Err(EngineError::MissingFile {
@@ -52,46 +68,11 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Checks the header and that the file holds every byte the header promises, so a truncated
-/// download fails here with a clear message instead of deep inside MLX.
+/// Checks the header entry by entry and that the file holds every byte it promises, so a
+/// truncated download or a hostile header fails here with a clear message instead of deep
+/// inside MLX (see [`crate::safetensors`]).
 pub fn check_safetensors(path: &Path) -> Result<()> {
-    let corrupt = |detail: String| EngineError::CorruptSafetensors {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let mut f = std::fs::File::open(path).map_err(EngineError::io(path))?;
-    let file_len = f.metadata().map_err(EngineError::io(path))?.len();
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len)
-        .map_err(|_| corrupt("shorter than its 8-byte header length".into()))?;
-    let header_len = u64::from_le_bytes(len);
-    if header_len > 100 << 20 || 8 + header_len > file_len {
-        return Err(corrupt(format!(
-            "header length {header_len} exceeds the file ({file_len} bytes)"
-        )));
-    }
-    let mut header = vec![0u8; header_len as usize];
-    f.read_exact(&mut header)
-        .map_err(|e| corrupt(e.to_string()))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| corrupt(format!("bad header: {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| corrupt("header is not an object".into()))?;
-    let mut end = 0u64;
-    for (name, info) in obj.iter().filter(|(k, _)| *k != "__metadata__") {
-        let offsets = info.get("data_offsets").and_then(|o| o.as_array());
-        let stop = offsets.and_then(|o| o.get(1)).and_then(|x| x.as_u64());
-        let stop = stop.ok_or_else(|| corrupt(format!("tensor {name} has no data_offsets")))?;
-        end = end.max(stop);
-    }
-    if 8 + header_len + end > file_len {
-        return Err(corrupt(format!(
-            "needs {} bytes, file has {file_len}",
-            8 + header_len + end
-        )));
-    }
-    Ok(())
+    crate::safetensors::check_file(path)
 }
 
 impl Weights {

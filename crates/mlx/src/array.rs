@@ -273,12 +273,19 @@ impl Array {
             });
         }
         let bytes = self.to_bytes()?;
-        let n = bytes.len() / std::mem::size_of::<T>();
+        let size = std::mem::size_of::<T>();
+        if bytes.len() % size != 0 {
+            return Err(Error::InvalidArgument {
+                op: "to_vec",
+                message: format!("{} bytes are not whole {actual} values", bytes.len()),
+            });
+        }
+        let n = bytes.len() / size;
         let mut out = Vec::<T>::with_capacity(n);
-        // Safety: `bytes` holds exactly n values of T's dtype; copying into fresh storage
-        // sidesteps alignment.
+        // Safety: exactly n * size bytes are copied, into storage allocated for n values of T
+        // (a plain-old-data Element type); copying into fresh storage sidesteps alignment.
         unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr() as *mut u8, bytes.len());
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr() as *mut u8, n * size);
             out.set_len(n);
         }
         Ok(out)

@@ -2,7 +2,7 @@
 //! matmul and affine quantization, plus our CPU gemv kernels. Methods on [`Array`] so model
 //! code reads as a chain.
 use crate::array::{wrap, Array, Dtype};
-use crate::error::{mlx_err, Result};
+use crate::error::{mlx_err, Error, Result};
 use crate::ffi::bridge;
 use cxx::UniquePtr;
 
@@ -197,7 +197,9 @@ pub fn gemv_cpu(x: &Array, w: &Array) -> Result<Array> {
 /// slot of each sequence's positions (padding past `lens[b]` is never read); `lens` int32 [B]
 /// counts each one's keys (its query is the last position). `softcap` (0 = off) caps scores
 /// as cap * tanh(s / cap); `window` (0 = off) limits a query to its last `window` keys.
-/// Returns float32 [B, Hq, D].
+/// Returns float32 [B, Hq, D]. The kernel indexes the pool with the table unchecked, so this
+/// reads `table` and `lens` back (small int32 arrays) and refuses a length outside the table or
+/// a slot outside the pool.
 #[allow(clippy::too_many_arguments)]
 pub fn paged_attention(
     q: &Array,
@@ -209,12 +211,45 @@ pub fn paged_attention(
     softcap: f32,
     window: i32,
 ) -> Result<Array> {
+    check_paged_table(keys, table, lens, window)?;
     wrap(
         "paged_attention",
         bridge::paged_attention(
             &q.0, &keys.0, &values.0, &table.0, &lens.0, scale, softcap, window,
         ),
     )
+}
+
+/// Every slot a sequence reads (its last `lens[b]` positions, or the last `window` of them)
+/// lies in the pool, and every length within the table.
+fn check_paged_table(keys: &Array, table: &Array, lens: &Array, window: i32) -> Result<()> {
+    let bad = |message: String| Error::InvalidArgument {
+        op: "paged_attention",
+        message,
+    };
+    if keys.ndim() != 3 || table.ndim() != 2 || lens.ndim() != 1 || lens.dim(0) != table.dim(0) {
+        return Err(bad(
+            "a pool [slots, Hkv, D], table [B, S] and lens [B] expected".into(),
+        ));
+    }
+    let (positions, slots) = (table.dim(1), keys.dim(0));
+    let table = table.astype(Dtype::Int32)?.to_vec::<i32>()?;
+    let lens = lens.astype(Dtype::Int32)?.to_vec::<i32>()?;
+    for (seq, &len) in lens.iter().enumerate() {
+        if !(0..=positions).contains(&len) {
+            return Err(bad(format!(
+                "sequence {seq} has length {len}; the table holds {positions} positions"
+            )));
+        }
+        let start = if window > 0 { (len - window).max(0) } else { 0 };
+        let row = &table[seq * positions as usize..][start as usize..len as usize];
+        if let Some(slot) = row.iter().find(|s| !(0..slots).contains(*s)) {
+            return Err(bad(format!(
+                "sequence {seq} reads slot {slot}; the pool has {slots}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 macro_rules! unary_methods {

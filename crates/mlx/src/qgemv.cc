@@ -569,6 +569,9 @@ mx::array weight_input(const mx::array& a, mx::Stream s, bool to_f32) {
 }
 
 ArrayPtr gemv_f32(const Array& x, const Array& w) {
+  if (x.inner.ndim() < 1 || x.inner.shape(-1) <= 0) {
+    throw std::invalid_argument("gemv: the input rows are empty");  // the kernel divides by k
+  }
   auto k = x.inner.shape(-1);
   if (w.inner.ndim() != 2 || w.inner.shape(1) != k) {
     throw std::invalid_argument("gemv: weight [N, K] does not match the input size");
@@ -584,13 +587,19 @@ ArrayPtr gemv_f32(const Array& x, const Array& w) {
 ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array& biases, int32_t group_size,
                int32_t bits) {
   if (bits != 4 && bits != 8) throw std::invalid_argument("qgemv supports 4 and 8 bits");
-  if (group_size % 8 != 0) throw std::invalid_argument("qgemv needs a group size divisible by 8");
-  auto k = x.inner.shape(-1);
-  auto n = w.inner.shape(0);
-  if (w.inner.dtype() != mx::uint32 || w.inner.ndim() != 2 || w.inner.shape(1) * 32 / bits != k) {
+  // The kernel divides by the group size and by k: both must be positive.
+  if (group_size <= 0 || group_size % 8 != 0) {
+    throw std::invalid_argument("qgemv needs a positive group size divisible by 8");
+  }
+  if (x.inner.ndim() < 1 || x.inner.shape(-1) <= 0) throw std::invalid_argument("qgemv: the input rows are empty");
+  // Sizes in int64: packed words x 32 overflows int32 for a wide enough (hostile) weight.
+  const int64_t k = x.inner.shape(-1);
+  if (w.inner.dtype() != mx::uint32 || w.inner.ndim() != 2 || int64_t(w.inner.shape(1)) * 32 / bits != k) {
     throw std::invalid_argument("qgemv: packed weight does not match the input size");
   }
-  if (scales.inner.shape(0) != n || scales.inner.shape(1) * group_size != k || biases.inner.shape() != scales.inner.shape()) {
+  auto n = w.inner.shape(0);
+  if (scales.inner.ndim() != 2 || scales.inner.shape(0) != n || int64_t(scales.inner.shape(1)) * group_size != k ||
+      biases.inner.shape() != scales.inner.shape()) {
     throw std::invalid_argument("qgemv: scales/biases do not match the weight");
   }
   auto s = mx::default_stream(mx::Device::cpu);

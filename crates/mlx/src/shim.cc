@@ -2,6 +2,7 @@
 // Dtype codes and op codes are shared with src/ffi.rs; keep both tables in sync.
 #include "shim.h"
 
+#include <cstdint>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -31,7 +32,28 @@ uint8_t from_dtype(mx::Dtype d) {
   throw std::invalid_argument("dtype not supported by the binding");
 }
 
+// Coordinates (slice starts, stops, strides): any int32 values.
 mx::Shape to_shape(rust::Slice<const int32_t> s) { return mx::Shape(s.begin(), s.end()); }
+
+// A shape from Rust, checked before MLX sees it: every dimension >= 0 (with `infer`, one -1 as
+// reshape allows), and the element count times the widest element (8 bytes) within int64. MLX
+// multiplies dimensions without overflow checks: [65536, 65536, 65536, 65536] is 0 elements
+// to it.
+mx::Shape checked_shape(rust::Slice<const int32_t> s, bool infer = false) {
+  constexpr int64_t kMaxElements = INT64_MAX / 8;
+  int64_t n = 1;
+  bool inferred = false;
+  for (auto d : s) {
+    if (d == -1 && infer && !inferred) {
+      inferred = true;
+      continue;
+    }
+    if (d < 0) throw std::invalid_argument("negative dimension in shape");
+    if (d != 0 && n > kMaxElements / d) throw std::invalid_argument("shape has too many elements");
+    n *= d;
+  }
+  return mx::Shape(s.begin(), s.end());
+}
 std::vector<int> to_ints(rust::Slice<const int32_t> s) { return std::vector<int>(s.begin(), s.end()); }
 ArrayPtr wrap(mx::array a) { return std::make_unique<Array>(std::move(a)); }
 std::optional<mx::array> opt(const Array* a) {
@@ -43,11 +65,11 @@ std::optional<mx::array> opt(const Array* a) {
 
 ArrayPtr from_bytes(rust::Slice<const uint8_t> data, rust::Slice<const int32_t> shape, uint8_t dtype) {
   auto dt = to_dtype(dtype);
-  auto sh = to_shape(shape);
+  auto sh = checked_shape(shape);
   size_t n = 1;
-  for (auto d : sh) {
-    if (d < 0) throw std::invalid_argument("negative dimension in shape");
-    n *= static_cast<size_t>(d);
+  for (auto d : sh) n *= static_cast<size_t>(d);  // no overflow: checked_shape bounds it
+  if (data.size() > size_t(INT32_MAX)) {
+    throw std::invalid_argument("from_bytes takes at most 2^31 - 1 bytes at a time");
   }
   if (n * dt.size() != data.size()) {
     throw std::invalid_argument("byte length " + std::to_string(data.size()) +
@@ -61,7 +83,7 @@ ArrayPtr from_bytes(rust::Slice<const uint8_t> data, rust::Slice<const int32_t> 
 
 ArrayPtr full_f64(rust::Slice<const int32_t> shape, double value, uint8_t dtype) {
   auto dt = to_dtype(dtype);
-  return wrap(mx::full(to_shape(shape), mx::array(static_cast<float>(value)), dt));
+  return wrap(mx::full(checked_shape(shape), mx::array(static_cast<float>(value)), dt));
 }
 
 ArrayPtr arange_f64(double start, double stop, double step, uint8_t dtype) {
@@ -166,7 +188,7 @@ ArrayPtr arg_reduce(uint8_t op, const Array& a, int32_t axis, bool keepdims) {
 ArrayPtr astype(const Array& a, uint8_t dtype) { return wrap(mx::astype(a.inner, to_dtype(dtype))); }
 ArrayPtr view(const Array& a, uint8_t dtype) { return wrap(mx::view(a.inner, to_dtype(dtype))); }
 ArrayPtr reshape(const Array& a, rust::Slice<const int32_t> shape) {
-  return wrap(mx::reshape(a.inner, to_shape(shape)));
+  return wrap(mx::reshape(a.inner, checked_shape(shape, true)));
 }
 ArrayPtr transpose(const Array& a, rust::Slice<const int32_t> axes) {
   if (axes.empty()) return wrap(mx::transpose(a.inner));
@@ -179,7 +201,7 @@ ArrayPtr squeeze(const Array& a, rust::Slice<const int32_t> axes) {
   return wrap(mx::squeeze(a.inner, to_ints(axes)));
 }
 ArrayPtr broadcast_to(const Array& a, rust::Slice<const int32_t> shape) {
-  return wrap(mx::broadcast_to(a.inner, to_shape(shape)));
+  return wrap(mx::broadcast_to(a.inner, checked_shape(shape)));
 }
 ArrayPtr slice(const Array& a, rust::Slice<const int32_t> start, rust::Slice<const int32_t> stop,
                rust::Slice<const int32_t> strides) {
@@ -280,7 +302,7 @@ ArrayPtr categorical(const Array& logits, int32_t axis, const Array* key) {
   return wrap(mx::random::categorical(logits.inner, axis, opt(key)));
 }
 ArrayPtr uniform(rust::Slice<const int32_t> shape, uint8_t dtype, const Array* key) {
-  return wrap(mx::random::uniform(to_shape(shape), to_dtype(dtype), opt(key)));
+  return wrap(mx::random::uniform(checked_shape(shape), to_dtype(dtype), opt(key)));
 }
 
 void eval(const ArrayList& list) { mx::eval(list.items); }

@@ -106,6 +106,9 @@ pub enum GgufError {
         file_len: u64,
     },
 
+    #[error("GGUF metadata would need more than {limit} bytes of memory (at a {what})")]
+    TooLarge { what: &'static str, limit: u64 },
+
     #[error("unknown GGUF value type {value_type} for key {key:?}")]
     UnknownValueType { key: String, value_type: u32 },
 

@@ -1,7 +1,10 @@
 //! A pure-Rust reader for the metadata of GGUF files (versions 2 and 3): the header, every
 //! key/value pair and the tensor table. It never reads tensor data and never trusts a length from
 //! the file: every string, array and table size is checked against the bytes left in the file
-//! before anything is allocated, so a corrupt or hostile file yields a `GgufError`, not an abort.
+//! and against a memory budget before anything is allocated (a 1-byte bool becomes a 32-byte
+//! `GgufValue`, so a count the file could hold may still be far too much memory), so a corrupt
+//! or hostile file yields a `GgufError`, not an abort. [`GgufMetadata::check_tensor_data`]
+//! checks that every tensor's data lies inside the file, for loaders that map it unchecked.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -16,6 +19,48 @@ const MAX_DIMS: u32 = 8;
 /// Arrays of arrays are legal but never deep in practice; the bound keeps recursion finite.
 const MAX_ARRAY_DEPTH: u32 = 4;
 const DEFAULT_ALIGNMENT: u64 = 32;
+/// Memory the parsed metadata may take. The largest real vocabularies (262k tokens with scores
+/// and types, or 151k tokens plus 151k merges) need about 30 MB.
+pub const MAX_METADATA_MEMORY: u64 = 256 << 20;
+/// GGML tensors have at most 4 dimensions.
+const GGML_MAX_DIMS: usize = 4;
+
+/// (elements per block, bytes per block) of each GGML tensor type, as PyPI `gguf`'s
+/// GGML_QUANT_SIZES lists them.
+const GGML_BLOCKS: &[(u32, u64, u64)] = &[
+    (0, 1, 4),      // F32
+    (1, 1, 2),      // F16
+    (2, 32, 18),    // Q4_0
+    (3, 32, 20),    // Q4_1
+    (6, 32, 22),    // Q5_0
+    (7, 32, 24),    // Q5_1
+    (8, 32, 34),    // Q8_0
+    (9, 32, 40),    // Q8_1
+    (10, 256, 84),  // Q2_K
+    (11, 256, 110), // Q3_K
+    (12, 256, 144), // Q4_K
+    (13, 256, 176), // Q5_K
+    (14, 256, 210), // Q6_K
+    (15, 256, 292), // Q8_K
+    (16, 256, 66),  // IQ2_XXS
+    (17, 256, 74),  // IQ2_XS
+    (18, 256, 98),  // IQ3_XXS
+    (19, 256, 50),  // IQ1_S
+    (20, 32, 18),   // IQ4_NL
+    (21, 256, 110), // IQ3_S
+    (22, 256, 82),  // IQ2_S
+    (23, 256, 136), // IQ4_XS
+    (24, 1, 1),     // I8
+    (25, 1, 2),     // I16
+    (26, 1, 4),     // I32
+    (27, 1, 8),     // I64
+    (28, 1, 8),     // F64
+    (29, 256, 56),  // IQ1_M
+    (30, 1, 2),     // BF16
+    (34, 256, 54),  // TQ1_0
+    (35, 256, 66),  // TQ2_0
+    (39, 32, 17),   // MXFP4
+];
 
 /// One metadata value, typed as the file types it.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +153,24 @@ pub struct GgufTensorInfo {
     pub ggml_type: u32,
     /// Offset relative to `GgufMetadata::data_offset`.
     pub offset: u64,
+}
+
+impl GgufTensorInfo {
+    /// Bytes of tensor data, from the type's block size and the shape: `None` for a type this
+    /// reader does not know, a row that is not a whole number of blocks, or a size that
+    /// overflows.
+    pub fn byte_size(&self) -> Option<u64> {
+        let &(_, block, block_bytes) = GGML_BLOCKS.iter().find(|(t, _, _)| *t == self.ggml_type)?;
+        let row = *self.shape.first().unwrap_or(&1);
+        if row % block != 0 {
+            return None;
+        }
+        let elements = self
+            .shape
+            .iter()
+            .try_fold(1u64, |acc, d| acc.checked_mul(*d))?;
+        (elements / block).checked_mul(block_bytes)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -237,6 +300,39 @@ impl GgufMetadata {
             Ok(None)
         }
     }
+
+    /// Checks that every tensor's data lies inside the file: at most 4 dimensions, a type of
+    /// known block size, rows of whole blocks, an aligned offset, and an overflow-checked
+    /// `offset + size` within the file. Loaders that map tensor data (MLX's `load_gguf`) need
+    /// this first; reading only the vocabulary does not.
+    pub fn check_tensor_data(&self) -> Result<(), GgufError> {
+        for t in &self.tensors {
+            let bad = |detail: &str| GgufError::BadTensor {
+                name: t.name.clone(),
+                detail: detail.to_string(),
+            };
+            if t.shape.len() > GGML_MAX_DIMS {
+                return Err(bad("has more than 4 dimensions"));
+            }
+            if !GGML_BLOCKS.iter().any(|(ty, _, _)| *ty == t.ggml_type) {
+                return Err(bad("has a tensor type of unknown size"));
+            }
+            let size = t
+                .byte_size()
+                .ok_or_else(|| bad("has a shape that overflows or splits a block"))?;
+            if t.offset % self.alignment != 0 {
+                return Err(bad("has a data offset that is not aligned"));
+            }
+            let end = self
+                .data_offset
+                .checked_add(t.offset)
+                .and_then(|start| start.checked_add(size));
+            if !matches!(end, Some(end) if end <= self.file_len) {
+                return Err(bad("has data past the end of the file"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads the header, metadata and tensor table of the GGUF file at `path`.
@@ -256,6 +352,7 @@ pub fn parse_metadata<R: Read>(reader: R, file_len: u64) -> Result<GgufMetadata,
         r: reader,
         pos: 0,
         len: file_len,
+        memory_left: MAX_METADATA_MEMORY,
     };
     let magic: [u8; 4] = src.array("magic")?;
     if magic != MAGIC {
@@ -274,12 +371,18 @@ pub fn parse_metadata<R: Read>(reader: R, file_len: u64) -> Result<GgufMetadata,
 
     let mut kv = BTreeMap::new();
     for _ in 0..n_kv {
+        // the map entry: key and value structs plus a B-tree's share of a node
+        src.charge(
+            "metadata",
+            (std::mem::size_of::<String>() + std::mem::size_of::<GgufValue>() + 16) as u64,
+        )?;
         let key = src.string("metadata key")?;
         let ty = src.u32("value type")?;
         let value = src.value(&key, ty, 0)?;
         kv.insert(key, value);
     }
 
+    src.charge_items::<GgufTensorInfo>("tensor", n_tensors)?;
     let mut tensors = Vec::with_capacity(n_tensors as usize);
     for _ in 0..n_tensors {
         tensors.push(src.tensor_info()?);
@@ -322,6 +425,8 @@ struct Source<R> {
     r: R,
     pos: u64,
     len: u64,
+    /// What may still be allocated for parsed metadata (see `MAX_METADATA_MEMORY`).
+    memory_left: u64,
 }
 
 impl<R: Read> Source<R> {
@@ -369,6 +474,23 @@ impl<R: Read> Source<R> {
         Ok(())
     }
 
+    /// Takes `bytes` from the memory budget before they are allocated.
+    fn charge(&mut self, what: &'static str, bytes: u64) -> Result<(), GgufError> {
+        self.memory_left = self
+            .memory_left
+            .checked_sub(bytes)
+            .ok_or(GgufError::TooLarge {
+                what,
+                limit: MAX_METADATA_MEMORY,
+            })?;
+        Ok(())
+    }
+
+    fn charge_items<T>(&mut self, what: &'static str, count: u64) -> Result<(), GgufError> {
+        let bytes = count.saturating_mul(std::mem::size_of::<T>() as u64);
+        self.charge(what, bytes)
+    }
+
     fn string(&mut self, what: &'static str) -> Result<String, GgufError> {
         let n = self.u64(what)?;
         if n > self.remaining() {
@@ -377,6 +499,7 @@ impl<R: Read> Source<R> {
                 what,
             });
         }
+        self.charge(what, n)?;
         let start = self.pos;
         let mut buf = vec![0u8; n as usize];
         self.fill(&mut buf, what)?;
@@ -413,6 +536,7 @@ impl<R: Read> Source<R> {
                     }
                 };
                 self.check_count("array element", count, min_size)?;
+                self.charge_items::<GgufValue>("array element", count)?;
                 let mut items = Vec::with_capacity(count as usize);
                 for _ in 0..count {
                     items.push(self.value(key, elem_ty, depth + 1)?);
@@ -440,6 +564,7 @@ impl<R: Read> Source<R> {
                 detail: format!("{n_dims} dimensions"),
             });
         }
+        self.charge_items::<u64>("tensor dimension", n_dims.into())?;
         let mut shape = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
             shape.push(self.u64("tensor dimension")?);

@@ -137,3 +137,76 @@ fn read_metadata_names_missing_file() {
     let err = read_metadata(Path::new("/nonexistent/model.gguf")).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/model.gguf"), "{err}");
 }
+
+#[test]
+fn metadata_arrays_are_bounded_by_memory_not_by_count() {
+    // 2^30 one-byte bools: the file (a gigabyte of zeros after the header) holds them, but as
+    // 2^30 `GgufValue`s they would take 32 GiB. Refused before allocating anything.
+    let b = GgufBuilder::new().kv("x", GgufValue::Array(vec![GgufValue::Bool(true)]));
+    let mut bytes = b.bytes();
+    let count_at = 4 + 4 + 8 + 8 + 8 + 1 + 4 + 4; // header, key "x", value type, element type
+    bytes[count_at..count_at + 8].copy_from_slice(&(1u64 << 30).to_le_bytes());
+    let file_len = bytes.len() as u64 + (1 << 30);
+    let reader = std::io::Read::chain(&bytes[..], std::io::repeat(0));
+    let r = parse_metadata(reader, file_len);
+    assert!(
+        matches!(r, Err(GgufError::TooLarge { .. })),
+        "{:?}",
+        r.map(|m| m.kv.len())
+    );
+}
+
+#[test]
+fn tensor_data_is_checked_against_the_file() {
+    // sample(): Q4_1 [576, 49152] is 17 MB; the file holds 128 bytes of data.
+    let meta = parse(&sample().bytes()).unwrap();
+    assert_eq!(meta.tensors[0].byte_size(), Some(576 * 49152 / 32 * 20));
+    assert!(matches!(
+        meta.check_tensor_data(),
+        Err(GgufError::BadTensor { name, .. }) if name == "token_embd.weight"
+    ));
+
+    let file = |tensors: Vec<(&str, Vec<u64>, u32, u64)>| {
+        let mut b = GgufBuilder::new();
+        b.tensors = tensors
+            .into_iter()
+            .map(|(n, s, t, o)| (n.to_string(), s, t, o))
+            .collect();
+        b.data_len = 128;
+        parse(&b.bytes()).unwrap()
+    };
+    // Q4_1 [64, 2]: 4 blocks of 20 bytes; F32 [8] at 96: 32 bytes, ending exactly at the end.
+    let ok = file(vec![("a", vec![64, 2], 3, 0), ("b", vec![8], 0, 96)]);
+    ok.check_tensor_data().unwrap();
+    for (what, t) in [
+        ("one byte past the end", ("b", vec![9], 0, 96)),
+        (
+            "2^62 floats wrap to 0 bytes",
+            ("b", vec![1 << 21, 1 << 21, 1 << 20], 0, 0),
+        ),
+        ("starts at the end of the file", ("b", vec![8], 0, 128)),
+        ("row splits a block", ("b", vec![40], 8, 0)),
+        ("unknown type", ("b", vec![8], 4, 0)),
+        ("five dimensions", ("b", vec![1, 1, 1, 1, 2], 0, 0)),
+        ("unaligned offset", ("b", vec![2], 0, 4)),
+    ] {
+        let meta = file(vec![t]);
+        assert!(
+            matches!(meta.check_tensor_data(), Err(GgufError::BadTensor { .. })),
+            "{what} passed"
+        );
+    }
+}
+
+#[test]
+fn ordinary_arrays_stay_within_the_memory_budget() {
+    // 300k tokens (a large real vocabulary) parse fine.
+    let tokens: Vec<String> = (0..300_000).map(|i| format!("tok{i}")).collect();
+    let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let b = GgufBuilder::new().strs("tokenizer.ggml.tokens", &refs);
+    let meta = parse(&b.bytes()).unwrap();
+    assert_eq!(
+        meta.get_str_array("tokenizer.ggml.tokens").unwrap().len(),
+        300_000
+    );
+}

@@ -33,11 +33,13 @@ pub(crate) fn read_header(path: &Path) -> Result<Header> {
         CatalogError::invalid("safetensors file", format!("{}: {detail}", path.display()))
     };
     let mut file = File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
     let mut len = [0u8; 8];
     file.read_exact(&mut len).map_err(io)?;
     let len = u64::from_le_bytes(len);
-    if len > MAX_HEADER_BYTES {
-        return Err(bad("header larger than 100 MB"));
+    // Bounded before anything is allocated; the message never quotes the number read.
+    if len > MAX_HEADER_BYTES || len > file_len.saturating_sub(8) {
+        return Err(bad("header length exceeds the file or 100 MB"));
     }
     let mut json = Vec::new();
     file.take(len).read_to_end(&mut json).map_err(io)?;
@@ -144,10 +146,12 @@ pub(crate) fn count_parameters(headers: &[Header], quant: Option<&QuantConfig>) 
                 .ok()
                 .filter(|b| *b > 0)?;
             let (last, rest) = tensor.shape.split_last()?;
-            if tensor.dtype != "U32" || (last * 32) % bits != 0 {
+            // Shapes come from the file: every product is overflow-checked.
+            let unpacked_bits = last.checked_mul(32)?;
+            if tensor.dtype != "U32" || unpacked_bits % bits != 0 {
                 return None;
             }
-            product(rest)?.checked_mul(last * 32 / bits)?
+            product(rest)?.checked_mul(unpacked_bits / bits)?
         } else {
             product(&tensor.shape)?
         };
@@ -243,6 +247,20 @@ mod tests {
             dominant_float_dtype(&[header(&[("a", t("U8", &[1]))])]),
             None
         );
+    }
+
+    #[test]
+    fn absurd_shapes_count_as_unknown_not_a_panic() {
+        // A packed width whose unpacked size (x 32 / bits) overflows u64.
+        let h = header(&[
+            ("q.weight", t("U32", &[1, u64::MAX / 16])),
+            ("q.scales", t("F16", &[1, 1])),
+        ]);
+        let config = serde_json::json!({"quantization": {"bits": 4, "group_size": 64}});
+        let q = QuantConfig::from_config(&config).unwrap();
+        assert_eq!(count_parameters(&[h], Some(&q)), None);
+        let h = header(&[("a", t("F32", &[u64::MAX, 2]))]);
+        assert_eq!(count_parameters(&[h], None), None);
     }
 
     #[test]

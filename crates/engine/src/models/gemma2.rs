@@ -126,13 +126,14 @@ pub fn build(raw: &RawConfig, mut w: Weights) -> Result<Box<dyn Model>> {
     sanitize(&mut w);
     let d = c.dims();
     let h = c.hidden_size;
+    d.check(h, &raw.path)?;
     let norm = |name: &str| w.rms_norm(name, h, c.rms_norm_eps)?.offset_by_one();
     let act = if c.is_gemma2() {
         Activation::GeluApprox
     } else {
         Activation::Gelu
     };
-    let mut layers = Vec::with_capacity(c.num_hidden_layers);
+    let mut layers = Vec::new();
     for i in 0..c.num_hidden_layers {
         let p = format!("model.layers.{i}");
         let mut attn = SelfAttention::load(&w, &format!("{p}.self_attn"), h, d, false, false)?;

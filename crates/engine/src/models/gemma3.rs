@@ -142,8 +142,9 @@ pub fn build(raw: &RawConfig, mut w: Weights) -> Result<Box<dyn Model>> {
     sanitize(&mut w);
     let d = c.dims();
     let h = c.hidden_size;
+    d.check(h, &raw.path)?;
     let norm = |name: &str, dim| w.rms_norm(name, dim, c.rms_norm_eps)?.offset_by_one();
-    let mut layers = Vec::with_capacity(c.num_hidden_layers);
+    let mut layers = Vec::new();
     for i in 0..c.num_hidden_layers {
         let p = format!("model.layers.{i}");
         let global = c.is_global(i);

@@ -45,8 +45,11 @@ pub fn build(raw: &RawConfig, mut w: Weights) -> Result<Box<dyn Model>> {
     let dims = AttentionDims {
         n_heads,
         n_kv_heads: c.num_key_value_heads.unwrap_or(n_heads),
-        head_dim: c.head_dim.unwrap_or(c.hidden_size / n_heads),
+        head_dim: c
+            .head_dim
+            .unwrap_or(AttentionDims::derived_head_dim(c.hidden_size, n_heads)),
     };
+    dims.check(c.hidden_size, &raw.path)?;
     let rope = RotaryEmbedding::new(
         dims.head_dim,
         c.rope_theta,

@@ -45,8 +45,9 @@ pub fn build(raw: &RawConfig, mut w: Weights) -> Result<Box<dyn Model>> {
     let dims = AttentionDims {
         n_heads,
         n_kv_heads: c.num_key_value_heads.unwrap_or(n_heads),
-        head_dim: c.hidden_size / n_heads,
+        head_dim: AttentionDims::derived_head_dim(c.hidden_size, n_heads),
     };
+    dims.check(c.hidden_size, &raw.path)?;
     let spec = DecoderSpec {
         hidden: c.hidden_size,
         layers: c.num_hidden_layers,

@@ -49,7 +49,9 @@ impl Config {
         AttentionDims {
             n_heads,
             n_kv_heads: self.num_key_value_heads.unwrap_or(n_heads),
-            head_dim: self.head_dim.unwrap_or(self.hidden_size / n_heads),
+            head_dim: self
+                .head_dim
+                .unwrap_or(AttentionDims::derived_head_dim(self.hidden_size, n_heads)),
         }
     }
 
@@ -69,6 +71,7 @@ pub fn build(raw: &RawConfig, mut w: Weights) -> Result<Box<dyn Model>> {
     let c: Config = raw.parse()?;
     decoder::drop_rotary_tables(&mut w);
     let dims = c.dims();
+    dims.check(c.hidden_size, &raw.path)?;
     let spec = DecoderSpec {
         hidden: c.hidden_size,
         layers: c.num_hidden_layers,

@@ -4,7 +4,7 @@
 //! with a keep-mask, or the paged CPU kernel reading the KV pool directly).
 use super::{cpu_kernels, RotaryEmbedding};
 use crate::cache::KvCache;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use cortex_mlx::fast::{self, Mask};
 use cortex_mlx::{ops, Array, Dtype};
 
@@ -17,6 +17,46 @@ pub struct AttentionDims {
 }
 
 impl AttentionDims {
+    /// head_dim as Hugging Face derives it when a config leaves it out: hidden / heads, or 0
+    /// (refused by [`AttentionDims::check`]) when there are no heads.
+    pub fn derived_head_dim(hidden: i32, heads: i32) -> i32 {
+        if heads > 0 {
+            hidden / heads
+        } else {
+            0
+        }
+    }
+
+    /// Refuses sizes from a config that would divide by zero or overflow later: every size
+    /// positive, heads a multiple of KV heads, heads x head_dim within int32.
+    pub fn check(&self, hidden: i32, config: &std::path::Path) -> Result<()> {
+        let invalid = |detail: &str| {
+            Err(EngineError::Config {
+                path: config.to_path_buf(),
+                detail: detail.to_string(),
+            })
+        };
+        if hidden <= 0 {
+            return invalid("hidden_size must be positive");
+        }
+        if self.n_heads <= 0 {
+            return invalid("num_attention_heads must be positive");
+        }
+        if self.n_kv_heads <= 0 {
+            return invalid("num_key_value_heads must be positive");
+        }
+        if self.head_dim <= 0 {
+            return invalid("head_dim (or hidden_size / num_attention_heads) must be positive");
+        }
+        if self.n_heads % self.n_kv_heads != 0 {
+            return invalid("num_attention_heads must be a multiple of num_key_value_heads");
+        }
+        if self.n_heads.checked_mul(self.head_dim).is_none() {
+            return invalid("num_attention_heads x head_dim does not fit 32 bits");
+        }
+        Ok(())
+    }
+
     /// Bytes of K plus V per cached token for `layers` such layers.
     pub fn kv_bytes_per_token(&self, layers: usize, itemsize: usize) -> usize {
         2 * layers * (self.n_kv_heads * self.head_dim) as usize * itemsize
