@@ -163,6 +163,20 @@ impl HubClient {
         }
     }
 
+    /// What a request that got no response means. Failing to connect at all (connection
+    /// refused, a name that does not resolve: what a machine without network sees) is fatal:
+    /// retrying with backoff would only keep the caller waiting for half a minute. A connect
+    /// timeout, and anything that breaks after the connection stood, stay transient.
+    pub fn send_failure(&self, e: reqwest::Error) -> Failure {
+        if e.is_connect() && !e.is_timeout() {
+            return Failure::Fatal(DownloadError::Unreachable {
+                endpoint: self.config.endpoint.clone(),
+                detail: root_cause(&e),
+            });
+        }
+        Failure::Transient(Box::new(e))
+    }
+
     /// Sleeps before retry `attempt` (1-based): base * 2^(attempt-1), capped at 30 s.
     pub fn backoff_sleep(
         &self,
@@ -197,7 +211,7 @@ impl HubClient {
                     None => return Ok(resp),
                     Some(f) => f,
                 },
-                Err(e) => Failure::Transient(Box::new(e)),
+                Err(e) => self.send_failure(e),
             };
             match failure {
                 Failure::Fatal(e) => return Err(e),
@@ -288,12 +302,40 @@ impl HubClient {
                 return Ok(());
             }
             match next {
-                Some(n) if n.starts_with('/') => url = format!("{}{}", self.config.endpoint, n),
-                Some(n) => url = n,
+                Some(n) => url = self.next_page_url(&url, &n)?,
                 None => return Ok(()),
             }
         }
     }
+
+    /// Where a `rel="next"` link points: a path is taken on the endpoint, anything else is
+    /// resolved against the current page's URL. Every page request carries the token, so a
+    /// link whose origin (scheme, host, port) is not the endpoint's is refused.
+    fn next_page_url(&self, current: &str, link: &str) -> Result<String> {
+        let endpoint = &self.config.endpoint;
+        let resolved = if link.starts_with('/') && !link.starts_with("//") {
+            reqwest::Url::parse(&format!("{endpoint}{link}")).ok()
+        } else {
+            reqwest::Url::parse(current)
+                .ok()
+                .and_then(|base| base.join(link).ok())
+        };
+        let foreign = || DownloadError::ForeignLink {
+            link: link.to_string(),
+            endpoint: endpoint.clone(),
+        };
+        let resolved = resolved.ok_or_else(foreign)?;
+        match reqwest::Url::parse(endpoint) {
+            Ok(base) if same_origin(&base, &resolved) => Ok(resolved.into()),
+            _ => Err(foreign()),
+        }
+    }
+}
+
+/// Whether two URLs share scheme, host and port (a default port counts as given).
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    let (oa, ob) = (a.origin(), b.origin());
+    oa.is_tuple() && oa == ob
 }
 
 pub(crate) fn bad(url: &str) -> impl FnOnce(reqwest::Error) -> DownloadError + '_ {
@@ -301,6 +343,16 @@ pub(crate) fn bad(url: &str) -> impl FnOnce(reqwest::Error) -> DownloadError + '
         url: url.to_string(),
         detail: e.to_string(),
     }
+}
+
+/// The innermost cause of `e` ("Connection refused (os error 111)", "failed to lookup address
+/// information: ..."), which says more than reqwest's "error sending request for url".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// The URL of `rel="next"` in a Link header value, if any.
@@ -345,6 +397,60 @@ mod tests {
             Some("https://hub/api/models?cursor=abc")
         );
         assert_eq!(next_link(r#"<https://hub/x>; rel="prev""#), None);
+    }
+
+    #[test]
+    fn next_page_stays_on_the_endpoint_origin() {
+        let client = |endpoint: &str| {
+            HubClient::new(
+                HubConfig {
+                    endpoint: endpoint.into(),
+                    token: Some("t".into()),
+                    cache_dir: std::env::temp_dir(),
+                },
+                Duration::from_secs(1),
+                0,
+                Duration::from_millis(1),
+            )
+            .unwrap()
+        };
+        let c = client("https://hub.example");
+        let cur = "https://hub.example/api/models?limit=2";
+        let ok = |l: &str| c.next_page_url(cur, l).unwrap();
+        let refused = |l: &str| {
+            matches!(
+                c.next_page_url(cur, l),
+                Err(DownloadError::ForeignLink { .. })
+            )
+        };
+        assert_eq!(
+            ok("/api/models?cursor=x"),
+            "https://hub.example/api/models?cursor=x"
+        );
+        assert_eq!(
+            ok("https://hub.example:443/api/models?cursor=x"),
+            "https://hub.example/api/models?cursor=x"
+        );
+        assert_eq!(
+            ok("models?cursor=x"),
+            "https://hub.example/api/models?cursor=x"
+        );
+        assert!(refused("https://evil.example/api/models?cursor=x"));
+        assert!(refused("http://hub.example/api/models?cursor=x"));
+        assert!(refused("https://hub.example:8443/api/models?cursor=x"));
+        assert!(refused("https://hub.example.evil.example/x"));
+        assert!(refused("//evil.example/api/models"));
+        assert!(refused("file:///etc/passwd"));
+        // An endpoint with a path prefix (a mirror) keeps it for path links.
+        let m = client("http://127.0.0.1:8080/hf");
+        assert_eq!(
+            m.next_page_url(
+                "http://127.0.0.1:8080/hf/api/models",
+                "/api/models?cursor=y"
+            )
+            .unwrap(),
+            "http://127.0.0.1:8080/hf/api/models?cursor=y"
+        );
     }
 
     #[test]

@@ -622,3 +622,140 @@ fn sigkill_mid_file_then_rerun_fetches_only_the_rest() {
     }
     no_partials(cache.path());
 }
+
+/// With no network (connection refused, no DNS) a pull fails at once with a typed error
+/// instead of waiting through every retry with backoff.
+#[test]
+fn unreachable_hub_fails_fast() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let cache = tempfile::tempdir().unwrap();
+    let opts = DownloadOptions {
+        config: HubConfig {
+            endpoint: endpoint.clone(),
+            token: None,
+            cache_dir: cache.path().to_path_buf(),
+        },
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let err = download(
+        &HubModel::new("t", "m"),
+        &opts,
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(&err, DownloadError::Unreachable { endpoint: e, .. } if *e == endpoint),
+        "{err:?}"
+    );
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let message = err.to_string();
+    assert!(message.contains("unreachable"), "{message}");
+    assert!(message.contains(&endpoint), "{message}");
+}
+
+/// A small (non-LFS) file is checked against its git blob id (the tree's `oid`), not only its
+/// size: same-size corruption is refused and never left in `blobs/` or linked in a snapshot.
+#[test]
+fn small_file_not_matching_its_git_oid_is_refused() {
+    let hub = Hub::start();
+    let cache = tempfile::tempdir().unwrap();
+    hub.faults(
+        json!([{"path_glob": "/t/m/resolve/*/config.json", "kind": "corrupt", "times": -1}]),
+    );
+    let mut opts = hub.opts(cache.path());
+    opts.include = vec!["config.json".into()];
+    let err = pull(&opts).0.unwrap_err();
+    assert!(
+        matches!(&err, DownloadError::ChecksumMismatch { path, attempts: 3, .. } if path == "config.json"),
+        "{err:?}"
+    );
+    let repo = cache.path().join("models--t--m");
+    assert_eq!(
+        std::fs::read_dir(repo.join("blobs")).unwrap().count(),
+        0,
+        "nothing left in blobs"
+    );
+    assert!(!repo.join("snapshots").exists());
+}
+
+/// A server on loopback that answers with `route(path) -> (status, extra headers, body)` and
+/// keeps every request it received (request line and headers).
+fn recording_server(
+    route: impl Fn(&str) -> (u16, String, String) + Send + 'static,
+) -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 8192];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let path = req.split(' ').nth(1).unwrap_or("/").to_string();
+            log.lock().unwrap().push(req);
+            let (status, headers, body) = route(&path);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+/// Each page request carries the user's token, so a `Link: rel="next"` that leaves the
+/// endpoint's origin is refused with a typed error and the other host gets nothing.
+#[test]
+fn pagination_link_to_another_origin_is_refused() {
+    let (evil, evil_seen) = recording_server(|_| (200, String::new(), "[]".into()));
+    let next = format!("{evil}/api/models/t/m/tree/x?cursor=1");
+    let link_to = next.clone();
+    let (url, _) = recording_server(move |path| {
+        if path.starts_with("/api/models/t/m/revision/") {
+            let info = json!({"id": "t/m", "sha": "a".repeat(40)});
+            (200, String::new(), info.to_string())
+        } else if path.starts_with("/api/models/t/m/tree/") {
+            let tree =
+                json!([{"type": "file", "path": "config.json", "size": 2, "oid": "b".repeat(40)}]);
+            let link = format!("Link: <{link_to}>; rel=\"next\"\r\n");
+            (200, link, tree.to_string())
+        } else {
+            (404, String::new(), "{}".into())
+        }
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let opts = DownloadOptions {
+        config: HubConfig {
+            endpoint: url.clone(),
+            token: Some("hf_secret_token".into()),
+            cache_dir: cache.path().to_path_buf(),
+        },
+        max_retries: 0,
+        ..Default::default()
+    };
+    let err = download(
+        &HubModel::new("t", "m"),
+        &opts,
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .unwrap_err();
+    let seen = evil_seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|r| !r.contains("hf_secret_token")),
+        "the token went to another origin: {seen:?}"
+    );
+    assert!(seen.is_empty(), "{seen:?}");
+    assert!(
+        matches!(&err, DownloadError::ForeignLink { link, endpoint } if *link == next && *endpoint == url),
+        "{err:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The downloader's error type. Variants carry what a front end needs to explain the failure;
 //! transient network trouble is retried inside the downloader and only surfaces once retries
-//! are exhausted.
+//! are exhausted; a hub that cannot be connected to at all fails at once
+//! ([`DownloadError::Unreachable`]).
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,20 @@ pub enum DownloadError {
     Http { url: String, status: u16 },
     #[error("{url}: {detail}")]
     BadResponse { url: String, detail: String },
+    /// Nothing answered at the hub's address (connection refused, a name that does not
+    /// resolve, no network): not retried, because waiting would not change it.
+    #[error(
+        "the hub at {endpoint} is unreachable ({detail}); check the network connection (or \
+         HF_ENDPOINT)"
+    )]
+    Unreachable { endpoint: String, detail: String },
+    /// A `Link: rel="next"` page link that leaves the endpoint's origin (scheme, host, port).
+    /// Page requests carry the user's token, so it is never followed.
+    #[error(
+        "the hub's next-page link {link} leaves {endpoint}; refusing to send the token to \
+         another host"
+    )]
+    ForeignLink { link: String, endpoint: String },
     #[error("{url}: {source} (after {attempts} attempts)")]
     Network {
         url: String,
@@ -39,11 +54,15 @@ pub enum DownloadError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The content does not match the hub's checksum: the LFS sha256, or for a small (non-LFS)
+    /// file its git blob id (`algorithm` is "sha256" or "git blob sha1").
     #[error(
-        "{path}: sha256 {actual} does not match the hub's {expected} (after {attempts} downloads)"
+        "{path}: {algorithm} {actual} does not match the hub's {expected} (after {attempts} \
+         downloads)"
     )]
     ChecksumMismatch {
         path: String,
+        algorithm: &'static str,
         expected: String,
         actual: String,
         attempts: u32,

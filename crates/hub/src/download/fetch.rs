@@ -4,13 +4,15 @@
 //! form huggingface_hub also leaves behind, and resumes from with `Range: bytes=<len>-`). Large
 //! files are split into ranges fetched in parallel and written in place; their progress is kept
 //! in `<etag>.incomplete.ranges` so a killed download resumes every range where it stopped.
-//! A file becomes a blob only after its sha256 (LFS) or size (others) checks out; a file that
+//! A file becomes a blob only after its size and its sha256 (LFS) or git blob sha1 (the tree's
+//! `oid`, for small non-LFS files) check out; a file that
 //! fails is deleted and fetched again a bounded number of times, never renamed into place.
 use super::cache::RepoCache;
 use super::error::{DownloadError, Result};
 use super::progress::{DownloadEvent, FileCounter, Tracker};
 use crate::api::{Failure, HubClient};
 use crate::model_id::HubModel;
+use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -24,6 +26,19 @@ pub(crate) struct FileJob {
     pub etag: String,
     pub size: u64,
     pub sha256: Option<String>,
+    /// The git blob id (sha1 of `"blob {len}\0"` + content) of a non-LFS file.
+    pub git_sha1: Option<String>,
+}
+
+impl FileJob {
+    /// The checksum the content is verified against: (algorithm, expected hex digest).
+    fn checksum(&self) -> Option<(&'static str, &str)> {
+        match (&self.sha256, &self.git_sha1) {
+            (Some(s), _) => Some(("sha256", s)),
+            (None, Some(s)) => Some(("git blob sha1", s)),
+            (None, None) => None,
+        }
+    }
 }
 
 pub(crate) struct Fetcher<'a> {
@@ -101,9 +116,14 @@ impl Fetcher<'_> {
                     let _ = std::fs::remove_file(&incomplete);
                     let _ = std::fs::remove_file(&sidecar);
                     if attempt >= self.verify_attempts {
+                        let (algorithm, expected) = match job.checksum() {
+                            Some((a, e)) => (a, e.to_string()),
+                            None => ("size", job.size.to_string()),
+                        };
                         return Err(DownloadError::ChecksumMismatch {
                             path: job.path.clone(),
-                            expected: job.sha256.clone().unwrap_or_default(),
+                            algorithm,
+                            expected,
                             actual,
                             attempts: attempt,
                         });
@@ -132,10 +152,11 @@ impl Fetcher<'_> {
         if len != job.size {
             return Ok(Some(format!("size {len} instead of {}", job.size)));
         }
-        let Some(expected) = &job.sha256 else {
-            return Ok(None);
+        let (actual, expected) = match job.checksum() {
+            None => return Ok(None),
+            Some(("sha256", e)) => (sha256_file(path)?, e),
+            Some((_, e)) => (git_blob_sha1_file(path)?, e),
         };
-        let actual = sha256_file(path)?;
         Ok((!actual.eq_ignore_ascii_case(expected)).then_some(actual))
     }
 
@@ -300,7 +321,7 @@ impl Fetcher<'_> {
             reqwest::header::RANGE,
             format!("bytes={}-{}", pos, range.end - 1),
         );
-        let mut resp = req.send().map_err(|e| Failure::Transient(Box::new(e)))?;
+        let mut resp = req.send().map_err(|e| self.client.send_failure(e))?;
         if let Some(f) = self.client.classify_response(Some(self.repo), url, &resp) {
             return Err(f);
         }
@@ -378,4 +399,36 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String> {
         h.update(&buf[..n]);
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The git blob id of a file: sha1 over `"blob {len}\0"` followed by the content.
+pub(crate) fn git_blob_sha1_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).map_err(DownloadError::io(path))?;
+    let len = f.metadata().map_err(DownloadError::io(path))?.len();
+    let mut h = Sha1::new();
+    h.update(format!("blob {len}\0").as_bytes());
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(DownloadError::io(path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn git_blob_sha1() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"hello\n").unwrap();
+        // `printf 'hello\n' | git hash-object --stdin`
+        assert_eq!(
+            super::git_blob_sha1_file(&p).unwrap(),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+    }
 }

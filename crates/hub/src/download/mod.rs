@@ -121,6 +121,11 @@ pub fn download(
             etag: e.etag().to_string(),
             size: e.file_size(),
             sha256: e.lfs.as_ref().map(|l| l.oid.clone()),
+            // Without `lfs` the oid is the git blob id of the content itself.
+            git_sha1: (e.lfs.is_none()
+                && e.oid.len() == 40
+                && e.oid.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| e.oid.clone()),
         })
         .collect();
     if jobs.is_empty() {
