@@ -1,13 +1,25 @@
 //! `cortex serve`: the OpenAI-compatible HTTP API (crates/server, docs/SERVER.md), the app API
 //! (docs/APP_API.md) and the web UI at `/`.
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use cortex_server::{RegistryConfig, Server, ServerConfig};
 use std::io::Write;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The environment variable `cortex serve` reads the API key from when no flag gives one.
+pub const API_KEY_ENV: &str = "CORTEX_API_KEY";
+
+const DEFAULT_MAX_QUEUE: usize = cortex_server::http::DEFAULT_MAX_QUEUE;
+const DEFAULT_QUEUE_TIMEOUT_S: u64 = cortex_server::http::DEFAULT_QUEUE_TIMEOUT.as_secs();
+
 #[derive(Args)]
+#[command(
+    after_help = "API key: --api-key-file PATH (the file's first line), else --api-key KEY, \
+else the environment variable CORTEX_API_KEY. Prefer the file or the variable: any user of the \
+machine can read a command line in the process list."
+)]
 pub struct ServeArgs {
     /// Load this model at start and keep it loaded (requests may still name any model)
     pub model: Option<String>,
@@ -17,9 +29,13 @@ pub struct ServeArgs {
     /// 0 picks a free port (the printed URL tells which)
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Require `Authorization: Bearer KEY` (every route but /health)
-    #[arg(long)]
+    /// Require `Authorization: Bearer KEY` (every route but /health). Visible to other users
+    /// in the process list: prefer CORTEX_API_KEY or --api-key-file
+    #[arg(long, value_name = "KEY", conflicts_with = "api_key_file")]
     pub api_key: Option<String>,
+    /// Read the API key from the first line of this file (keep it readable only by you)
+    #[arg(long, value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
     /// Unload a model after this many seconds without requests (0: never)
     #[arg(long, default_value_t = 1800)]
     pub idle_unload: u64,
@@ -39,12 +55,21 @@ pub struct ServeArgs {
     /// Largest request body in MiB
     #[arg(long, default_value_t = 4)]
     pub max_body_mb: usize,
+    /// Requests per model that may wait for their first token; more are refused with 503 and
+    /// Retry-After (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_QUEUE)]
+    pub max_queue: usize,
+    /// Seconds a request may wait for its first token before it is refused with 503 (0: no
+    /// limit); streams that produce tokens are never cut
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_QUEUE_TIMEOUT_S)]
+    pub queue_timeout: u64,
     /// The built web UI to serve at / (default: CORTEX_UI_DIR, next to the binary, or ui/dist)
     #[arg(long, value_name = "DIR")]
     pub ui_dir: Option<std::path::PathBuf>,
 }
 
-fn config(args: &ServeArgs) -> ServerConfig {
+/// `args` as the server's configuration; `env_key` is the value of [`API_KEY_ENV`].
+fn config(args: &ServeArgs, env_key: Option<String>) -> Result<ServerConfig> {
     let mut registry = RegistryConfig {
         idle_unload: (args.idle_unload > 0).then(|| Duration::from_secs(args.idle_unload)),
         ..RegistryConfig::default()
@@ -56,16 +81,60 @@ fn config(args: &ServeArgs) -> ServerConfig {
         registry.engine.max_batch_tokens = n;
     }
     registry.engine.max_context = args.max_context;
-    ServerConfig {
+    Ok(ServerConfig {
         host: args.host,
         port: args.port,
-        api_key: args.api_key.clone(),
+        api_key: api_key(args, env_key)?,
         allowed_origins: args.allow_origin.clone(),
         max_body_bytes: args.max_body_mb << 20,
+        max_queue: (args.max_queue > 0).then_some(args.max_queue),
+        queue_timeout: (args.queue_timeout > 0).then(|| Duration::from_secs(args.queue_timeout)),
         registry,
         ui_dir: args.ui_dir.clone(),
         ..ServerConfig::default()
+    })
+}
+
+/// The API key: `--api-key-file`, else `--api-key`, else the environment (an empty variable
+/// counts as unset). A key given but empty is an error, never "no key".
+fn api_key(args: &ServeArgs, env_key: Option<String>) -> Result<Option<String>> {
+    if let Some(path) = &args.api_key_file {
+        return read_key_file(path).map(Some);
     }
+    if let Some(key) = &args.api_key {
+        let key = key.trim();
+        if key.is_empty() {
+            bail!("--api-key is empty");
+        }
+        eprintln!(
+            "warning: other users can read --api-key in the process list; \
+             prefer {API_KEY_ENV} or --api-key-file"
+        );
+        return Ok(Some(key.to_string()));
+    }
+    Ok(env_key
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty()))
+}
+
+fn read_key_file(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the API key file {}", path.display()))?;
+    let key = text.lines().next().unwrap_or("").trim();
+    if key.is_empty() {
+        bail!("the API key file {} is empty", path.display());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+            eprintln!(
+                "warning: other users may read the API key file {} (chmod 600 it)",
+                path.display()
+            );
+        }
+    }
+    Ok(key.to_string())
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -77,7 +146,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let server = Server::bind(config(&args)).await?;
+    let config = config(&args, std::env::var(API_KEY_ENV).ok())?;
+    let server = Server::bind(config).await?;
     if let Some(model) = &args.model {
         eprintln!("loading {model} ...");
         server.registry().preload(model).await?;
@@ -95,4 +165,80 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     server.run(stop).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ServeArgs> {
+        let argv = std::iter::once("serve").chain(args.iter().copied());
+        Ok(Cli::try_parse_from(argv)?.serve)
+    }
+
+    fn key_of(args: &[&str], env: Option<&str>) -> Result<Option<String>> {
+        Ok(config(&parse(args)?, env.map(str::to_string))?.api_key)
+    }
+
+    #[test]
+    fn api_key_from_a_file_the_environment_or_the_flag() {
+        let dir = std::env::temp_dir().join(format!("cortex-serve-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let file = file.to_str().unwrap();
+
+        assert_eq!(key_of(&[], None).unwrap(), None);
+        assert_eq!(key_of(&[], Some("")).unwrap(), None);
+        assert_eq!(
+            key_of(&[], Some("from-env")).unwrap().as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(
+            key_of(&["--api-key-file", file], Some("from-env"))
+                .unwrap()
+                .as_deref(),
+            Some("from-file")
+        );
+        assert_eq!(
+            key_of(&["--api-key", "from-argv"], Some("from-env"))
+                .unwrap()
+                .as_deref(),
+            Some("from-argv")
+        );
+        // one flag or the other, and never a silently empty key
+        assert!(parse(&["--api-key", "a", "--api-key-file", file]).is_err());
+        assert!(key_of(&["--api-key", " "], None).is_err());
+        std::fs::write(dir.join("empty"), "\n").unwrap();
+        let empty = dir.join("empty");
+        assert!(key_of(&["--api-key-file", empty.to_str().unwrap()], None).is_err());
+        let missing = dir.join("missing");
+        assert!(key_of(&["--api-key-file", missing.to_str().unwrap()], None).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--api-key-file"), "{help}");
+        assert!(help.contains(API_KEY_ENV), "{help}");
+    }
+
+    #[test]
+    fn queue_limits_have_defaults_and_zero_turns_them_off() {
+        let c = config(&parse(&[]).unwrap(), None).unwrap();
+        assert_eq!(c.max_queue, Some(256));
+        assert_eq!(c.queue_timeout, Some(Duration::from_secs(300)));
+        let args = parse(&["--max-queue", "8", "--queue-timeout", "5"]).unwrap();
+        let c = config(&args, None).unwrap();
+        assert_eq!(c.max_queue, Some(8));
+        assert_eq!(c.queue_timeout, Some(Duration::from_secs(5)));
+        let args = parse(&["--max-queue", "0", "--queue-timeout", "0"]).unwrap();
+        let c = config(&args, None).unwrap();
+        assert_eq!((c.max_queue, c.queue_timeout), (None, None));
+    }
 }

@@ -125,13 +125,13 @@ async fn unknown_model_is_404() {
         assert_eq!(e["code"], "model_not_found", "{model}");
         assert_eq!(e["param"], "model");
     }
-    // a folder that exists but holds no model
+    // a folder that exists but holds no model answers as a missing one (hardening.rs has more)
     let empty = models_dir().join("not-a-model");
     std::fs::create_dir_all(&empty).unwrap();
     let mut body = chat("hi", json!({}));
     body["model"] = json!(empty.to_str().unwrap());
-    let e = error_of(s.post("/v1/chat/completions", &body).await, 400).await;
-    assert_eq!(e["code"], "model_not_supported");
+    let e = error_of(s.post("/v1/chat/completions", &body).await, 404).await;
+    assert_eq!(e["code"], "model_not_found");
     assert_eq!(s.get("/health").await.status(), 200);
 }
 

@@ -153,7 +153,7 @@ fn download_code(e: &DownloadError) -> &'static str {
         DownloadError::InsufficientSpace { .. } => "disk_full",
         DownloadError::Cancelled => "cancelled",
         DownloadError::Http { status: 429, .. } => "rate_limited",
-        DownloadError::Network { .. } => "hub_unreachable",
+        DownloadError::Network { .. } | DownloadError::Unreachable { .. } => "hub_unreachable",
         DownloadError::NoFiles { .. } | DownloadError::BadPattern { .. } => "invalid_input",
         _ => "internal",
     }

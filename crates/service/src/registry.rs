@@ -8,14 +8,18 @@
 //! - a failed resolve or load is not remembered: the next request tries again;
 //! - an engine is unloaded only while no [`ModelLease`] on it exists, and only after it has
 //!   been idle for `idle_unload`; `active` is changed under the `engines` lock when a lease is
-//!   taken, so the reaper and a new request cannot race.
+//!   taken, so the reaper and a new request cannot race;
+//! - at most the `max` given to [`ModelLease::wait_ticket`] requests of one engine hold a
+//!   [`WaitTicket`] at once (a compare-and-swap, so concurrent requests cannot overshoot);
+//! - listings ([`ModelRegistry::library`], [`ModelRegistry::loaded`]) show names, never
+//!   folders: a model requested by path is listed by no name of its own.
 use crate::resolve::{pull_logged, resolve_model};
 use crate::ServiceError;
 use cortex_engine::serving::{EngineConfig, EngineHandle, EngineStats};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
@@ -51,12 +55,17 @@ pub struct ModelEntry {
 /// A loaded engine and its state, for the stats endpoint.
 #[derive(Clone, Debug, Serialize)]
 pub struct LoadedModelInfo {
-    /// The MODEL strings that named it, first first.
+    /// The MODEL strings that named it, first first, without filesystem paths
+    /// ([`is_listed_name`]).
     pub names: Vec<String>,
+    /// Never serialized: HTTP clients see names, not where the files are.
+    #[serde(skip)]
     pub dir: PathBuf,
     pub model_type: String,
     pub max_context: usize,
     pub active_requests: usize,
+    /// Requests holding a [`WaitTicket`]: submitted, no first token yet.
+    pub queued: usize,
     pub idle_s: f64,
     /// Preloaded models are never unloaded for idleness.
     pub pinned: bool,
@@ -81,6 +90,8 @@ struct Slot {
     names: Mutex<Vec<String>>,
     engine: OnceCell<EngineHandle>,
     usage: Mutex<Usage>,
+    /// Live [`WaitTicket`]s.
+    waiting: AtomicUsize,
 }
 
 struct Usage {
@@ -105,6 +116,44 @@ impl ModelLease {
     pub fn engine(&self) -> &EngineHandle {
         &self.engine
     }
+
+    /// Counts one more request as waiting on this engine (submitted, not started yet) until
+    /// the ticket is dropped; None when `max` requests already wait (`max` None: no limit).
+    pub fn wait_ticket(&self, max: Option<usize>) -> Option<WaitTicket> {
+        let max = max.unwrap_or(usize::MAX);
+        self.slot
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(WaitTicket {
+            slot: self.slot.clone(),
+        })
+    }
+}
+
+/// One request counted as waiting for its engine (see [`ModelLease::wait_ticket`]).
+pub struct WaitTicket {
+    slot: Arc<Slot>,
+}
+
+impl Drop for WaitTicket {
+    fn drop(&mut self) {
+        self.slot.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// True for names a listing may show: `default`, a bare name (the models folder), a Hugging
+/// Face id or URL. False for filesystem paths (absolute, relative, `~`, `.gguf` files): a
+/// listing is seen by every client, and a path tells them where files are.
+pub fn is_listed_name(name: &str) -> bool {
+    if name.contains(['/', '\\']) {
+        return cortex_hub::is_hugging_face_model_id(name);
+    }
+    !(name.is_empty()
+        || name.starts_with(['.', '~'])
+        || name.to_ascii_lowercase().ends_with(".gguf"))
 }
 
 impl Drop for ModelLease {
@@ -220,6 +269,7 @@ impl ModelRegistry {
                 dir: dir.to_path_buf(),
                 names: Mutex::new(Vec::new()),
                 engine: OnceCell::new(),
+                waiting: AtomicUsize::new(0),
                 usage: Mutex::new(Usage {
                     active: 0,
                     last_used: Instant::now(),
@@ -353,12 +403,18 @@ impl ModelRegistry {
             .filter_map(|s| {
                 let e = s.engine.get()?;
                 let u = lock(&s.usage);
+                let names = lock(&s.names);
                 Some(LoadedModelInfo {
-                    names: lock(&s.names).clone(),
+                    names: names
+                        .iter()
+                        .filter(|n| is_listed_name(n))
+                        .cloned()
+                        .collect(),
                     dir: s.dir.clone(),
                     model_type: e.model_type().to_string(),
                     max_context: e.max_context(),
                     active_requests: u.active,
+                    queued: s.waiting.load(Ordering::Acquire),
                     idle_s: now.duration_since(u.last_used).as_secs_f64(),
                     pinned: u.pinned,
                     stats: e.stats(),
@@ -370,7 +426,7 @@ impl ModelRegistry {
     }
 
     /// The local library: folders of the models folder that hold a config.json, plus every
-    /// name a loaded model was requested by. Sorted by id.
+    /// name (not path: [`is_listed_name`]) a loaded model was requested by. Sorted by id.
     pub fn library(&self) -> Vec<ModelEntry> {
         let mut out: Vec<ModelEntry> = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&self.inner.config.models_dir) {
@@ -401,7 +457,7 @@ impl ModelRegistry {
                     e.loaded = true;
                 }
             }
-            for name in lock(&s.names).iter() {
+            for name in lock(&s.names).iter().filter(|n| is_listed_name(n)) {
                 if !out.iter().any(|e| &e.id == name) {
                     out.push(ModelEntry {
                         id: name.clone(),
@@ -434,4 +490,36 @@ fn start_engine(dir: &Path, config: EngineConfig) -> Result<EngineHandle, Servic
 
 fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_listed_name;
+
+    #[test]
+    fn listings_show_names_not_paths() {
+        for name in [
+            "default",
+            "tiny",
+            "org/model",
+            "org/model@main",
+            "Qwen2.5-0.5B",
+        ] {
+            assert!(is_listed_name(name), "{name}");
+        }
+        for path in [
+            "/etc",
+            "/home/me/models/tiny",
+            "./tiny",
+            "../x",
+            "~/models/x",
+            "C:\\models\\x",
+            "model.gguf",
+            "/tmp/model.GGUF",
+            ".hidden",
+            "",
+        ] {
+            assert!(!is_listed_name(path), "{path}");
+        }
+    }
 }

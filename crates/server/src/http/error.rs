@@ -1,12 +1,17 @@
 //! Errors as OpenAI's API shapes them: `{"error": {"message", "type", "param", "code"}}`, with
 //! the HTTP status that goes with them. Every failure of a request ends here, so clients (the
 //! official `openai` packages included) can tell bad input (4xx) from server trouble (5xx).
+//!
+//! A client may name any path as its model, so what it is told about a model it cannot have
+//! ([`model_error`]) never contains a filesystem path and never tells an existing path from a
+//! missing one; the whole error goes to the server log instead.
 use crate::service::ServiceError;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cortex_engine::EngineError;
+use cortex_hub::download::DownloadError;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +22,8 @@ pub struct ApiError {
     pub kind: &'static str,
     pub param: Option<String>,
     pub code: Option<&'static str>,
+    /// Seconds for a `Retry-After` header (overload answers).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -41,6 +48,7 @@ impl ApiError {
             kind,
             param: None,
             code: None,
+            retry_after: None,
         }
     }
 
@@ -73,6 +81,11 @@ impl ApiError {
         self
     }
 
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
     /// The JSON body; also sent as an SSE event when a stream fails midway.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self.body()).unwrap_or_default()
@@ -97,33 +110,126 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(status = %self.status, "{}", self.message);
         }
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
-impl From<ServiceError> for ApiError {
-    fn from(e: ServiceError) -> Self {
-        let message = e.to_string();
-        if e.is_not_found() {
-            return Self::new(StatusCode::NOT_FOUND, "invalid_request_error", message)
-                .with_param("model")
-                .with_code("model_not_found");
+/// What a client that asked for `model` is told when it cannot have it: typed, naming the
+/// model as the client sent it, without a filesystem path. "Nothing loadable there" (no such
+/// name or path, a folder without a model config, an unreadable file) is one answer whatever
+/// exists on disk, so a client cannot probe the file system with model names.
+pub fn model_error(model: &str, e: ServiceError) -> ApiError {
+    tracing::warn!(model, error = %e, "cannot serve the requested model");
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!(
+                "the model {model:?} does not exist or is not a model this server can load \
+                 (GET /v1/models lists the local models)"
+            ),
+        )
+        .with_param("model")
+        .with_code("model_not_found")
+    };
+    let invalid = |why: &str| {
+        ApiError::bad_request(format!("the model {model:?} cannot be loaded: {why}"))
+            .with_param("model")
+            .with_code("invalid_model")
+    };
+    let failed = || {
+        ApiError::internal(format!(
+            "loading the model {model:?} failed (the server log says why)"
+        ))
+    };
+    match &e {
+        ServiceError::ModelNotFound { .. } => not_found(),
+        // no path in it, and what a user of the default model must do
+        ServiceError::DefaultModelMissing => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            e.to_string(),
+        )
+        .with_param("model")
+        .with_code("model_not_found"),
+        ServiceError::Download { error, .. } => download_error(model, error, e.to_string()),
+        ServiceError::Load { error, .. } | ServiceError::Engine(error) => match error {
+            EngineError::NotAModel { .. } | EngineError::Io { .. } | EngineError::Config { .. } => {
+                not_found()
+            }
+            EngineError::MissingFile { path }
+                if path.file_name().is_some_and(|n| n == "config.json") =>
+            {
+                not_found()
+            }
+            EngineError::UnsupportedModelType {
+                model_type,
+                supported,
+            } => invalid(&format!(
+                "unsupported model_type {model_type:?}; supported: {}",
+                supported.join(", ")
+            )),
+            EngineError::UnsupportedGgufType { type_name, .. } => invalid(&format!(
+                "GGUF quantization type {type_name} is not supported \
+                 (F32, F16, Q4_0, Q4_1, Q8_0 are)"
+            )),
+            EngineError::MissingFile { .. }
+            | EngineError::CorruptSafetensors { .. }
+            | EngineError::MissingTensor { .. }
+            | EngineError::ShapeMismatch { .. }
+            | EngineError::Gguf(_)
+            | EngineError::UnsafeWeightFile { .. }
+            | EngineError::BadGguf { .. }
+            | EngineError::GgufHyperparameter { .. }
+            | EngineError::Tokenizer(_) => {
+                invalid("its files are incomplete or invalid (the server log says why)")
+            }
+            _ => failed(),
+        },
+        ServiceError::ShuttingDown | ServiceError::Busy(_) | ServiceError::Cancelled => {
+            ApiError::unavailable("the server is shutting down or busy; try again")
         }
-        match e {
-            ServiceError::ShuttingDown => Self::unavailable(message),
-            // the named thing exists but is no model this build can load
-            ServiceError::Load {
-                error:
-                    EngineError::UnsupportedModelType { .. }
-                    | EngineError::MissingFile { .. }
-                    | EngineError::NotAModel { .. }
-                    | EngineError::Config { .. },
-                ..
-            } => Self::bad_request(message)
-                .with_param("model")
-                .with_code("model_not_supported"),
-            _ => Self::internal(message),
+        _ => failed(),
+    }
+}
+
+/// A hub model that could not be fetched. The hub's own words carry URLs and repo paths, never
+/// local ones, except for errors of the local cache, which get a generic message.
+fn download_error(model: &str, error: &DownloadError, message: String) -> ApiError {
+    let hub = |status, code| {
+        ApiError::new(status, "server_error", message.clone())
+            .with_param("model")
+            .with_code(code)
+    };
+    match error {
+        DownloadError::RepoNotFound { .. } | DownloadError::Unauthorized { .. } => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            message.clone(),
+        )
+        .with_param("model")
+        .with_code("model_not_found"),
+        DownloadError::Unreachable { .. } | DownloadError::Network { .. } => {
+            hub(StatusCode::BAD_GATEWAY, "hub_unreachable")
         }
+        DownloadError::Http { status: 429, .. } => hub(StatusCode::BAD_GATEWAY, "rate_limited"),
+        DownloadError::Cancelled => ApiError::unavailable("the server is shutting down"),
+        DownloadError::InsufficientSpace { .. } => ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "server_error",
+            format!("not enough free disk space to download {model:?}"),
+        )
+        .with_code("disk_full"),
+        DownloadError::Io { .. } => ApiError::internal(format!(
+            "downloading {model:?} failed (the server log says why)"
+        )),
+        _ => hub(StatusCode::BAD_GATEWAY, "hub_error"),
     }
 }
 

@@ -4,17 +4,26 @@
 //! A request's [`RequestStream`] lives in the handler future (whole answers) or the SSE body
 //! (streams); either is dropped when the client goes away, and dropping the stream cancels the
 //! request in the engine. The [`ModelLease`] travels with it so the model stays loaded.
-use super::error::ApiError;
+//!
+//! Until its first token a request is queued: it holds a [`WaitTicket`] (at most
+//! `max_queue` per model, beyond that 503 `queue_full`) and waits at most `queue_timeout`
+//! (then it is cancelled with 503 `queue_timeout`). Once tokens flow, nothing cuts it.
+use super::error::{model_error, ApiError};
 use super::extract::JsonBody;
 use super::openai::*;
 use super::params::{self, Plan};
-use super::{prompt, stream, AppState};
+use super::{prompt, stream, AppState, Limits};
+use crate::service::registry::WaitTicket;
 use crate::service::ModelLease;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cortex_engine::serving::{Completion, Event, FinishReason, RequestStream, TokenLogprob};
 use std::collections::HashMap;
+use tokio::time::Instant;
+
+/// Seconds a refused client is told to wait before it tries again.
+const RETRY_AFTER_S: u64 = 1;
 
 /// Which endpoint a generation answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,9 +41,52 @@ pub struct Job {
     pub logprobs: bool,
     pub include_usage: bool,
     pub events: RequestStream,
+    /// Counts the request against the model's queue until its first event.
+    pub waiting: Option<WaitTicket>,
+    /// When a request that has not started by then is dropped.
+    pub deadline: Option<Instant>,
     /// Keeps the model loaded until the answer is complete.
     #[allow(dead_code)] // held, never read: dropped after `events`
     pub lease: ModelLease,
+}
+
+impl Job {
+    /// The request's next event. Before the first one the request is queued: past its
+    /// deadline it is cancelled and answers `queue_timeout`; from the first one on it leaves
+    /// the queue and waits as long as generation takes.
+    pub async fn next_event(&mut self) -> Result<Option<Event>, ApiError> {
+        let event = match self.deadline {
+            None => self.events.recv().await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(event) => event,
+                Err(_) => {
+                    self.events.cancel();
+                    self.waiting = None;
+                    return Err(queue_timeout());
+                }
+            },
+        };
+        self.deadline = None;
+        self.waiting = None;
+        Ok(event)
+    }
+}
+
+fn queue_full() -> ApiError {
+    ApiError::unavailable(
+        "too many requests are waiting for this model; try again shortly (see --max-queue)",
+    )
+    .with_code("queue_full")
+    .with_retry_after(RETRY_AFTER_S)
+}
+
+fn queue_timeout() -> ApiError {
+    ApiError::unavailable(
+        "the request waited too long for the model to start it; try again shortly \
+         (see --queue-timeout)",
+    )
+    .with_code("queue_timeout")
+    .with_retry_after(RETRY_AFTER_S)
 }
 
 pub async fn chat(
@@ -43,13 +95,17 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let logprobs = params::chat_logprobs(req.logprobs, req.top_logprobs)?;
     let plan = params::plan(&req.sampling, req.max_completion_tokens, logprobs)?;
-    let lease = app.registry.acquire(&req.model).await?;
+    let lease = app
+        .registry
+        .acquire(&req.model)
+        .await
+        .map_err(|e| model_error(&req.model, e))?;
     let engine = lease.engine().clone();
     let messages = req.messages;
     let ids =
         tokio::task::spawn_blocking(move || prompt::chat_prompt(engine.tokenizer(), messages))
             .await??;
-    start(Api::Chat, req.model, lease, ids, plan).await
+    start(Api::Chat, req.model, lease, ids, plan, app.limits).await
 }
 
 pub async fn completions(
@@ -64,12 +120,16 @@ pub async fn completions(
     }
     let logprobs = params::completion_logprobs(req.logprobs)?;
     let plan = params::plan(&req.sampling, None, logprobs)?;
-    let lease = app.registry.acquire(&req.model).await?;
+    let lease = app
+        .registry
+        .acquire(&req.model)
+        .await
+        .map_err(|e| model_error(&req.model, e))?;
     let engine = lease.engine().clone();
     let p = req.prompt;
     let ids = tokio::task::spawn_blocking(move || prompt::completion_prompt(engine.tokenizer(), p))
         .await??;
-    start(Api::Completion, req.model, lease, ids, plan).await
+    start(Api::Completion, req.model, lease, ids, plan, app.limits).await
 }
 
 async fn start(
@@ -78,7 +138,10 @@ async fn start(
     lease: ModelLease,
     ids: Vec<u32>,
     plan: Plan,
+    limits: Limits,
 ) -> Result<Response, ApiError> {
+    let waiting = lease.wait_ticket(limits.max_queue).ok_or_else(queue_full)?;
+    let deadline = limits.queue_timeout.map(|t| Instant::now() + t);
     let engine = lease.engine();
     let params = plan.params_for(ids.len(), engine.max_context());
     let prompt_param = if api == Api::Chat {
@@ -106,6 +169,8 @@ async fn start(
         logprobs: plan.params.logprobs.is_some(),
         include_usage: plan.include_usage,
         events,
+        waiting: Some(waiting),
+        deadline,
         lease,
     };
     if plan.stream {
@@ -118,7 +183,7 @@ async fn start(
 async fn whole(mut job: Job) -> Result<Response, ApiError> {
     let (mut text, mut lps) = (String::new(), Vec::new());
     let done = loop {
-        match job.events.recv().await {
+        match job.next_event().await? {
             Some(Event::Delta {
                 text: t, logprobs, ..
             }) => {

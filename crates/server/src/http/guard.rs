@@ -1,7 +1,9 @@
 //! What stands between the network and the handlers:
 //! - the DNS-rebinding guard: bound to a loopback address, the server answers only requests
 //!   whose Host is localhost, 127.0.0.1 or [::1] (a web page that rebinds its own name to
-//!   127.0.0.1 still sends its own name as Host);
+//!   127.0.0.1 still sends its own name as Host). It fails closed: a request without a Host
+//!   (HTTP/1.0, a hand-written request) is refused, and an absolute request target
+//!   (`GET http://name/...`) must name a loopback host too;
 //! - the origin check: a browser request from an origin not on the allow list is refused (403)
 //!   before it reaches a handler, so a foreign page cannot even start a generation with a
 //!   "simple" cross-origin POST; allowed origins get CORS headers (preflight included);
@@ -107,8 +109,17 @@ pub async fn host_and_origin(
 ) -> Response {
     let headers = req.headers();
     if sec.loopback_hosts_only {
-        if let Some(host) = headers.get(header::HOST) {
-            let host = host.to_str().unwrap_or("");
+        let Some(host) = headers.get(header::HOST) else {
+            return ApiError::bad_request(
+                "the Host header is missing: this server only answers requests for localhost \
+                 (send Host: localhost)",
+            )
+            .with_code("missing_host")
+            .into_response();
+        };
+        // an absolute-form target wins over the Host header (RFC 9112 3.2.2): check both
+        let target = req.uri().authority().map(|a| a.as_str());
+        for host in [host.to_str().unwrap_or(""), target.unwrap_or("localhost")] {
             if !is_loopback_host(host) {
                 return forbidden(format!(
                     "host {host:?} is not allowed: this server only answers requests for localhost"

@@ -38,6 +38,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -50,6 +51,13 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
+    /// Requests per model that may wait at once (submitted, no first token yet); more are
+    /// refused with 503 `queue_full` and a Retry-After header. None: no limit.
+    pub max_queue: Option<usize>,
+    /// How long a request may wait for its first token before it is dropped with 503
+    /// `queue_timeout` (a stream: an error event). Streams that produce tokens are never cut.
+    /// None: no limit.
+    pub queue_timeout: Option<Duration>,
     pub registry: RegistryConfig,
     /// The app's home (catalog.db, settings): `cortex_service::app::home_dir()` by default.
     pub home: PathBuf,
@@ -69,6 +77,8 @@ impl Default for ServerConfig {
             api_key: None,
             allowed_origins: Vec::new(),
             max_body_bytes: 4 << 20,
+            max_queue: Some(DEFAULT_MAX_QUEUE),
+            queue_timeout: Some(DEFAULT_QUEUE_TIMEOUT),
             registry: RegistryConfig::default(),
             home: cortex_service::app::home_dir(),
             background_work: true,
@@ -91,10 +101,24 @@ pub enum ServerError {
     Service(#[from] ServiceError),
 }
 
+/// Default [`ServerConfig::max_queue`]: well above what one machine runs at once (the engine
+/// runs up to 64 sequences), so only a flood is refused.
+pub const DEFAULT_MAX_QUEUE: usize = 256;
+/// Default [`ServerConfig::queue_timeout`].
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(300);
+
 #[derive(Clone)]
 pub struct AppState {
     pub registry: ModelRegistry,
     pub app: App,
+    pub limits: Limits,
+}
+
+/// How much waiting a generation request may cause ([`ServerConfig`] has the meanings).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_queue: Option<usize>,
+    pub queue_timeout: Option<Duration>,
 }
 
 /// A bound server: the port is taken, nothing is served until [`Server::run`].
@@ -251,7 +275,14 @@ pub fn router(config: &ServerConfig, app: App) -> Router {
         )
         .merge(app_api::routes())
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .with_state(AppState { registry, app })
+        .with_state(AppState {
+            registry,
+            app,
+            limits: Limits {
+                max_queue: config.max_queue,
+                queue_timeout: config.queue_timeout,
+            },
+        })
         .merge(ui::routes(ui_dir.as_deref()))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(middleware::from_fn(ui::security_headers))

@@ -9,6 +9,8 @@ use cortex_engine::SamplerParams;
 /// The most stop strings a request may carry, and the longest one.
 pub const MAX_STOP: usize = 4;
 pub const MAX_STOP_LEN: usize = 256;
+/// OpenAI's limit on logit_bias entries (each one is work on every step of the request).
+pub const MAX_LOGIT_BIAS: usize = 300;
 
 /// A validated request, waiting for its prompt length to fix the default `max_tokens`.
 #[derive(Debug)]
@@ -166,6 +168,15 @@ fn logit_bias(s: &Sampling) -> Result<Vec<(u32, f32)>, ApiError> {
     let Some(map) = &s.logit_bias else {
         return Ok(Vec::new());
     };
+    if map.len() > MAX_LOGIT_BIAS {
+        return Err(ApiError::invalid_param(
+            "logit_bias",
+            format!(
+                "logit_bias may hold at most {MAX_LOGIT_BIAS} tokens, got {}",
+                map.len()
+            ),
+        ));
+    }
     let mut out = Vec::with_capacity(map.len());
     for (k, &v) in map {
         let id: u32 = k.trim().parse().map_err(|_| {

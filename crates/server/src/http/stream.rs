@@ -1,7 +1,8 @@
 //! Streamed answers as server-sent events, in OpenAI's order: (chat) a chunk with the role,
 //! content chunks, a chunk with finish_reason, (with stream_options.include_usage) a chunk with
 //! empty choices and the usage, then `data: [DONE]`. A request that fails midway gets one
-//! `data: {"error": ...}` event and the stream ends without [DONE].
+//! `data: {"error": ...}` event and the stream ends without [DONE]; so does one that waits
+//! past the queue timeout before its first token (`queue_timeout`).
 //!
 //! The [`Job`] (engine stream and model lease) lives inside the body stream: when the client
 //! disconnects, hyper drops the body, which drops the request stream and so cancels it.
@@ -68,15 +69,16 @@ impl Streaming {
                         return Some(self.chat_chunk(delta, None, None));
                     }
                 }
-                Phase::Body => match self.job.events.recv().await {
-                    Some(Event::Delta { text, logprobs, .. }) => {
+                Phase::Body => match self.job.next_event().await {
+                    Err(e) => return Some(json_event(&e.to_json())),
+                    Ok(Some(Event::Delta { text, logprobs, .. })) => {
                         self.phase = Phase::Body;
                         if text.is_empty() && logprobs.is_empty() {
                             continue;
                         }
                         return Some(self.delta(text, &logprobs));
                     }
-                    Some(Event::Done(c)) => {
+                    Ok(Some(Event::Done(c))) => {
                         generate::log_done(&self.job, &c);
                         let finish = match generate::finish_reason(&c) {
                             Ok(f) => f,
@@ -89,7 +91,7 @@ impl Streaming {
                         };
                         return Some(self.finish(finish));
                     }
-                    None => {
+                    Ok(None) => {
                         let e = ApiError::unavailable("the engine stopped");
                         return Some(json_event(&e.to_json()));
                     }

@@ -1,0 +1,327 @@
+//! Regression tests for hostile or careless requests (issue 11, items 8, 9 and 11): requests
+//! without a Host, model names that are filesystem paths, listings that must show names and
+//! not folders, a hub that cannot be reached, oversized logit_bias maps and bounded queues.
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Points the hub at a closed local port (connection refused), once, before any test of this
+/// file starts a server (so no thread reads the environment while it is written).
+fn env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        std::env::set_var("HF_ENDPOINT", format!("http://127.0.0.1:{port}"));
+        let cache =
+            std::env::temp_dir().join(format!("cortex-hardening-hf-{}", std::process::id()));
+        std::env::set_var("HF_HUB_CACHE", cache);
+        std::env::remove_var("HF_TOKEN");
+    });
+}
+
+/// Sends `request` as is and returns (status, body) of the answer.
+async fn raw(s: &TestServer, request: &str) -> (u16, String) {
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out))
+        .await
+        .expect("the server answers and closes")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+// ---- item 8: the Host guard fails closed ----------------------------------------------------
+
+#[tokio::test]
+async fn requests_without_a_host_are_refused_on_loopback() {
+    env();
+    let s = start(config()).await;
+    for req in [
+        "GET /v1/models HTTP/1.0\r\n\r\n",
+        "GET /health HTTP/1.0\r\n\r\n",
+        "GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.0\r\nUser-Agent: x\r\n\r\n",
+    ] {
+        let (status, body) = raw(&s, req).await;
+        assert_eq!(status, 400, "{req:?}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["code"], "missing_host", "{req:?}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("Host"));
+    }
+    // an absolute request target names the host too, and must pass the same check
+    let (status, _) = raw(
+        &s,
+        concat!(
+            "GET http://evil.example/v1/models HTTP/1.1\r\n",
+            "Host: localhost\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // well-formed requests still pass
+    let (status, _) = raw(
+        &s,
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+// ---- item 9: no paths in errors or listings, a fast hub failure -----------------------------
+
+#[tokio::test]
+async fn model_errors_reveal_no_paths_nor_whether_they_exist() {
+    env();
+    let s = start(config()).await;
+    let empty = models_dir().join("not-a-model");
+    std::fs::create_dir_all(&empty).unwrap();
+    let not_json = models_dir().join("not-json");
+    std::fs::create_dir_all(&not_json).unwrap();
+    std::fs::write(not_json.join("config.json"), "{ not json").unwrap();
+    let mut answers = Vec::new();
+    for model in [
+        "/etc".to_string(),
+        "/etc/passwd".to_string(),
+        "/no/such/folder".to_string(),
+        "./no/such/folder".to_string(),
+        "missing.gguf".to_string(),
+        "no-such-model".to_string(),
+        empty.to_string_lossy().into_owned(),
+        not_json.to_string_lossy().into_owned(),
+    ] {
+        let mut body = chat("hi", json!({}));
+        body["model"] = json!(model);
+        let e = error_of(s.post("/v1/chat/completions", &body).await, 404).await;
+        assert_eq!(e["code"], "model_not_found", "{model}: {e}");
+        assert_eq!(e["param"], "model");
+        let message = e["message"].as_str().unwrap().to_string();
+        assert!(!message.contains("config.json"), "{model}: {message}");
+        assert!(message.contains(&model), "names the model sent: {message}");
+        // the same words for every name: nothing tells an existing path from a missing one
+        answers.push(message.replace(&model, "MODEL"));
+    }
+    answers.dedup();
+    assert_eq!(answers.len(), 1, "{answers:#?}");
+    assert_eq!(s.short_chat_status().await, 200);
+}
+
+#[tokio::test]
+async fn listings_show_names_not_folders() {
+    env();
+    let s = start(config()).await;
+    let by_path = models_dir().join("tiny").to_string_lossy().into_owned();
+    let mut body = chat("hi", json!({"max_tokens": 2}));
+    body["model"] = json!(by_path);
+    assert_eq!(s.post("/v1/chat/completions", &body).await.status(), 200);
+    assert_eq!(s.short_chat_status().await, 200);
+
+    let v: Value = s.get("/v1/models").await.json().await.unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"tiny"), "{ids:?}");
+    for id in &ids {
+        assert!(!id.contains('/'), "a path in /v1/models: {id}");
+    }
+    let stats: Value = s.get("/v1/engine/stats").await.json().await.unwrap();
+    let text = stats.to_string();
+    let models_root = models_dir().to_string_lossy().into_owned();
+    assert!(
+        !text.contains(&models_root),
+        "a folder in the stats: {stats}"
+    );
+    let m = &stats["models"][0];
+    assert!(m.get("dir").is_none(), "{m}");
+    assert_eq!(m["names"], json!(["tiny"]), "{m}");
+}
+
+#[tokio::test]
+async fn unreachable_hub_fails_fast_with_a_typed_error() {
+    env();
+    let s = start(config()).await;
+    let started = Instant::now();
+    let mut body = chat("hi", json!({}));
+    body["model"] = json!("some-org/some-model");
+    let r = s.post("/v1/chat/completions", &body).await;
+    let took = started.elapsed();
+    let e = error_of(r, 502).await;
+    assert_eq!(e["code"], "hub_unreachable", "{e}");
+    assert!(
+        took < Duration::from_secs(5),
+        "connection refused must not be retried: took {took:?}"
+    );
+    assert_eq!(s.short_chat_status().await, 200);
+}
+
+// ---- item 11: bounded requests ------------------------------------------------------------
+
+#[tokio::test]
+async fn logit_bias_is_limited_to_300_entries() {
+    env();
+    let s = start(config()).await;
+    let bias = |n: u32| -> Value { (0..n).map(|i| (i.to_string(), json!(1))).collect() };
+    let e = error_of(
+        s.post(
+            "/v1/chat/completions",
+            &chat("hi", json!({"max_tokens": 1, "logit_bias": bias(301)})),
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert_eq!(e["param"], "logit_bias", "{e}");
+    assert_eq!(e["type"], "invalid_request_error");
+    assert!(e["message"].as_str().unwrap().contains("300"), "{e}");
+    let r = s
+        .post(
+            "/v1/chat/completions",
+            &chat("hi", json!({"max_tokens": 1, "logit_bias": bias(300)})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+/// A server whose engine runs one sequence at a time, so a second request waits.
+fn one_at_a_time(
+    max_queue: Option<usize>,
+    queue_timeout: Option<Duration>,
+) -> cortex_server::ServerConfig {
+    let mut c = config();
+    c.registry.engine.max_running = 1;
+    c.max_queue = max_queue;
+    c.queue_timeout = queue_timeout;
+    c
+}
+
+/// Starts a long stream and returns its response once its first content chunk has arrived
+/// (it runs in the engine from then on).
+async fn running_stream(s: &TestServer) -> reqwest::Response {
+    let body = chat(
+        "occupy the engine",
+        json!({"max_tokens": 2000, "ignore_eos": true, "stream": true}),
+    );
+    let mut r = s.post("/v1/chat/completions", &body).await;
+    assert_eq!(r.status(), 200);
+    let mut seen = String::new();
+    while sse_data(&seen).len() < 3 {
+        let chunk = r.chunk().await.unwrap().expect("the stream goes on");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    r
+}
+
+async fn engine_waiting(s: &TestServer) -> u64 {
+    s.engine_stats().await["waiting"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_full_queue_is_503_with_retry_after() {
+    env();
+    let s = start(one_at_a_time(Some(1), None)).await;
+    assert_eq!(s.short_chat_status().await, 200); // loaded and warm
+    let running = running_stream(&s).await;
+    // the second request waits: the engine runs one sequence at a time
+    let waiting = {
+        let (http, url) = (s.http.clone(), format!("{}/v1/chat/completions", s.url));
+        let body = chat("wait for me", json!({"max_tokens": 2}));
+        tokio::spawn(async move { http.post(url).json(&body).send().await.unwrap() })
+    };
+    let started = Instant::now();
+    while engine_waiting(&s).await < 1 {
+        assert!(started.elapsed() < Duration::from_secs(10), "never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // the third is over the limit of one waiting request
+    for stream in [false, true] {
+        let r = s
+            .post(
+                "/v1/chat/completions",
+                &chat("one too many", json!({"max_tokens": 2, "stream": stream})),
+            )
+            .await;
+        let retry_after = r.headers().get("retry-after").cloned();
+        let e = error_of(r, 503).await;
+        assert_eq!(e["code"], "queue_full", "{e}");
+        assert!(retry_after.is_some_and(|v| v.to_str().unwrap().parse::<u64>().unwrap() >= 1));
+    }
+    // once the running stream goes away the waiting request is served
+    drop(running);
+    let r = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.short_chat_status().await, 200);
+    s.wait_idle(Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn queue_timeout_drops_waiting_requests_but_not_running_streams() {
+    env();
+    let s = start(one_at_a_time(None, Some(Duration::from_millis(500)))).await;
+    assert_eq!(s.short_chat_status().await, 200);
+    let mut running = running_stream(&s).await;
+
+    // a whole answer that cannot start in time: 503 queue_timeout with Retry-After
+    let started = Instant::now();
+    let r = s
+        .post(
+            "/v1/chat/completions",
+            &chat("too late", json!({"max_tokens": 2})),
+        )
+        .await;
+    let took = started.elapsed();
+    assert!(r.headers().contains_key("retry-after"));
+    let e = error_of(r, 503).await;
+    assert_eq!(e["code"], "queue_timeout", "{e}");
+    assert!(took >= Duration::from_millis(450), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
+    // a stream that cannot start in time: an error event, no [DONE]
+    let r = s
+        .post(
+            "/v1/completions",
+            &json!({"model": "tiny", "prompt": "too late", "max_tokens": 2, "stream": true}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let events = sse_data(&r.text().await.unwrap());
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "queue_timeout", "{events:?}");
+
+    // the stream that was already running is not cut: it runs to its end
+    let mut rest = String::new();
+    while let Some(chunk) = running.chunk().await.unwrap() {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let events = sse_data(&rest);
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
+    let finish: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(finish["choices"][0]["finish_reason"], "length");
+    // the dropped requests left nothing behind in the engine
+    s.wait_idle(Duration::from_secs(10)).await;
+    assert_eq!(s.short_chat_status().await, 200);
+}
