@@ -1,6 +1,12 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { blockHtml, lexBlocks, renderMarkdown } from '../src/lib/markdown';
 import { safeUrl, sanitizeToFragment } from '../src/lib/sanitize';
+
+// Rendering a code block starts loading the highlighter (a dynamic import); let it finish
+// before the environment is torn down, or Vitest reports the late import as an unhandled error.
+afterAll(async () => {
+  await import('../src/lib/highlight');
+});
 
 function render(src: string, baseUrl: string | null = null): HTMLElement {
   const el = renderMarkdown(src, { baseUrl });
