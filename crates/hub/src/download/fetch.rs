@@ -388,26 +388,23 @@ fn read_sidecar(path: &Path, size: u64) -> Option<Vec<Range>> {
 }
 
 pub(crate) fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).map_err(DownloadError::io(path))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(DownloadError::io(path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    hash_file(Sha256::new(), path)
 }
 
 /// The git blob id of a file: sha1 over `"blob {len}\0"` followed by the content.
 pub(crate) fn git_blob_sha1_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).map_err(DownloadError::io(path))?;
-    let len = f.metadata().map_err(DownloadError::io(path))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(DownloadError::io(path))?
+        .len();
     let mut h = Sha1::new();
     h.update(format!("blob {len}\0").as_bytes());
-    let mut buf = vec![0u8; 1 << 16];
+    hash_file(h, path)
+}
+
+/// Feeds the file to `h` after whatever it has already taken; lowercase hex of the digest.
+fn hash_file<D: sha2::Digest>(mut h: D, path: &Path) -> Result<String> {
+    let mut f = File::open(path).map_err(DownloadError::io(path))?;
+    let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf).map_err(DownloadError::io(path))?;
         if n == 0 {
