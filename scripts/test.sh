@@ -18,6 +18,12 @@ bash scripts/fetch-test-data.sh
 bash tests/fixtures/make_all.sh
 # The real-model tests import the default model into a scratch models folder.
 export CORTEX_TEST_PYTHON="$PYTHON"
+# Every test's scratch files (model copies, app homes, pytest's and the browsers' temp dirs) go
+# under one temp dir of this run, removed at the end even when a test crashed before cleaning up:
+# left behind, they filled the disk of a machine that runs the suite often.
+RUN_TMP="$(mktemp -d "${TMPDIR:-/tmp}/cortex-test-run.XXXXXX")"
+trap 'rm -rf "$RUN_TMP"' EXIT
+export TMPDIR="$RUN_TMP"
 LOGS="${TEST_LOGS:-/tmp/cortex-test-logs}"
 mkdir -p "$LOGS"
 status=0

@@ -43,7 +43,7 @@ if ((${#need[@]})); then
   exit 1
 fi
 
-WORK="$(mktemp -d /tmp/cortex-desktop.XXXXXX)"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/cortex-desktop.XXXXXX")"
 pids=()   # process groups (each started with setsid) and plain pids, ended in reverse order
 cleanup() {
   local status=$?

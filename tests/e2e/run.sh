@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 BIN="${CORTEX_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/cortex}"
-WORK="$(mktemp -d /tmp/cortex-e2e.XXXXXX)"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/cortex-e2e.XXXXXX")"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
