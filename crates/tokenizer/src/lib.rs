@@ -20,7 +20,34 @@ use std::sync::Arc;
 
 pub use decoder::IncrementalDecoder;
 pub use error::{GgufError, TemplateErrorKind, TokenizerError};
-pub use template::{ChatMessage, ChatOptions, ChatTemplate, SpecialTokens};
+pub use template::{
+    ChatMessage, ChatOptions, ChatTemplate, Rendered, SpecialTokens, FUEL as TEMPLATE_FUEL,
+    MAX_CONCURRENT_RENDERS, MAX_RENDER_BYTES,
+};
+
+/// Longest text [`Tokenizer::encode`] takes in one call: as large as the biggest prompt a chat
+/// template may render, far beyond any model's context, and it bounds the work of one call.
+pub const MAX_ENCODE_BYTES: usize = template::MAX_RENDER_BYTES;
+
+/// Backtracking steps one regex search may take (Oniguruma counts them; its default is
+/// unlimited per search and 10M per match attempt). Ordinary tokenizer patterns need about one
+/// step per byte, so 100M covers [`MAX_ENCODE_BYTES`] of any text; an exponential pattern hits
+/// the per-match limit within milliseconds and fails the encode instead of running for hours.
+const REGEX_RETRY_LIMIT_IN_SEARCH: std::os::raw::c_ulong = 100_000_000;
+const REGEX_RETRY_LIMIT_IN_MATCH: std::os::raw::c_ulong = 10_000_000;
+
+/// Sets Oniguruma's process-wide backtracking limits once (every regex search after this, in
+/// any tokenizer, starts from them).
+fn limit_regex_work() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: plain setters of two global integers, called once before any search of ours.
+        unsafe {
+            onig_sys::onig_set_retry_limit_in_search(REGEX_RETRY_LIMIT_IN_SEARCH);
+            onig_sys::onig_set_retry_limit_in_match(REGEX_RETRY_LIMIT_IN_MATCH);
+        }
+    });
+}
 
 /// A tokenizer with its special tokens and chat template. Cloning is cheap (shared state).
 #[derive(Clone, Debug)]
@@ -129,13 +156,33 @@ impl Tokenizer {
         files::save_dir(dir, &spec)
     }
 
+    /// Encodes `text`. A tokenizer.json from a repo is untrusted: its pre-tokenizer regexes run
+    /// with a backtracking budget (see [`limit_regex_work`]) and the text is at most
+    /// [`MAX_ENCODE_BYTES`], so a hostile pattern or input is a typed error, not a hung or
+    /// crashed worker.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TokenizerError> {
-        let enc =
-            self.inner
-                .encode(text, add_special_tokens)
-                .map_err(|e| TokenizerError::Encode {
-                    detail: e.to_string(),
-                })?;
+        if text.len() > MAX_ENCODE_BYTES {
+            return Err(TokenizerError::Encode {
+                detail: format!(
+                    "the text is {} bytes; at most {} MiB can be tokenized at once",
+                    text.len(),
+                    MAX_ENCODE_BYTES >> 20
+                ),
+            });
+        }
+        limit_regex_work();
+        let inner = &self.inner;
+        // Oniguruma reports a pattern over its budget as an error that the `onig` crate turns
+        // into a panic; it unwinds out of this call only, leaving the tokenizer untouched.
+        let run = std::panic::AssertUnwindSafe(|| inner.encode(text, add_special_tokens));
+        let enc = std::panic::catch_unwind(run)
+            .map_err(|_| TokenizerError::Encode {
+                detail: "the tokenizer's pre-tokenizer pattern exceeded its backtracking budget"
+                    .into(),
+            })?
+            .map_err(|e| TokenizerError::Encode {
+                detail: e.to_string(),
+            })?;
         Ok(enc.get_ids().to_vec())
     }
 

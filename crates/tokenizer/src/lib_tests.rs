@@ -223,3 +223,53 @@ fn tokenizer_is_clone_send_sync() {
     fn check<T: Clone + Send + Sync>() {}
     check::<Tokenizer>();
 }
+
+/// A word-level tokenizer whose Split pre-tokenizer uses `pattern` (as a repo's tokenizer.json
+/// may), loaded from a scratch folder the way a downloaded model's is.
+fn split_tokenizer(name: &str, pattern: &str) -> Tokenizer {
+    let json = serde_json::json!({
+        "version": "1.0",
+        "added_tokens": [],
+        "normalizer": null,
+        "pre_tokenizer": {
+            "type": "Split", "pattern": {"Regex": pattern},
+            "behavior": "Isolated", "invert": false
+        },
+        "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "a": 1, "b": 2}, "unk_token": "[UNK]"}
+    });
+    let dir = std::env::temp_dir().join(format!("cortex-tok-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), json.to_string()).unwrap();
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    tok
+}
+
+#[test]
+fn catastrophic_pretokenizer_regex_is_a_typed_error_and_the_tokenizer_survives() {
+    // (a|aa)+$ against a run of a's that ends in something else backtracks through every way
+    // of splitting the run (Fibonacci-many): without a budget this never finishes.
+    let tok = split_tokenizer("redos", "(a|aa)+$");
+    let hostile = format!("{}!", "a".repeat(64));
+    match tok.encode(&hostile, false) {
+        Err(TokenizerError::Encode { detail }) => {
+            assert!(detail.contains("backtracking budget"), "{detail}")
+        }
+        other => panic!("expected an encode error, got {other:?}"),
+    }
+    // The same tokenizer still encodes ordinary text afterwards.
+    assert_eq!(tok.encode("aa", false).unwrap(), vec![0]);
+    assert_eq!(tok.encode("a", false).unwrap(), vec![1]);
+}
+
+#[test]
+fn text_over_the_encode_limit_is_refused_before_tokenizing() {
+    let tok = split_tokenizer("long", "a");
+    let long = "a".repeat(MAX_ENCODE_BYTES + 1);
+    match tok.encode(&long, false) {
+        Err(TokenizerError::Encode { detail }) => assert!(detail.contains("MiB"), "{detail}"),
+        other => panic!("expected an encode error, got {:?}", other.map(|v| v.len())),
+    }
+}

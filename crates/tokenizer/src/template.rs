@@ -2,7 +2,9 @@
 //! way `transformers`' `apply_chat_template(..., tokenize=False)` does (Jinja2 with
 //! trim_blocks/lstrip_blocks, loop controls, `raise_exception`, `strftime_now`, HF's `tojson`,
 //! Python string methods, Python value spelling). Templates are untrusted input: rendering is
-//! bounded by fuel, a recursion limit and a range-size limit, each surfacing as a typed error.
+//! bounded by fuel (MiniJinja charges instructions and every byte a template builds, so it bounds
+//! time and memory together), the size of the rendered prompt, a recursion limit, a range-size
+//! limit and the number of renders running at once, each surfacing as a typed error.
 
 use std::sync::Arc;
 
@@ -14,9 +16,18 @@ use serde::{Deserialize, Serialize};
 use crate::error::{TemplateErrorKind, TokenizerError};
 use crate::pyfmt::{self, JsonOpts};
 
-/// Instructions a render may execute. Real templates with tools use well under 1M; a budget this
-/// size renders any sane conversation and stops runaway loops within about a second.
-const FUEL: u64 = 50_000_000;
+/// Fuel a render may burn. MiniJinja charges one fuel per instruction and one per 64 bytes a
+/// template creates (strings built with `~`, `+`, `*`, filter results, output), so this also caps
+/// what a hostile template can allocate: 4M fuel is at most 256 MiB of data in all, about a third
+/// of a second of instructions. The hungriest golden template renders a 100-message conversation
+/// of 2 KB turns on 0.5% of it (tests/templates.rs checks the headroom).
+pub const FUEL: u64 = 4_000_000;
+/// Largest prompt a render may produce. Far beyond any context window (a token is at least a
+/// byte), and four times the HTTP body limit, so only a runaway template reaches it.
+pub const MAX_RENDER_BYTES: usize = 16 << 20;
+/// Renders that may run at once; more wait. With the fuel cap this bounds the memory all renders
+/// together can take (4 x 256 MiB in the worst case) however many requests arrive.
+pub const MAX_CONCURRENT_RENDERS: usize = 4;
 const RECURSION_LIMIT: usize = 200;
 /// Largest `range()` a template may build (MiniJinja's own bound, reported as a limit error).
 const MAX_RANGE: i64 = 100_000;
@@ -148,12 +159,13 @@ impl ChatTemplate {
         })
     }
 
-    pub fn render(
+    /// Renders like [`render`](Self::render) and also reports the fuel the render burned.
+    pub fn render_measured(
         &self,
         messages: &[ChatMessage],
         opts: &ChatOptions,
         special: &SpecialTokens,
-    ) -> Result<String, TokenizerError> {
+    ) -> Result<Rendered, TokenizerError> {
         let mut ctx = serde_json::Map::new();
         let specials = [
             ("bos_token", &special.bos),
@@ -188,7 +200,93 @@ impl ChatTemplate {
             .iter()
             .map(|(k, v)| (k.as_str(), json_to_value(v)))
             .chain([(CLOCK, Value::from_object(Clock(now)))]);
-        tmpl.render(Value::from_pairs(pairs)).map_err(map_error)
+        let _permit = RenderPermit::acquire();
+        let mut out = CappedOutput::default();
+        let captured = tmpl.render_captured_to(Value::from_pairs(pairs), &mut out);
+        if out.overflowed {
+            return Err(TokenizerError::Template {
+                kind: TemplateErrorKind::LimitExceeded,
+                message: format!(
+                    "the rendered prompt is larger than {} MiB",
+                    MAX_RENDER_BYTES >> 20
+                ),
+            });
+        }
+        let fuel = captured
+            .map_err(map_error)?
+            .state()
+            .fuel_levels()
+            .map_or(0, |(used, _)| used);
+        let text = String::from_utf8(out.buf).map_err(|_| TokenizerError::Template {
+            kind: TemplateErrorKind::Render,
+            message: "the rendered prompt is not UTF-8".into(),
+        })?;
+        Ok(Rendered { text, fuel })
+    }
+
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        opts: &ChatOptions,
+        special: &SpecialTokens,
+    ) -> Result<String, TokenizerError> {
+        self.render_measured(messages, opts, special)
+            .map(|r| r.text)
+    }
+}
+
+/// A render's prompt and the fuel it burned (for checking the budget's headroom).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub text: String,
+    pub fuel: u64,
+}
+
+/// The render output, refusing to grow past [`MAX_RENDER_BYTES`].
+#[derive(Default)]
+struct CappedOutput {
+    buf: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > MAX_RENDER_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("rendered prompt too large"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A slot among the [`MAX_CONCURRENT_RENDERS`]; waits for one to free up.
+struct RenderPermit;
+
+static RENDERS: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+impl RenderPermit {
+    fn acquire() -> Self {
+        let (lock, freed) = &RENDERS;
+        let mut running = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= MAX_CONCURRENT_RENDERS {
+            running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        RenderPermit
+    }
+}
+
+impl Drop for RenderPermit {
+    fn drop(&mut self) {
+        let (lock, freed) = &RENDERS;
+        let mut running = lock.lock().unwrap_or_else(|e| e.into_inner());
+        *running -= 1;
+        freed.notify_one();
     }
 }
 

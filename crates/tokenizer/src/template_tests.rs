@@ -163,3 +163,78 @@ fn loop_controls_work() {
     let src = "{% for i in range(10) %}{% if i == 3 %}{% break %}{% endif %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}";
     assert_eq!(render(src, &[], &ChatOptions::default()).unwrap(), "02");
 }
+
+#[test]
+fn doubling_a_string_is_stopped_by_the_fuel_long_before_gigabytes() {
+    // Each pass doubles ns.s: 29 passes build a 512 MiB string (1 GiB allocated in all), which
+    // the old budget (3.2 GB of data) let through. Now the data budget (256 MiB) stops it.
+    let src = "{% set ns = namespace(s='x') %}{% for i in range(29) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}";
+    let (kind, msg) = kind_of(render(src, &[], &ChatOptions::default()));
+    assert_eq!(kind, TemplateErrorKind::LimitExceeded, "{msg}");
+}
+
+#[test]
+fn rendered_prompt_is_capped() {
+    // 20 MiB of output from a short loop over a 1 KiB message: cheap in fuel, over the cap.
+    let src = "{% for i in range(20480) %}{{ messages[0].content }}{% endfor %}";
+    let msgs = [ChatMessage::user("x".repeat(1024))];
+    let (kind, msg) = kind_of(render(src, &msgs, &ChatOptions::default()));
+    assert_eq!(kind, TemplateErrorKind::LimitExceeded, "{msg}");
+    assert!(msg.contains("rendered prompt"), "{msg}");
+    // Just under the cap renders.
+    let src = "{% for i in range(8192) %}{{ messages[0].content }}{% endfor %}";
+    let out = render(src, &msgs, &ChatOptions::default()).unwrap();
+    assert_eq!(out.len(), 8 << 20);
+}
+
+#[test]
+fn at_most_the_allowed_number_of_renders_run_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..4 * MAX_CONCURRENT_RENDERS)
+        .map(|_| {
+            let (inside, most) = (Arc::clone(&inside), Arc::clone(&most));
+            std::thread::spawn(move || {
+                let _permit = RenderPermit::acquire();
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                inside.fetch_sub(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!((1..=MAX_CONCURRENT_RENDERS).contains(&most), "{most}");
+}
+
+#[test]
+fn render_reports_the_fuel_it_burned() {
+    let t = ChatTemplate::compile("{% for m in messages %}{{ m.content }}{% endfor %}").unwrap();
+    let small = t
+        .render_measured(
+            &[ChatMessage::user("hi")],
+            &ChatOptions::default(),
+            &SpecialTokens::default(),
+        )
+        .unwrap();
+    let msgs: Vec<_> = (0..100)
+        .map(|_| ChatMessage::user("x".repeat(640)))
+        .collect();
+    let big = t
+        .render_measured(&msgs, &ChatOptions::default(), &SpecialTokens::default())
+        .unwrap();
+    assert_eq!(small.text, "hi");
+    // 64 KB written costs 1000 fuel on top of the loop's instructions.
+    assert!(
+        big.fuel >= small.fuel + 1000,
+        "{} vs {}",
+        big.fuel,
+        small.fuel
+    );
+    assert!(big.fuel < FUEL / 100, "{}", big.fuel);
+}

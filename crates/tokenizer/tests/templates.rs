@@ -119,3 +119,64 @@ fn npm_tokenizer_folders_render_like_transformers() {
         failures.join("\n")
     );
 }
+
+/// The fuel budget must leave real templates plenty of room: every golden template renders a
+/// long conversation (its case's turns repeated to about 100 messages of 2 KB each, tools
+/// included where the case has them) on under a quarter of it. A budget cut too far fails here
+/// before a user's long chat does.
+#[test]
+fn real_templates_render_long_conversations_well_inside_the_fuel_budget() {
+    use cortex_tokenizer::TEMPLATE_FUEL;
+    let goldens = golden("templates.json");
+    let (mut rendered, mut hungriest) = (0, (0u64, String::new()));
+    for entry in goldens["templates"].as_array().expect("templates") {
+        let name = entry["name"].as_str().unwrap_or("?");
+        let template = ChatTemplate::compile(entry["template"].as_str().expect("source")).unwrap();
+        let special = special_tokens(&entry["special_tokens"]);
+        for case in entry["cases"].as_array().expect("cases") {
+            let base = messages(&case["messages"]);
+            let (head, turns) = match base.first() {
+                Some(m) if m.role == "system" => (vec![m.clone()], base[1..].to_vec()),
+                _ => (Vec::new(), base.clone()),
+            };
+            if turns.is_empty() {
+                continue;
+            }
+            let mut long = head;
+            while long.len() < 100 {
+                long.extend(turns.iter().cloned().map(|mut m| {
+                    m.content.push_str(&" lorem ipsum".repeat(170));
+                    m
+                }));
+            }
+            match template.render_measured(&long, &options(case), &special) {
+                Ok(r) => {
+                    rendered += 1;
+                    if r.fuel > hungriest.0 {
+                        hungriest = (r.fuel, format!("{name} / {}", case["conversation"]));
+                    }
+                }
+                // Repeating a conversation can break a template's own rules (two user turns in
+                // a row, tool results without a call); only running out of room is a failure.
+                Err(TokenizerError::Template {
+                    kind: TemplateErrorKind::LimitExceeded,
+                    message,
+                }) => panic!("{name}: {message}"),
+                Err(_) => {}
+            }
+        }
+    }
+    eprintln!(
+        "hungriest of {rendered} long renders: {} fuel ({:.1}% of {TEMPLATE_FUEL}) in {}",
+        hungriest.0,
+        100.0 * hungriest.0 as f64 / TEMPLATE_FUEL as f64,
+        hungriest.1
+    );
+    assert!(rendered >= 100, "too few long renders ({rendered})");
+    assert!(
+        hungriest.0 < TEMPLATE_FUEL / 4,
+        "{} needs {} of {TEMPLATE_FUEL} fuel",
+        hungriest.1,
+        hungriest.0
+    );
+}
