@@ -12,6 +12,7 @@ use std::time::Duration;
 pub const API_KEY_ENV: &str = "CORTEX_API_KEY";
 
 const DEFAULT_MAX_QUEUE: usize = cortex_server::http::DEFAULT_MAX_QUEUE;
+const DEFAULT_MAX_LOADED: usize = cortex_service::DEFAULT_MAX_LOADED;
 const DEFAULT_QUEUE_TIMEOUT_S: u64 = cortex_server::http::DEFAULT_QUEUE_TIMEOUT.as_secs();
 
 #[derive(Args)]
@@ -66,6 +67,22 @@ pub struct ServeArgs {
     /// The built web UI to serve at / (default: CORTEX_UI_DIR, next to the binary, or ui/dist)
     #[arg(long, value_name = "DIR")]
     pub ui_dir: Option<std::path::PathBuf>,
+    /// Serve only models already here: requests may not download models or name files by path,
+    /// and the app API's downloads, imports, conversions and settings changes are refused.
+    /// On by default when --host is not loopback or --allow-origin is `*`
+    #[arg(long, conflicts_with = "allow_pulls")]
+    pub library_only: bool,
+    /// Allow downloads and model paths over HTTP even when the server is reachable by others
+    #[arg(long)]
+    pub allow_pulls: bool,
+    /// Refuse downloads larger than this many GB (a request naming a bigger Hugging Face
+    /// model gets 413); 0: no limit
+    #[arg(long, value_name = "GB", default_value_t = 0.0)]
+    pub max_download_gb: f64,
+    /// Models loaded at once; loading another unloads the least recently used idle one
+    /// (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LOADED)]
+    pub max_loaded: usize,
 }
 
 /// `args` as the server's configuration; `env_key` is the value of [`API_KEY_ENV`].
@@ -81,6 +98,12 @@ fn config(args: &ServeArgs, env_key: Option<String>) -> Result<ServerConfig> {
         registry.engine.max_batch_tokens = n;
     }
     registry.engine.max_context = args.max_context;
+    registry.max_loaded = (args.max_loaded > 0).then_some(args.max_loaded);
+    if !(args.max_download_gb >= 0.0 && args.max_download_gb.is_finite()) {
+        bail!("--max-download-gb must be a non-negative number");
+    }
+    registry.max_download_bytes =
+        (args.max_download_gb > 0.0).then(|| (args.max_download_gb * 1e9) as u64);
     Ok(ServerConfig {
         host: args.host,
         port: args.port,
@@ -91,6 +114,11 @@ fn config(args: &ServeArgs, env_key: Option<String>) -> Result<ServerConfig> {
         queue_timeout: (args.queue_timeout > 0).then(|| Duration::from_secs(args.queue_timeout)),
         registry,
         ui_dir: args.ui_dir.clone(),
+        library_only: match (args.library_only, args.allow_pulls) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
         ..ServerConfig::default()
     })
 }
@@ -226,6 +254,36 @@ mod tests {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("--api-key-file"), "{help}");
         assert!(help.contains(API_KEY_ENV), "{help}");
+    }
+
+    #[test]
+    fn library_only_follows_exposure_unless_a_flag_says_otherwise() {
+        let cfg = |args: &[&str]| config(&parse(args).unwrap(), Some("k".into())).unwrap();
+        assert!(!cfg(&[]).serves_library_only());
+        assert!(cfg(&["--host", "0.0.0.0"]).serves_library_only());
+        assert!(cfg(&["--allow-origin", "*"]).serves_library_only());
+        assert!(!cfg(&["--host", "0.0.0.0", "--allow-pulls"]).serves_library_only());
+        assert!(cfg(&["--library-only"]).serves_library_only());
+        assert!(parse(&["--library-only", "--allow-pulls"]).is_err());
+    }
+
+    #[test]
+    fn download_and_loaded_model_caps() {
+        let cfg = |args: &[&str]| parse(args).and_then(|a| config(&a, None));
+        let default = cfg(&[]).unwrap().registry;
+        assert_eq!(default.max_download_bytes, None);
+        assert_eq!(default.max_loaded, Some(DEFAULT_MAX_LOADED));
+        let set = cfg(&["--max-download-gb", "2.5", "--max-loaded", "1"])
+            .unwrap()
+            .registry;
+        assert_eq!(set.max_download_bytes, Some(2_500_000_000));
+        assert_eq!(set.max_loaded, Some(1));
+        assert_eq!(
+            cfg(&["--max-loaded", "0"]).unwrap().registry.max_loaded,
+            None
+        );
+        assert!(cfg(&["--max-download-gb=-1"]).is_err());
+        assert!(cfg(&["--max-download-gb", "nan"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The downloader against the local test hub (tests/hub/server.py): layout, reuse, resume,
 //! faults, gated repos; and against a tiny in-process server for a hostile tree listing.
-use cortex_hub::download::{download, DownloadError, DownloadEvent, DownloadOptions, HubConfig};
+use cortex_hub::download::{
+    cached_snapshot, download, DownloadError, DownloadEvent, DownloadOptions, HubConfig,
+};
 use cortex_hub::HubModel;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -758,4 +760,44 @@ fn pagination_link_to_another_origin_is_refused() {
         matches!(&err, DownloadError::ForeignLink { link, endpoint } if *link == next && *endpoint == url),
         "{err:?}"
     );
+}
+
+fn revision(rev: &str) -> HubModel {
+    HubModel {
+        revision: Some(rev.to_string()),
+        ..HubModel::new("t", "m")
+    }
+}
+
+#[test]
+fn a_selection_over_the_size_cap_is_refused_before_any_file_is_fetched() {
+    let hub = Hub::start();
+    let cache = tempfile::tempdir().unwrap();
+    let mut opts = hub.opts(cache.path());
+    opts.max_bytes = Some(1000);
+    let (r, events) = pull(&opts);
+    match r {
+        Err(DownloadError::TooLarge { repo, total, limit }) => {
+            assert_eq!((repo.as_str(), limit), ("t/m", 1000));
+            assert!(total > 1000, "{total}");
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert!(events.is_empty(), "{events:?}");
+    assert!(hub.file_gets("").is_empty(), "{:?}", hub.file_gets(""));
+    assert!(cached_snapshot(&HubModel::new("t", "m"), &opts.config).is_none());
+
+    // Under the cap it downloads, and the snapshot is then found offline.
+    opts.max_bytes = Some(u64::MAX);
+    let snap = pull(&opts).0.unwrap();
+    let found = cached_snapshot(&HubModel::new("t", "m"), &opts.config);
+    assert_eq!(found.as_deref(), Some(snap.path.as_path()));
+    let pinned = revision(&snap.commit);
+    assert_eq!(cached_snapshot(&pinned, &opts.config), Some(snap.path));
+    // A ref that is not a commit id, or a revision that escapes refs/, finds nothing.
+    std::fs::write(cache.path().join("models--t--m/refs/evil"), "../../../etc").unwrap();
+    let evil = revision("evil");
+    assert!(cached_snapshot(&evil, &opts.config).is_none());
+    let escape = revision("../../x");
+    assert!(cached_snapshot(&escape, &opts.config).is_none());
 }

@@ -1,6 +1,8 @@
-//! Regression tests for hostile or careless requests (issue 11, items 8, 9 and 11): requests
-//! without a Host, model names that are filesystem paths, listings that must show names and
-//! not folders, a hub that cannot be reached, oversized logit_bias maps and bounded queues.
+//! Regression tests for hostile or careless requests (issue 11, items 7, 8, 9 and 11): exposed
+//! servers without a key, library-only serving (no pulls, no paths), the cap on loaded models,
+//! requests without a Host, model names that are filesystem paths, listings that must show
+//! names and not folders, a hub that cannot be reached, oversized logit_bias maps and bounded
+//! queues.
 mod common;
 
 use common::*;
@@ -44,6 +46,173 @@ async fn raw(s: &TestServer, request: &str) -> (u16, String) {
         .map_or("", |(_, b)| b)
         .to_string();
     (status, body)
+}
+
+// ---- item 7: exposure needs a key; exposed servers serve their library only ----------------
+
+#[tokio::test]
+async fn an_exposed_server_refuses_to_start_without_an_api_key() {
+    env();
+    let mut anywhere = config();
+    anywhere.host = "0.0.0.0".parse().unwrap();
+    let mut any_page = config();
+    any_page.allowed_origins = vec!["*".into()];
+    for c in [anywhere.clone(), any_page.clone()] {
+        match cortex_server::Server::bind(c).await {
+            Err(e @ cortex_server::ServerError::NeedsApiKey { .. }) => {
+                assert!(e.to_string().contains("CORTEX_API_KEY"), "{e}")
+            }
+            Err(e) => panic!("expected NeedsApiKey, got {e}"),
+            Ok(_) => panic!("an exposed server started without an API key"),
+        }
+    }
+    // With a key both start, and serve their library only unless told otherwise.
+    for mut c in [anywhere, any_page] {
+        c.api_key = Some("k".into());
+        assert!(c.serves_library_only());
+        drop(cortex_server::Server::bind(c).await.unwrap());
+    }
+    assert!(!config().serves_library_only());
+}
+
+fn library_only() -> cortex_server::ServerConfig {
+    let mut c = config();
+    c.library_only = Some(true);
+    c
+}
+
+#[tokio::test]
+async fn a_library_only_server_refuses_paths_and_pulls_but_serves_its_library() {
+    env();
+    let s = start(library_only()).await;
+    assert_eq!(s.short_chat_status().await, 200, "a name of the library");
+    let by_path = models_dir().join("tiny").to_string_lossy().into_owned();
+    for model in [
+        by_path.as_str(),
+        "/etc",
+        "./tiny",
+        "~/models/tiny",
+        "tiny.gguf",
+        "some-org/some-model",
+        "https://huggingface.co/some-org/some-model",
+    ] {
+        let mut body = chat("hi", json!({"max_tokens": 1}));
+        body["model"] = json!(model);
+        // 403 at once: no download is tried (the hub of env() would answer 502) and no file
+        // is looked at (a path that exists answers like one that does not).
+        let e = error_of(s.post("/v1/chat/completions", &body).await, 403).await;
+        assert_eq!(e["code"], "model_source_forbidden", "{model}: {e}");
+        assert_eq!(e["param"], "model");
+    }
+    let mut body = chat("hi", json!({"max_tokens": 1}));
+    body["model"] = json!("no-such-model");
+    error_of(s.post("/v1/chat/completions", &body).await, 404).await;
+
+    // The app API: what downloads, reads a path or writes model files is refused ...
+    let refused = [
+        ("POST", "/api/models/import", json!({"path": "/etc"})),
+        (
+            "POST",
+            "/api/downloads",
+            json!({"repo": "some-org/some-model"}),
+        ),
+        ("POST", "/api/downloads/dl_x/resume", json!({})),
+        ("POST", "/api/convert", json!({"model_id": "mdl_x"})),
+        ("PUT", "/api/settings", json!({"models_dir": "/etc"})),
+    ];
+    for (method, path, body) in refused {
+        let r = s
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", s.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{method} {path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "forbidden", "{method} {path}: {v}");
+    }
+    // ... reading is not.
+    assert_eq!(s.get("/api/models").await.status(), 200);
+    assert_eq!(s.get("/api/settings").await.status(), 200);
+    assert_eq!(s.get("/api/downloads").await.status(), 200);
+}
+
+#[tokio::test]
+async fn loaded_models_are_capped_and_the_least_recently_used_idle_one_goes() {
+    env();
+    // Three names for tiny-llama in their own folders: three engines.
+    let dir = std::env::temp_dir().join(format!("cortex-max-loaded-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tiny = root().join("tests/fixtures/generated/tiny-llama");
+    for name in ["a", "b", "c"] {
+        std::os::unix::fs::symlink(&tiny, dir.join(name)).unwrap();
+    }
+    let mut c = config();
+    c.registry.models_dir = dir.clone();
+    c.registry.max_loaded = Some(2);
+    let s = start(c).await;
+    let ask = |model: &str| {
+        let mut body = chat("hi", json!({"max_tokens": 1}));
+        body["model"] = json!(model);
+        body
+    };
+    let loaded = |stats: Value| -> Vec<String> {
+        let mut names: Vec<String> = stats["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["names"][0].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    for m in ["a", "b"] {
+        assert_eq!(s.post("/v1/chat/completions", &ask(m)).await.status(), 200);
+    }
+    assert_eq!(
+        loaded(s.get("/v1/engine/stats").await.json().await.unwrap()),
+        ["a", "b"]
+    );
+    // Use a again: b is now the least recently used, so c replaces it.
+    assert_eq!(
+        s.post("/v1/chat/completions", &ask("a")).await.status(),
+        200
+    );
+    assert_eq!(
+        s.post("/v1/chat/completions", &ask("c")).await.status(),
+        200
+    );
+    assert_eq!(
+        loaded(s.get("/v1/engine/stats").await.json().await.unwrap()),
+        ["a", "c"]
+    );
+
+    // While both loaded models answer requests, a third is refused (busy), not loaded.
+    let stream = |model: &'static str| {
+        let mut body = chat(
+            "occupy the engine",
+            json!({"max_tokens": 2000, "ignore_eos": true, "stream": true}),
+        );
+        body["model"] = json!(model);
+        body
+    };
+    let mut held = Vec::new();
+    for m in ["a", "c"] {
+        let mut r = s.post("/v1/chat/completions", &stream(m)).await;
+        assert_eq!(r.status(), 200);
+        r.chunk().await.unwrap().expect("the stream starts");
+        held.push(r);
+    }
+    let e = error_of(s.post("/v1/chat/completions", &ask("b")).await, 503).await;
+    assert!(e["message"].as_str().unwrap().contains("busy"), "{e}");
+    assert_eq!(
+        loaded(s.get("/v1/engine/stats").await.json().await.unwrap()),
+        ["a", "c"]
+    );
+    drop(held);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---- item 8: the Host guard fails closed ----------------------------------------------------
@@ -165,10 +334,9 @@ async fn unreachable_hub_fails_fast_with_a_typed_error() {
     let took = started.elapsed();
     let e = error_of(r, 502).await;
     assert_eq!(e["code"], "hub_unreachable", "{e}");
-    assert!(
-        took < Duration::from_secs(5),
-        "connection refused must not be retried: took {took:?}"
-    );
+    // Only printed: tests assert no wall-clock times (the hub crate's own test checks that a
+    // refused connection is not retried).
+    eprintln!("an unreachable hub answered after {took:?}");
     assert_eq!(s.short_chat_status().await, 200);
 }
 

@@ -22,6 +22,10 @@ pub enum ServiceError {
     /// A request the service cannot act on as given (names the field).
     #[error("{field}: {message}")]
     InvalidInput { field: String, message: String },
+    /// Not a model source this caller may use here: a server others can reach serves only its
+    /// library (no downloads, no filesystem paths).
+    #[error("{spec:?}: {reason}")]
+    Forbidden { spec: String, reason: &'static str },
     /// The request clashes with what exists (a taken name, a running download).
     #[error("{0}")]
     Conflict(String),
@@ -92,6 +96,7 @@ impl ServiceError {
             ModelNotFound { .. } | DefaultModelMissing | NotFound { .. } => "not_found",
             InvalidInput { .. } => "invalid_input",
             Conflict(_) => "conflict",
+            Forbidden { .. } => "forbidden",
             Download { error, .. } => download_code(error),
             Hub(SearchError::RepoNotFound { .. }) => "not_found",
             Hub(SearchError::ZeroLimit) => "invalid_input",
@@ -119,6 +124,9 @@ impl ServiceError {
                 DownloadError::InsufficientSpace {
                     needed, available, ..
                 } => json!({"repo": model, "needed_bytes": needed, "available_bytes": available}),
+                DownloadError::TooLarge { total, limit, .. } => {
+                    json!({"repo": model, "total_bytes": total, "limit_bytes": limit})
+                }
                 _ => json!({ "repo": model }),
             },
             ServiceError::NotFound { what, id } => json!({"what": what, "id": id}),
@@ -151,6 +159,7 @@ fn download_code(e: &DownloadError) -> &'static str {
         DownloadError::Unauthorized { .. } => "unauthorized",
         DownloadError::RepoNotFound { .. } => "not_found",
         DownloadError::InsufficientSpace { .. } => "disk_full",
+        DownloadError::TooLarge { .. } => "too_large",
         DownloadError::Cancelled => "cancelled",
         DownloadError::Http { status: 429, .. } => "rate_limited",
         DownloadError::Network { .. } | DownloadError::Unreachable { .. } => "hub_unreachable",

@@ -23,5 +23,8 @@ pub use app::{App, AppConfig, SystemInfo};
 pub use chat::{ChatEvent, ReplyStream};
 pub use error::{present, ErrorBody, Result, ServiceError};
 pub use events::AppEvent;
-pub use registry::{LoadedModelInfo, ModelEntry, ModelLease, ModelRegistry, RegistryConfig};
-pub use resolve::{pull_logged, resolve_model, PullFn};
+pub use registry::{
+    LoadedModelInfo, ModelEntry, ModelLease, ModelRegistry, ModelSources, RegistryConfig,
+    DEFAULT_MAX_LOADED,
+};
+pub use resolve::{is_plain_name, pull_logged, resolve_library_model, resolve_model, PullFn};

@@ -13,7 +13,7 @@
 //!   [`WaitTicket`] at once (a compare-and-swap, so concurrent requests cannot overshoot);
 //! - listings ([`ModelRegistry::library`], [`ModelRegistry::loaded`]) show names, never
 //!   folders: a model requested by path is listed by no name of its own.
-use crate::resolve::{pull_logged, resolve_model};
+use crate::resolve::{is_plain_name, pull_logged, resolve_library_model, resolve_model};
 use crate::ServiceError;
 use cortex_engine::serving::{EngineConfig, EngineHandle, EngineStats};
 use serde::Serialize;
@@ -31,6 +31,12 @@ pub struct RegistryConfig {
     pub idle_unload: Option<Duration>,
     /// Where named and imported models live (`cortex_engine::loader::models_dir()`).
     pub models_dir: PathBuf,
+    /// The largest download a MODEL string may start, in bytes (None: no limit).
+    pub max_download_bytes: Option<u64>,
+    /// Engines loaded at once (None: no limit). Loading one more first unloads the least
+    /// recently used engine no request is using; when every one is busy the load is refused
+    /// (busy) instead of running the machine out of memory.
+    pub max_loaded: Option<usize>,
 }
 
 impl Default for RegistryConfig {
@@ -39,9 +45,25 @@ impl Default for RegistryConfig {
             engine: EngineConfig::default(),
             idle_unload: Some(Duration::from_secs(1800)),
             models_dir: cortex_engine::loader::models_dir(),
+            max_download_bytes: None,
+            max_loaded: Some(DEFAULT_MAX_LOADED),
         }
     }
 }
+
+/// Which MODEL strings a caller may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelSources {
+    /// Anything [`resolve_model`] takes: names, paths, .gguf files, Hugging Face ids
+    /// (downloaded on first use).
+    Any,
+    /// Only models already here ([`resolve_library_model`]): for a server other machines or
+    /// web pages can reach, which must not download or open files on a caller's behalf.
+    Library,
+}
+
+/// Default [`RegistryConfig::max_loaded`], as Ollama's MAX_LOADED_MODELS per GPU.
+pub const DEFAULT_MAX_LOADED: usize = 3;
 
 /// A model of the library, as GET /v1/models lists it.
 #[derive(Clone, Debug, Serialize)]
@@ -151,9 +173,7 @@ pub fn is_listed_name(name: &str) -> bool {
     if name.contains(['/', '\\']) {
         return cortex_hub::is_hugging_face_model_id(name);
     }
-    !(name.is_empty()
-        || name.starts_with(['.', '~'])
-        || name.to_ascii_lowercase().ends_with(".gguf"))
+    is_plain_name(name)
 }
 
 impl Drop for ModelLease {
@@ -202,12 +222,25 @@ impl ModelRegistry {
         &self.inner.config
     }
 
-    /// The running engine for `spec`, resolving and loading it on first use.
+    /// The running engine for `spec`, resolving (downloading, importing) and loading it on
+    /// first use.
     pub async fn acquire(&self, spec: &str) -> Result<ModelLease, ServiceError> {
+        self.acquire_from(spec, ModelSources::Any).await
+    }
+
+    /// [`Self::acquire`] for a caller limited to `sources`.
+    pub async fn acquire_from(
+        &self,
+        spec: &str,
+        sources: ModelSources,
+    ) -> Result<ModelLease, ServiceError> {
         if self.inner.stopping.load(Ordering::Acquire) {
             return Err(ServiceError::ShuttingDown);
         }
-        let dir = self.resolve(spec).await?;
+        let dir = match sources {
+            ModelSources::Any => self.resolve(spec).await?,
+            ModelSources::Library => self.resolve_in_library(spec).await?,
+        };
         let mut active = self.enter(spec, &dir);
         let slot = active.0.clone().ok_or(ServiceError::ShuttingDown)?;
         let engine = self.load(&slot).await?;
@@ -220,6 +253,26 @@ impl ModelRegistry {
         let lease = self.acquire(spec).await?;
         lock(&lease.slot.usage).pinned = true;
         Ok(())
+    }
+
+    /// Resolves `spec` without downloading or opening paths ([`resolve_library_model`]);
+    /// a name already resolved (by anyone) to a model folder is used as it is.
+    async fn resolve_in_library(&self, spec: &str) -> Result<PathBuf, ServiceError> {
+        if is_listed_name(spec) {
+            let known = lock(&self.inner.resolved)
+                .get(spec)
+                .and_then(|c| c.get().cloned())
+                .filter(|d| d.join("config.json").exists());
+            if let Some(dir) = known {
+                return Ok(dir);
+            }
+        }
+        let (spec, models) = (spec.to_string(), self.inner.config.models_dir.clone());
+        tokio::task::spawn_blocking(move || {
+            let hub = cortex_hub::download::HubConfig::from_env();
+            resolve_library_model(&spec, &models, &hub)
+        })
+        .await?
     }
 
     async fn resolve(&self, spec: &str) -> Result<PathBuf, ServiceError> {
@@ -239,8 +292,10 @@ impl ModelRegistry {
             task_cell
                 .get_or_try_init(|| async move {
                     tokio::task::spawn_blocking(move || {
-                        let pull = |m: &cortex_hub::HubModel| pull_logged(m, &inner.stopping);
-                        resolve_model(&spec_owned, &inner.config.models_dir, &pull)
+                        let config = &inner.config;
+                        let max = config.max_download_bytes;
+                        let pull = |m: &cortex_hub::HubModel| pull_logged(m, max, &inner.stopping);
+                        resolve_model(&spec_owned, &config.models_dir, &pull)
                     })
                     .await?
                 })
@@ -292,6 +347,7 @@ impl ModelRegistry {
         if let Some(e) = slot.engine.get() {
             return Ok(e.clone());
         }
+        self.make_room(slot).await?;
         let (slot, config) = (slot.clone(), self.inner.config.engine.clone());
         let task = tokio::spawn(async move {
             slot.engine
@@ -306,6 +362,46 @@ impl ModelRegistry {
                 .cloned()
         });
         task.await?
+    }
+
+    /// Before `incoming` loads: when [`RegistryConfig::max_loaded`] engines already run,
+    /// unloads the least recently used one that no request uses (a pinned model never);
+    /// [`ServiceError::Busy`] when every one is in use.
+    async fn make_room(&self, incoming: &Arc<Slot>) -> Result<(), ServiceError> {
+        let Some(max) = self.inner.config.max_loaded else {
+            return Ok(());
+        };
+        let victim = {
+            let mut engines = lock(&self.inner.engines);
+            let loaded: Vec<&Arc<Slot>> = engines
+                .values()
+                .filter(|s| !Arc::ptr_eq(s, incoming) && s.engine.initialized())
+                .collect();
+            if loaded.len() < max.max(1) {
+                return Ok(());
+            }
+            let lru = loaded
+                .iter()
+                .filter_map(|s| {
+                    let u = lock(&s.usage);
+                    (u.active == 0 && !u.pinned).then_some((u.last_used, s.dir.clone()))
+                })
+                .min();
+            let Some((_, dir)) = lru else {
+                return Err(ServiceError::Busy(format!(
+                    "{} models are loaded, the most this server keeps, and each is answering \
+                     a request; try again when one is free",
+                    loaded.len()
+                )));
+            };
+            engines.remove(&dir)
+        };
+        if let Some(slot) = victim {
+            tracing::info!(dir = %slot.dir.display(), "unloading the least recently used model");
+            // joining the engine thread blocks
+            let _ = tokio::task::spawn_blocking(move || drop(slot)).await;
+        }
+        Ok(())
     }
 
     /// True when the model folder `dir` has a running engine.

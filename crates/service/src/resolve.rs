@@ -47,9 +47,57 @@ pub fn resolve_model(spec: &str, models: &Path, pull: PullFn) -> Result<PathBuf,
     }
 }
 
-/// Downloads `model` (default file selection) logging progress with `tracing` at most every
-/// few seconds; `cancel` stops it, keeping partial files for resume.
-pub fn pull_logged(model: &HubModel, cancel: &AtomicBool) -> Result<Snapshot, DownloadError> {
+/// True for a bare model name (a folder of the models folder): no path separator, not `.`/`~`
+/// relative, not a .gguf file, not empty.
+pub fn is_plain_name(name: &str) -> bool {
+    !(name.is_empty()
+        || name.contains(['/', '\\'])
+        || name.starts_with(['.', '~'])
+        || name.to_ascii_lowercase().ends_with(".gguf"))
+}
+
+/// Resolves `spec` to a model already here, for a server others can reach, which must not
+/// download on a caller's behalf or open files by path: `default`, a folder of the models
+/// folder by its bare name, or a Hugging Face model already in the cache `hub` (looked up
+/// offline). Anything else is [`ServiceError::Forbidden`], whatever exists on disk.
+pub fn resolve_library_model(
+    spec: &str,
+    models: &Path,
+    hub: &download::HubConfig,
+) -> Result<PathBuf, ServiceError> {
+    if spec == "default" {
+        return default_model::ensure(models);
+    }
+    if let Ok(ModelRef::Hub(model)) = parse_model_ref(spec) {
+        return download::cached_snapshot(&model, hub).ok_or_else(|| ServiceError::Forbidden {
+            spec: spec.to_string(),
+            reason: "this server does not download models; it serves only models already here",
+        });
+    }
+    if !is_plain_name(spec) {
+        return Err(ServiceError::Forbidden {
+            spec: spec.to_string(),
+            reason: "this server does not open files by path; name a model of its library",
+        });
+    }
+    let dir = models.join(spec);
+    if dir.join("config.json").is_file() {
+        return Ok(dir);
+    }
+    Err(ServiceError::ModelNotFound {
+        spec: spec.to_string(),
+        detail: format!("{spec}: no model of that name in the library"),
+    })
+}
+
+/// Downloads `model` (default file selection, at most `max_bytes` in all) logging progress
+/// with `tracing` at most every few seconds; `cancel` stops it, keeping partial files for
+/// resume.
+pub fn pull_logged(
+    model: &HubModel,
+    max_bytes: Option<u64>,
+    cancel: &AtomicBool,
+) -> Result<Snapshot, DownloadError> {
     let last = Mutex::new(Instant::now());
     let total = Mutex::new(0u64);
     let on_event = |e: DownloadEvent| match e {
@@ -86,5 +134,9 @@ pub fn pull_logged(model: &HubModel, cancel: &AtomicBool) -> Result<Snapshot, Do
         }
         _ => {}
     };
-    download::download(model, &DownloadOptions::default(), cancel, &on_event)
+    let opts = DownloadOptions {
+        max_bytes,
+        ..DownloadOptions::default()
+    };
+    download::download(model, &opts, cancel, &on_event)
 }

@@ -33,6 +33,19 @@ impl RepoCache {
         std::fs::create_dir_all(&blobs).map_err(DownloadError::io(&blobs))
     }
 
+    /// The commit `revision` points to in this cache (refs/<revision>), or the revision itself
+    /// when it is a commit; None when the cache has no such ref or the ref is not a commit id.
+    pub fn read_ref(&self, revision: &str) -> Option<String> {
+        let is_commit = |s: &str| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_commit(revision) {
+            return Some(revision.to_string());
+        }
+        check_relative_path(revision).ok()?;
+        let commit = std::fs::read_to_string(self.root.join("refs").join(revision)).ok()?;
+        let commit = commit.trim();
+        is_commit(commit).then(|| commit.to_string())
+    }
+
     /// Writes refs/<revision> = commit, unless the revision is the commit itself.
     pub fn write_ref(&self, revision: &str, commit: &str) -> Result<()> {
         if revision == commit {

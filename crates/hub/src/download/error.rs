@@ -67,6 +67,12 @@ pub enum DownloadError {
         actual: String,
         attempts: u32,
     },
+    #[error("{repo} is {total} bytes, over this server's download limit of {limit} bytes")]
+    TooLarge {
+        repo: String,
+        total: u64,
+        limit: u64,
+    },
     #[error("not enough free space in {dir}: {needed} bytes needed, {available} available")]
     InsufficientSpace {
         dir: PathBuf,

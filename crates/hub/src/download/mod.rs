@@ -10,6 +10,7 @@ mod config;
 mod error;
 mod fetch;
 mod progress;
+mod space;
 
 pub use crate::api::{LfsInfo, TreeEntry};
 pub use config::{HubConfig, DEFAULT_ENDPOINT};
@@ -53,8 +54,11 @@ pub struct DownloadOptions {
     pub backoff: Duration,
     /// Downloads of one file that may fail verification before the file is given up.
     pub verify_attempts: u32,
-    /// Minimum free bytes to leave on the disk besides the download itself.
+    /// Minimum free bytes to leave on the disk besides the download itself (and besides what
+    /// other downloads of this process still have to write).
     pub disk_margin: u64,
+    /// Refuse a selection larger than this many bytes in all, before fetching anything.
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for DownloadOptions {
@@ -70,6 +74,7 @@ impl Default for DownloadOptions {
             backoff: Duration::from_millis(500),
             verify_attempts: 3,
             disk_margin: 64 << 20,
+            max_bytes: None,
         }
     }
 }
@@ -138,9 +143,20 @@ pub fn download(
     let repo = RepoCache::new(&opts.config.cache_dir, &model.cache_folder_name());
     repo.create_dirs()?;
     let (total, to_fetch) = sizes(&repo, &jobs);
-    check_space(&repo, to_fetch, opts.disk_margin)?;
-
+    if let Some(limit) = opts.max_bytes.filter(|&limit| total > limit) {
+        return Err(DownloadError::TooLarge {
+            repo: model.repo_id(),
+            total,
+            limit,
+        });
+    }
     let tracker = Tracker::new(on_event, total, 0);
+    let _space = space::reserve(
+        &repo.root,
+        to_fetch,
+        opts.disk_margin,
+        tracker.fetched_counter(),
+    )?;
     tracker.emit(DownloadEvent::Started {
         commit: commit.clone(),
         files: jobs.iter().map(|j| (j.path.clone(), j.size)).collect(),
@@ -258,16 +274,14 @@ fn sizes(repo: &RepoCache, jobs: &[FileJob]) -> (u64, u64) {
     (total, to_fetch)
 }
 
-fn check_space(repo: &RepoCache, needed: u64, margin: u64) -> Result<(), DownloadError> {
-    let available = cache::free_space(&repo.root)?;
-    if needed.saturating_add(margin) > available {
-        return Err(DownloadError::InsufficientSpace {
-            dir: repo.root.clone(),
-            needed,
-            available,
-        });
-    }
-    Ok(())
+/// The snapshot folder of `model` already in the cache (its revision's ref resolved offline),
+/// when it holds a model (config.json); None otherwise. Never touches the network: for a
+/// server that may serve downloaded models but must not download new ones.
+pub fn cached_snapshot(model: &HubModel, config: &HubConfig) -> Option<PathBuf> {
+    let repo = RepoCache::new(&config.cache_dir, &model.cache_folder_name());
+    let commit = repo.read_ref(model.revision_or_main())?;
+    let dir = repo.snapshot_dir(&commit);
+    dir.join("config.json").is_file().then_some(dir)
 }
 
 /// An event sink that forwards to a channel, for callers that prefer a stream.

@@ -1,7 +1,7 @@
 //! Progress events and the shared counters they are computed from. Events go to one callback
 //! (`Fn(DownloadEvent) + Sync`); wrap an `mpsc::Sender` in it to get a stream.
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -60,7 +60,8 @@ pub(crate) struct Tracker<'a> {
     total: u64,
     /// Bytes already on disk plus bytes fetched.
     done: AtomicU64,
-    fetched: AtomicU64,
+    /// Bytes fetched over the network (shared with the download's disk reservation).
+    fetched: Arc<AtomicU64>,
     last_emit: Mutex<Instant>,
 }
 
@@ -72,13 +73,18 @@ impl<'a> Tracker<'a> {
             start,
             total,
             done: AtomicU64::new(already),
-            fetched: AtomicU64::new(0),
+            fetched: Arc::new(AtomicU64::new(0)),
             last_emit: Mutex::new(start),
         }
     }
 
     pub fn emit(&self, e: DownloadEvent) {
         (self.sink)(e)
+    }
+
+    /// The fetched-bytes counter itself, for the disk reservation to follow.
+    pub fn fetched_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.fetched)
     }
 
     pub fn fetched(&self) -> u64 {

@@ -48,10 +48,11 @@ pub fn status_of(code: &str) -> StatusCode {
         "not_found" => StatusCode::NOT_FOUND,
         "invalid_input" => StatusCode::BAD_REQUEST,
         "conflict" | "cancelled" => StatusCode::CONFLICT,
-        "unauthorized" | "forbidden_origin" => StatusCode::FORBIDDEN,
+        "unauthorized" | "forbidden_origin" | "forbidden" => StatusCode::FORBIDDEN,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
         "hub_unreachable" => StatusCode::BAD_GATEWAY,
         "disk_full" => StatusCode::INSUFFICIENT_STORAGE,
+        "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "busy" => StatusCode::SERVICE_UNAVAILABLE,
         "model_load_failed" => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -100,7 +101,51 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
-pub fn routes() -> Router<AppState> {
+/// The app API. `library_only` (a server others can reach, [`super::ServerConfig::library_only`])
+/// refuses what would download, read a file by path or write new model files on a caller's
+/// behalf: see [`refused_in_library_mode`].
+pub fn routes(library_only: bool) -> Router<AppState> {
+    let router = all_routes();
+    if library_only {
+        router.route_layer(axum::middleware::from_fn(library_guard))
+    } else {
+        router
+    }
+}
+
+/// True for the requests a library-only server refuses: starting or resuming a download,
+/// importing a file or folder by path, converting (new model files), changing settings (the
+/// models folder, the Hugging Face endpoint and token).
+pub fn refused_in_library_mode(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        (&Method::PUT | &Method::PATCH, ["", "api", "settings"]) => true,
+        (&Method::POST, ["", "api", "models", "import"]) => true,
+        (&Method::POST, ["", "api", "downloads"]) => true,
+        (&Method::POST, ["", "api", "downloads", _, "resume"]) => true,
+        (&Method::POST, ["", "api", "convert"]) => true,
+        _ => false,
+    }
+}
+
+async fn library_guard(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if refused_in_library_mode(req.method(), req.uri().path()) {
+        return AppApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this server serves its library only: downloads, imports, conversions and settings \
+             changes are turned off (start it with --allow-pulls to allow them)",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+fn all_routes() -> Router<AppState> {
     Router::new()
         .route("/api/system", get(system))
         .route("/api/settings", get(settings).put(update_settings))

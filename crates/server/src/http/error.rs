@@ -159,6 +159,13 @@ pub fn model_error(model: &str, e: ServiceError) -> ApiError {
         .with_param("model")
         .with_code("model_not_found"),
         ServiceError::Download { error, .. } => download_error(model, error, e.to_string()),
+        ServiceError::Forbidden { .. } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            e.to_string(),
+        )
+        .with_param("model")
+        .with_code("model_source_forbidden"),
         ServiceError::Load { error, .. } | ServiceError::Engine(error) => match error {
             EngineError::NotAModel { .. } | EngineError::Io { .. } | EngineError::Config { .. } => {
                 not_found()
@@ -226,6 +233,13 @@ fn download_error(model: &str, error: &DownloadError, message: String) -> ApiErr
             format!("not enough free disk space to download {model:?}"),
         )
         .with_code("disk_full"),
+        DownloadError::TooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            message.clone(),
+        )
+        .with_param("model")
+        .with_code("download_too_large"),
         DownloadError::Io { .. } => ApiError::internal(format!(
             "downloading {model:?} failed (the server log says why)"
         )),

@@ -97,7 +97,7 @@ pub async fn chat(
     let plan = params::plan(&req.sampling, req.max_completion_tokens, logprobs)?;
     let lease = app
         .registry
-        .acquire(&req.model)
+        .acquire_from(&req.model, app.sources)
         .await
         .map_err(|e| model_error(&req.model, e))?;
     let engine = lease.engine().clone();
@@ -122,7 +122,7 @@ pub async fn completions(
     let plan = params::plan(&req.sampling, None, logprobs)?;
     let lease = app
         .registry
-        .acquire(&req.model)
+        .acquire_from(&req.model, app.sources)
         .await
         .map_err(|e| model_error(&req.model, e))?;
     let engine = lease.engine().clone();

@@ -27,7 +27,7 @@ mod ui;
 pub use error::ApiError;
 pub use guard::{OriginPolicy, DEFAULT_ORIGINS};
 
-use crate::service::{ModelRegistry, RegistryConfig, ServiceError};
+use crate::service::{ModelRegistry, ModelSources, RegistryConfig, ServiceError};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
@@ -67,6 +67,23 @@ pub struct ServerConfig {
     pub ui_dir: Option<PathBuf>,
     /// The Hugging Face endpoint, token and cache; None: from the environment.
     pub hub: Option<cortex_hub::download::HubConfig>,
+    /// Serve only models already here: MODEL strings may not start downloads or name files by
+    /// path, and the app API's downloads, imports, conversions and settings changes are
+    /// refused (403 `forbidden`). None: on exactly when others can reach the server
+    /// ([`ServerConfig::exposed`]).
+    pub library_only: Option<bool>,
+}
+
+impl ServerConfig {
+    /// Reachable by other machines (a non-loopback address) or by any web page (`*` origin).
+    pub fn exposed(&self) -> bool {
+        !self.host.is_loopback() || self.allowed_origins.iter().any(|o| o.trim() == "*")
+    }
+
+    /// [`ServerConfig::library_only`] with its default applied.
+    pub fn serves_library_only(&self) -> bool {
+        self.library_only.unwrap_or_else(|| self.exposed())
+    }
 }
 
 impl Default for ServerConfig {
@@ -84,6 +101,7 @@ impl Default for ServerConfig {
             background_work: true,
             ui_dir: None,
             hub: None,
+            library_only: None,
         }
     }
 }
@@ -99,6 +117,13 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// Exposed ([`ServerConfig::exposed`]) without an API key: anyone who can reach it could
+    /// use it.
+    #[error(
+        "refusing to serve {what} without an API key: anyone who can reach it could use it \
+         (set CORTEX_API_KEY or --api-key-file)"
+    )]
+    NeedsApiKey { what: String },
 }
 
 /// Default [`ServerConfig::max_queue`]: well above what one machine runs at once (the engine
@@ -112,6 +137,8 @@ pub struct AppState {
     pub registry: ModelRegistry,
     pub app: App,
     pub limits: Limits,
+    /// What MODEL strings may name ([`ServerConfig::library_only`]).
+    pub sources: ModelSources,
 }
 
 /// How much waiting a generation request may cause ([`ServerConfig`] has the meanings).
@@ -212,6 +239,18 @@ impl Server {
 
 async fn listen(config: &ServerConfig) -> Result<tokio::net::TcpListener, ServerError> {
     let addr = SocketAddr::new(config.host, config.port);
+    let has_key = config
+        .api_key
+        .as_ref()
+        .is_some_and(|k| !k.trim().is_empty());
+    if config.exposed() && !has_key {
+        let what = if config.host.is_loopback() {
+            "every web page (allowed origin `*`)".to_string()
+        } else {
+            format!("{addr}, an address other machines can reach")
+        };
+        return Err(ServerError::NeedsApiKey { what });
+    }
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })
@@ -256,6 +295,10 @@ pub fn router(config: &ServerConfig, app: App) -> Router {
     let registry = app.registry().clone();
     let ui_dir = config.ui_dir.clone().or_else(ui::find_ui_dir);
     let origins = OriginPolicy::new(&config.allowed_origins);
+    let library_only = config.serves_library_only();
+    if library_only {
+        tracing::info!("serving the local library only: no downloads, imports or model paths");
+    }
     let security = Arc::new(guard::Security {
         loopback_hosts_only: config.host.is_loopback(),
         origins: origins.clone(),
@@ -273,7 +316,7 @@ pub fn router(config: &ServerConfig, app: App) -> Router {
             "/v1/{*rest}",
             get(routes::not_found).post(routes::not_found),
         )
-        .merge(app_api::routes())
+        .merge(app_api::routes(library_only))
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(AppState {
             registry,
@@ -281,6 +324,11 @@ pub fn router(config: &ServerConfig, app: App) -> Router {
             limits: Limits {
                 max_queue: config.max_queue,
                 queue_timeout: config.queue_timeout,
+            },
+            sources: if library_only {
+                ModelSources::Library
+            } else {
+                ModelSources::Any
             },
         })
         .merge(ui::routes(ui_dir.as_deref()))
