@@ -299,6 +299,11 @@ class State:
         self.repos = load_repos(self.root)
         self.faults: list[dict] = []
         self.log: list[dict] = []
+        # Requests begun but not yet logged: GET /_log waits for them, because a client has its
+        # whole answer before the handler gets to log it (a test reading the log right after a
+        # request would otherwise miss it now and then).
+        self.in_flight = 0
+        self.settled = threading.Condition(self.lock)
 
     def reload(self):
         repos = load_repos(self.root)
@@ -387,6 +392,9 @@ class Handler(BaseHTTPRequestHandler):
         self.bytes_sent = 0
         self.fault = None
         self.control = self.raw_path.startswith("/_")
+        if not self.control:
+            with self.state.lock:
+                self.state.in_flight += 1
 
     def _finish_log(self):
         if self.control:
@@ -402,6 +410,8 @@ class Handler(BaseHTTPRequestHandler):
         }
         with self.state.lock:
             self.state.log.append(entry)
+            self.state.in_flight -= 1
+            self.state.settled.notify_all()
 
     def _q(self, key, default=None):
         v = self.query.get(key)
@@ -631,6 +641,8 @@ class Handler(BaseHTTPRequestHandler):
                     st.log = []
                 return self._json(200, [])
             with st.lock:
+                # a stalled or slow request may legitimately still run: wait a bounded time
+                st.settled.wait_for(lambda: st.in_flight == 0, timeout=5)
                 data = list(st.log)
             return self._json(200, data)
         if segs == ["_reload"] and m == "POST":

@@ -3,16 +3,6 @@ mod common;
 use cortex_engine::EngineError;
 use std::path::Path;
 
-fn copy_model(name: &str, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(common::fixtures().join(name))
-        .unwrap()
-        .flatten()
-    {
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
 fn load_err(dir: &Path) -> EngineError {
     match cortex_engine::load(dir) {
         Ok(_) => panic!("{} loaded but should not", dir.display()),
@@ -23,7 +13,7 @@ fn load_err(dir: &Path) -> EngineError {
 #[test]
 fn unknown_model_type_lists_supported() {
     let dir = common::scratch_dir("bad-type");
-    copy_model("tiny-llama", &dir);
+    common::copy_model("tiny-llama", &dir);
     let cfg = std::fs::read_to_string(dir.join("config.json"))
         .unwrap()
         .replace("\"llama\"", "\"nonesuch\"");
@@ -43,7 +33,7 @@ fn unknown_model_type_lists_supported() {
 #[test]
 fn missing_and_truncated_safetensors() {
     let dir = common::scratch_dir("bad-st");
-    copy_model("tiny-llama", &dir);
+    common::copy_model("tiny-llama", &dir);
     let st = dir.join("model.safetensors");
     let bytes = std::fs::read(&st).unwrap();
     std::fs::write(&st, &bytes[..bytes.len() - 100]).unwrap();
@@ -55,7 +45,7 @@ fn missing_and_truncated_safetensors() {
 
     // a shard named by the index but absent
     let dir = common::scratch_dir("bad-shard");
-    copy_model("tiny-llama-sharded", &dir);
+    common::copy_model("tiny-llama-sharded", &dir);
     std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
     let e = load_err(&dir);
     assert!(
@@ -67,7 +57,7 @@ fn missing_and_truncated_safetensors() {
 #[test]
 fn wrong_shape_names_the_tensor() {
     let dir = common::scratch_dir("bad-shape");
-    copy_model("tiny-llama", &dir);
+    common::copy_model("tiny-llama", &dir);
     let cfg = std::fs::read_to_string(dir.join("config.json"))
         .unwrap()
         .replace("\"intermediate_size\": 224", "\"intermediate_size\": 200");
@@ -88,7 +78,7 @@ fn wrong_shape_names_the_tensor() {
 #[test]
 fn missing_tokenizer_and_config() {
     let dir = common::scratch_dir("no-tok");
-    copy_model("tiny-llama", &dir);
+    common::copy_model("tiny-llama", &dir);
     std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
     let e = load_err(&dir);
     assert!(matches!(e, EngineError::Tokenizer(_)), "{e}");

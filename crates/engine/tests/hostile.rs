@@ -7,16 +7,6 @@ use cortex_engine::EngineError;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-fn copy_model(name: &str, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(common::fixtures().join(name))
-        .unwrap()
-        .flatten()
-    {
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
 /// A safetensors file: 8-byte little-endian header length, the JSON header, `data_len` zeros.
 fn write_safetensors(path: &Path, header: &Value, data_len: usize) {
     let h = serde_json::to_vec(header).unwrap();
@@ -37,7 +27,7 @@ fn write_index(dir: &Path, file: &str) {
 fn weight_map_cannot_name_files_outside_the_folder() {
     let root = common::scratch_dir("hostile-index");
     let dir = root.join("model");
-    copy_model("tiny-llama", &dir);
+    common::copy_model("tiny-llama", &dir);
     // a perfectly valid safetensors file outside the folder, and a folder inside it
     let outside = root.join("outside.safetensors");
     std::fs::copy(dir.join("model.safetensors"), &outside).unwrap();
@@ -77,7 +67,7 @@ fn weight_map_cannot_name_files_outside_the_folder() {
 fn a_symlink_out_of_the_folder_is_refused_without_an_index() {
     let root = common::scratch_dir("hostile-link");
     let dir = root.join("model");
-    copy_model("tiny-llama", &dir);
+    common::copy_model("tiny-llama", &dir);
     std::fs::rename(dir.join("model.safetensors"), root.join("real.safetensors")).unwrap();
     std::os::unix::fs::symlink("../real.safetensors", dir.join("model.safetensors")).unwrap();
     let e = safetensors_files(&dir).expect_err("a symlink out of the folder was followed");
@@ -111,7 +101,7 @@ fn hf_cache_snapshot_symlinks_into_blobs_still_load() {
 #[test]
 fn a_corrupt_header_error_does_not_echo_the_file() {
     let dir = common::scratch_dir("hostile-echo");
-    copy_model("tiny-llama", &dir);
+    common::copy_model("tiny-llama", &dir);
     let secret = b"hunter2-api-token-abcdef";
     std::fs::write(dir.join("model.safetensors"), secret).unwrap();
     let e = match cortex_engine::load(&dir) {
@@ -400,7 +390,7 @@ fn zero_heads_in_config_json_is_a_typed_error() {
             ("hidden_size", 0),
         ] {
             let dir = common::scratch_dir(&format!("hostile-heads-{model}-{field}"));
-            copy_model(model, &dir);
+            common::copy_model(model, &dir);
             let path = dir.join("config.json");
             let mut cfg: Value =
                 serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -459,7 +449,7 @@ fn a_gguf_import_never_reuses_a_folder_made_from_another_file() {
 
     // A folder of that name that is no import of this file is not taken for one either.
     let other = root.join("models2");
-    copy_model("tiny-llama", &other.join("Llama"));
+    common::copy_model("tiny-llama", &other.join("Llama"));
     let got = cortex_engine::loader::resolve(q8_src.to_str().unwrap(), &other).unwrap();
     assert_ne!(got, other.join("Llama"));
     assert!(quantized(&got));

@@ -376,25 +376,13 @@ fn cancelled_before_start() {
 }
 
 /// A hub that answers every request with `body`-producing rules; enough to send a hostile tree.
+/// A one-route HTTP server (no extra headers, requests not kept): see [`recording_server`].
 fn tiny_server(route: fn(&str) -> (u16, String)) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let n = s.read(&mut buf).unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]).to_string();
-            let path = req.split(' ').nth(1).unwrap_or("/").to_string();
-            let (status, body) = route(&path);
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    format!("http://{addr}")
+    recording_server(move |path| {
+        let (status, body) = route(path);
+        (status, String::new(), body)
+    })
+    .0
 }
 
 #[test]

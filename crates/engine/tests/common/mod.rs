@@ -25,6 +25,15 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// Copies the fixture model `name` (tests/fixtures/generated/NAME) into `to`, which a test may
+/// then damage.
+pub fn copy_model(name: &str, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(fixtures().join(name)).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
 pub fn scratch_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cortex-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
