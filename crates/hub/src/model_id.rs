@@ -111,6 +111,10 @@ pub enum ModelIdError {
     DoubleDash { input: String },
     #[error("{input:?}: the {part} may not start or end with '-' or '.'")]
     BadEdge { input: String, part: IdPart },
+    #[error("{input:?}: {org:?} is a Hugging Face host name, not an organization")]
+    HostAsOrganization { input: String, org: String },
+    #[error("{input:?}: a model name ending in .gguf reads as a local file; name the repo, then pick the file")]
+    GgufName { input: String },
     #[error("{input:?}: empty revision after '@'")]
     EmptyRevision { input: String },
     #[error("{input:?}: invalid revision {revision:?} ({reason})")]
@@ -179,11 +183,7 @@ fn strip_url(s: &str) -> Result<Option<&str>, ModelIdError> {
         None => (false, s),
     };
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let known = matches!(
-        host.to_ascii_lowercase().as_str(),
-        "huggingface.co" | "www.huggingface.co" | "hf.co"
-    );
-    if known {
+    if is_hub_host(host) {
         return Ok(Some(path));
     }
     if had_scheme {
@@ -193,6 +193,14 @@ fn strip_url(s: &str) -> Result<Option<&str>, ModelIdError> {
         });
     }
     Ok(None)
+}
+
+/// The host names of Hugging Face model URLs (`hf.co/org/name` works without a scheme too).
+fn is_hub_host(host: &str) -> bool {
+    matches!(
+        host.to_ascii_lowercase().as_str(),
+        "huggingface.co" | "www.huggingface.co" | "hf.co"
+    )
 }
 
 fn parse_url_path(input: &str, path: &str) -> Result<HubModel, ModelIdError> {
@@ -233,6 +241,20 @@ fn parse_repo_id(input: &str, id: &str) -> Result<HubModel, ModelIdError> {
     let (org, name) = (parts[0], parts.get(1).copied().unwrap_or(""));
     check_part(input, org, IdPart::Org)?;
     check_part(input, name, IdPart::Name)?;
+    // `hf.co/name` reads as a URL, so an organization named like a hub host could never be
+    // written back as `org/name` (found by fuzz/fuzz_targets/model_id.rs).
+    if is_hub_host(org) {
+        return Err(ModelIdError::HostAsOrganization {
+            input: input.to_string(),
+            org: org.to_string(),
+        });
+    }
+    // Likewise `org/name.gguf` reads as a local GGUF file.
+    if name.to_ascii_lowercase().ends_with(".gguf") {
+        return Err(ModelIdError::GgufName {
+            input: input.to_string(),
+        });
+    }
     Ok(HubModel::new(org, name))
 }
 
@@ -343,6 +365,35 @@ mod tests {
             Some("refs/pr/1")
         );
         assert_eq!(m.to_string(), "org/name@v1.0");
+    }
+
+    #[test]
+    fn an_organization_named_like_a_hub_host_is_refused() {
+        // Found by fuzzing: it parsed, but its id `hf.co/amamo` reads back as a URL.
+        for s in [
+            "hf.co/hf.co/amamo",
+            "https://huggingface.co/HF.CO/x",
+            "https://hf.co/huggingface.co/x/tree/main",
+        ] {
+            assert!(
+                matches!(err(s), ModelIdError::HostAsOrganization { .. }),
+                "{s}"
+            );
+        }
+        // Nor a repo named like a GGUF file (`org/x.gguf` is a local file).
+        assert!(matches!(
+            err("hf.co/g/mor.gguf"),
+            ModelIdError::GgufName { .. }
+        ));
+        // Every id that parses writes back as itself.
+        for s in [
+            "org/name",
+            "hf.co/org/name",
+            "https://huggingface.co/a.b/c/tree/v1",
+        ] {
+            let m = hub(s);
+            assert_eq!(hub(&m.to_string()), m, "{s}");
+        }
     }
 
     #[test]
