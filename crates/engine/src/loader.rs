@@ -55,9 +55,21 @@ pub fn resolve(spec: &str, models: &Path) -> Result<PathBuf> {
     Err(EngineError::NotAModel { path: p })
 }
 
-/// Loads a model folder (Hugging Face safetensors or MLX format) with its tokenizer.
-pub fn load(dir: &Path) -> Result<LoadedModel> {
-    let start = Instant::now();
+/// The cheap part of [`load`]: a readable config.json naming a supported architecture (with a
+/// valid quantization block) and a tokenizer.json. Reads no weights; a caller that must free
+/// memory before a load (unload another model) checks this first, so a folder that is no model
+/// at all cannot cost a working one its place.
+pub fn precheck(dir: &Path) -> Result<()> {
+    supported_config(dir)?.quantization()?;
+    let tokenizer = dir.join("tokenizer.json");
+    if !tokenizer.is_file() {
+        return Err(EngineError::MissingFile { path: tokenizer });
+    }
+    Ok(())
+}
+
+/// The folder's config.json, when it names an architecture the engine has.
+fn supported_config(dir: &Path) -> Result<RawConfig> {
     let config = RawConfig::read(dir)?;
     let model_type = config.model_type()?;
     if !models::supported_model_types().contains(&model_type) {
@@ -66,6 +78,13 @@ pub fn load(dir: &Path) -> Result<LoadedModel> {
             supported: models::supported_model_types(),
         });
     }
+    Ok(config)
+}
+
+/// Loads a model folder (Hugging Face safetensors or MLX format) with its tokenizer.
+pub fn load(dir: &Path) -> Result<LoadedModel> {
+    let start = Instant::now();
+    let config = supported_config(dir)?;
     let tokenizer = Tokenizer::from_dir(dir)?;
     let checkpoint_dtype = config
         .value
@@ -84,7 +103,7 @@ pub fn load(dir: &Path) -> Result<LoadedModel> {
         model,
         tokenizer,
         dir: dir.to_path_buf(),
-        model_type,
+        model_type: config.model_type()?,
         dtype,
         load_time: start.elapsed(),
         context_length,

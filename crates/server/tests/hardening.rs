@@ -175,6 +175,24 @@ async fn loaded_models_are_capped_and_the_least_recently_used_idle_one_goes() {
         loaded(s.get("/v1/engine/stats").await.json().await.unwrap()),
         ["a", "b"]
     );
+    // Something that is no model cannot cost a loaded model its place (it used to unload the
+    // least recently used one, then fail to load).
+    let junk = dir.join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(
+        junk.join("config.json"),
+        r#"{"model_type": "no-such-arch"}"#,
+    )
+    .unwrap();
+    let junk_path = junk.to_string_lossy().into_owned();
+    for (model, status) in [("/etc", 404), ("junk", 400), (junk_path.as_str(), 400)] {
+        let r = s.post("/v1/chat/completions", &ask(model)).await;
+        assert_eq!(r.status(), status, "{model}");
+    }
+    assert_eq!(
+        loaded(s.get("/v1/engine/stats").await.json().await.unwrap()),
+        ["a", "b"]
+    );
     // Use a again: b is now the least recently used, so c replaces it.
     assert_eq!(
         s.post("/v1/chat/completions", &ask("a")).await.status(),

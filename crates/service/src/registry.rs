@@ -347,7 +347,18 @@ impl ModelRegistry {
         if let Some(e) = slot.engine.get() {
             return Ok(e.clone());
         }
-        self.make_room(slot).await?;
+        if self.inner.config.max_loaded.is_some() {
+            // Only a plausible model may unload another one to make room.
+            let dir = slot.dir.clone();
+            tokio::task::spawn_blocking(move || {
+                cortex_engine::loader::precheck(&dir).map_err(|error| ServiceError::Load {
+                    dir: dir.clone(),
+                    error,
+                })
+            })
+            .await??;
+            self.make_room(slot).await?;
+        }
         let (slot, config) = (slot.clone(), self.inner.config.engine.clone());
         let task = tokio::spawn(async move {
             slot.engine
