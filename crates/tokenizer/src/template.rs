@@ -438,7 +438,8 @@ fn rewrite_generation_tags(src: &str) -> String {
     while let Some(open) = rest.find("{%") {
         out.push_str(&rest[..open]);
         let tag = &rest[open..];
-        let Some(close) = tag.find("%}") else {
+        // The closing `%}` comes after the opening `{%`: in `{%}` they overlap.
+        let Some(close) = tag[2..].find("%}").map(|i| i + 2) else {
             out.push_str(tag);
             return out;
         };

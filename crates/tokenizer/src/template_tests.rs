@@ -238,3 +238,27 @@ fn render_reports_the_fuel_it_burned() {
     );
     assert!(big.fuel < FUEL / 100, "{}", big.fuel);
 }
+
+#[test]
+fn overlapping_tag_delimiters_are_a_syntax_error_not_a_panic() {
+    // Found by fuzz/fuzz_targets/chat_template.rs: `{%}` made the {% generation %} rewrite
+    // slice its tag backwards.
+    for src in ["{%}", "x{%}y", "{%}%}", "{%-}"] {
+        match ChatTemplate::compile(src) {
+            Err(TokenizerError::Template { kind, .. }) => {
+                assert_eq!(kind, TemplateErrorKind::Syntax, "{src:?}")
+            }
+            Err(e) => panic!("{src:?}: {e}"),
+            Ok(_) => panic!("{src:?} compiled"),
+        }
+    }
+    assert_eq!(
+        render(
+            "{% generation %}a{% endgeneration %}",
+            &[],
+            &ChatOptions::default()
+        )
+        .unwrap(),
+        "a"
+    );
+}
