@@ -138,17 +138,23 @@ async fn a_library_only_server_refuses_paths_and_pulls_but_serves_its_library() 
     assert_eq!(s.get("/api/downloads").await.status(), 200);
 }
 
+/// A scratch models folder holding tiny-llama under each of `names` (one engine per name).
+fn tiny_under_names(tag: &str, names: &[&str]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cortex-models-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tiny = root().join("tests/fixtures/generated/tiny-llama");
+    for name in names {
+        std::os::unix::fs::symlink(&tiny, dir.join(name)).unwrap();
+    }
+    dir
+}
+
 #[tokio::test]
 async fn loaded_models_are_capped_and_the_least_recently_used_idle_one_goes() {
     env();
     // Three names for tiny-llama in their own folders: three engines.
-    let dir = std::env::temp_dir().join(format!("cortex-max-loaded-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let tiny = root().join("tests/fixtures/generated/tiny-llama");
-    for name in ["a", "b", "c"] {
-        std::os::unix::fs::symlink(&tiny, dir.join(name)).unwrap();
-    }
+    let dir = tiny_under_names("lru", &["a", "b", "c"]);
     let mut c = config();
     c.registry.models_dir = dir.clone();
     c.registry.max_loaded = Some(2);
@@ -230,6 +236,39 @@ async fn loaded_models_are_capped_and_the_least_recently_used_idle_one_goes() {
         ["a", "c"]
     );
     drop(held);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn loads_that_start_together_do_not_overshoot_the_cap() {
+    env();
+    // Found by the soak benchmark: with a cap of 2, a third model loaded while another was
+    // still loading (a load in progress did not count).
+    let dir = tiny_under_names("race", &["a", "b", "c", "d"]);
+    let mut c = config();
+    c.registry.models_dir = dir.clone();
+    c.registry.max_loaded = Some(1);
+    let s = start(c).await;
+    let ask = |model: &'static str| {
+        let s = &s;
+        async move {
+            let mut body = chat("hi", json!({"max_tokens": 1}));
+            body["model"] = json!(model);
+            s.post("/v1/chat/completions", &body).await
+        }
+    };
+    let (ra, rb, rc, rd) = tokio::join!(ask("a"), ask("b"), ask("c"), ask("d"));
+    let statuses: Vec<u16> = [ra, rb, rc, rd]
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    for st in &statuses {
+        assert!(*st == 200 || *st == 503, "{statuses:?}");
+    }
+    assert!(statuses.contains(&200), "{statuses:?}");
+    let v: Value = s.get("/v1/engine/stats").await.json().await.unwrap();
+    let loaded = v["models"].as_array().unwrap().len();
+    assert_eq!(loaded, 1, "{statuses:?}: {v}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -114,6 +114,9 @@ struct Slot {
     usage: Mutex<Usage>,
     /// Live [`WaitTicket`]s.
     waiting: AtomicUsize,
+    /// Counted against [`RegistryConfig::max_loaded`] from the moment room was made for it
+    /// until its load ends, so loads that run at once cannot overshoot the cap together.
+    loading: AtomicBool,
 }
 
 struct Usage {
@@ -325,6 +328,7 @@ impl ModelRegistry {
                 names: Mutex::new(Vec::new()),
                 engine: OnceCell::new(),
                 waiting: AtomicUsize::new(0),
+                loading: AtomicBool::new(false),
                 usage: Mutex::new(Usage {
                     active: 0,
                     last_used: Instant::now(),
@@ -347,21 +351,25 @@ impl ModelRegistry {
         if let Some(e) = slot.engine.get() {
             return Ok(e.clone());
         }
-        if self.inner.config.max_loaded.is_some() {
-            // Only a plausible model may unload another one to make room.
-            let dir = slot.dir.clone();
-            tokio::task::spawn_blocking(move || {
-                cortex_engine::loader::precheck(&dir).map_err(|error| ServiceError::Load {
-                    dir: dir.clone(),
-                    error,
-                })
-            })
-            .await??;
-            self.make_room(slot).await?;
-        }
-        let (slot, config) = (slot.clone(), self.inner.config.engine.clone());
+        let (this, slot) = (self.clone(), slot.clone());
+        // Spawned, so making room, the load and the end of its `loading` mark all complete even
+        // when the request that started them goes away.
         let task = tokio::spawn(async move {
-            slot.engine
+            if this.inner.config.max_loaded.is_some() {
+                // Only a plausible model may unload another one to make room.
+                let dir = slot.dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    cortex_engine::loader::precheck(&dir).map_err(|error| ServiceError::Load {
+                        dir: dir.clone(),
+                        error,
+                    })
+                })
+                .await??;
+                this.make_room(&slot).await?;
+            }
+            let config = this.inner.config.engine.clone();
+            let loaded = slot
+                .engine
                 .get_or_try_init(|| async {
                     let (dir, s) = (slot.dir.clone(), slot.clone());
                     let engine =
@@ -370,7 +378,9 @@ impl ModelRegistry {
                     Ok::<_, ServiceError>(engine)
                 })
                 .await
-                .cloned()
+                .cloned();
+            slot.loading.store(false, Ordering::Release);
+            loaded
         });
         task.await?
     }
@@ -386,13 +396,18 @@ impl ModelRegistry {
             let mut engines = lock(&self.inner.engines);
             let loaded: Vec<&Arc<Slot>> = engines
                 .values()
-                .filter(|s| !Arc::ptr_eq(s, incoming) && s.engine.initialized())
+                .filter(|s| {
+                    !Arc::ptr_eq(s, incoming)
+                        && (s.engine.initialized() || s.loading.load(Ordering::Acquire))
+                })
                 .collect();
             if loaded.len() < max.max(1) {
+                incoming.loading.store(true, Ordering::Release);
                 return Ok(());
             }
             let lru = loaded
                 .iter()
+                .filter(|s| s.engine.initialized())
                 .filter_map(|s| {
                     let u = lock(&s.usage);
                     (u.active == 0 && !u.pinned).then_some((u.last_used, s.dir.clone()))
@@ -405,6 +420,7 @@ impl ModelRegistry {
                     loaded.len()
                 )));
             };
+            incoming.loading.store(true, Ordering::Release);
             engines.remove(&dir)
         };
         if let Some(slot) = victim {
