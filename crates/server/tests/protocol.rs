@@ -212,6 +212,7 @@ async fn loopback_server_refuses_foreign_host_headers() {
 async fn other_bind_addresses_skip_the_host_guard() {
     let mut c = config();
     c.host = "0.0.0.0".parse().unwrap();
+    c.api_key = Some("k".into()); // an exposed server needs one (/health never does)
     let s = start(c).await;
     let r = s.get_with("/health", HOST, "my-box.lan:8080").await;
     assert_eq!(r.status(), 200);
