@@ -18,8 +18,9 @@ after(async () => {
   if (browser) await quitApp(browser).catch(() => {});
 });
 
-test('first start: the chat with the default model ready', { timeout: 150_000 }, async () => {
-  // The default model is imported on first start (up to ~90 s on a slow machine); the chat says
+test('first start: the chat with the default model ready', { timeout: 300_000 }, async () => {
+  // The default model is imported on first start (a debug build on a busy 2-core machine took
+  // 96 s once; this waits up to 4 minutes so only a real hang fails); the chat says
   // which model it talks to once the library has it.
   const state = await waitFor(
     browser,
@@ -34,7 +35,7 @@ test('first start: the chat with the default model ready', { timeout: 150_000 },
         ? { heading: empty.querySelector('h2')?.textContent, text, option, box: !!document.querySelector('textarea[aria-label="Message"]') }
         : null;
     },
-    { timeout: 90_000, interval: 250, what: 'the chat with the default model (SmolLM2-135M-Instruct) ready' },
+    { timeout: 240_000, interval: 250, what: 'the chat with the default model (SmolLM2-135M-Instruct) ready' },
   );
   assert.equal(state.heading, 'What can I help with?');
   assert.ok(state.box, 'the message box is there');
