@@ -178,6 +178,17 @@ fn assert_identical(hub: &Hub, snap: &Path) {
     }
 }
 
+/// A download that failed verification left no blob and no snapshot behind.
+fn nothing_published(cache: &Path) {
+    let repo = cache.join("models--t--m");
+    assert_eq!(
+        std::fs::read_dir(repo.join("blobs")).unwrap().count(),
+        0,
+        "nothing left in blobs"
+    );
+    assert!(!repo.join("snapshots").exists());
+}
+
 fn no_partials(cache: &Path) {
     let blobs = cache.join("models--t--m/blobs");
     for e in std::fs::read_dir(blobs).unwrap() {
@@ -321,13 +332,7 @@ fn persistent_corruption_is_never_exposed() {
         matches!(err, DownloadError::ChecksumMismatch { attempts: 3, .. }),
         "{err}"
     );
-    let repo = cache.path().join("models--t--m");
-    assert_eq!(
-        std::fs::read_dir(repo.join("blobs")).unwrap().count(),
-        0,
-        "nothing left in blobs"
-    );
-    assert!(!repo.join("snapshots").exists());
+    nothing_published(cache.path());
 }
 
 #[test]
@@ -664,13 +669,7 @@ fn small_file_not_matching_its_git_oid_is_refused() {
         matches!(&err, DownloadError::ChecksumMismatch { path, attempts: 3, .. } if path == "config.json"),
         "{err:?}"
     );
-    let repo = cache.path().join("models--t--m");
-    assert_eq!(
-        std::fs::read_dir(repo.join("blobs")).unwrap().count(),
-        0,
-        "nothing left in blobs"
-    );
-    assert!(!repo.join("snapshots").exists());
+    nothing_published(cache.path());
 }
 
 /// A server on loopback that answers with `route(path) -> (status, extra headers, body)` and
