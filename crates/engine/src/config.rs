@@ -33,6 +33,11 @@ impl RawConfig {
             })
     }
 
+    /// The dtype the checkpoint was saved in (`torch_dtype`, or `dtype` in newer configs).
+    pub fn checkpoint_dtype(&self) -> Option<cortex_mlx::Dtype> {
+        checkpoint_dtype(&self.value)
+    }
+
     /// Deserializes the architecture's typed config, naming the file on failure.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_value(self.value.clone()).map_err(|e| EngineError::Config {
@@ -151,4 +156,14 @@ pub struct RopeScaling {
     pub low_freq_factor: Option<f32>,
     pub high_freq_factor: Option<f32>,
     pub original_max_position_embeddings: Option<f32>,
+}
+
+/// [`RawConfig::checkpoint_dtype`] of a config.json value (a hub model's, before download).
+pub fn checkpoint_dtype(config: &Value) -> Option<cortex_mlx::Dtype> {
+    config
+        .get("torch_dtype")
+        .or_else(|| config.get("dtype"))
+        .or_else(|| config.get("text_config").and_then(|t| t.get("torch_dtype")))
+        .and_then(Value::as_str)
+        .and_then(cortex_mlx::Dtype::parse)
 }

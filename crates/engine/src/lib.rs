@@ -7,6 +7,7 @@
 //! Models never own KV state; they are handed a [`cache::KvCache`] on every forward pass.
 
 pub mod cache;
+pub mod compute;
 pub mod config;
 pub mod device;
 pub mod error;
@@ -23,7 +24,8 @@ pub mod serving;
 pub mod staging;
 pub mod weights;
 
+pub use compute::{ComputeDtype, ComputeOptions, ComputePath};
 pub use error::{EngineError, Result};
 pub use generate::{GenerateParams, GenerationStats, Generator};
-pub use loader::{load, LoadedModel};
+pub use loader::{load, load_with, LoadedModel};
 pub use sampler::SamplerParams;

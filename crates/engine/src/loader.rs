@@ -1,11 +1,13 @@
 //! From a MODEL argument to a ready model: resolve it (folder, .gguf file, or a name in the
 //! models folder), import GGUF into MLX format on first use, load weights and tokenizer.
+use crate::cache::KvCache;
+use crate::compute::{Compute, ComputeOptions};
 use crate::config::RawConfig;
 use crate::error::{EngineError, Result};
 use crate::gguf_import;
-use crate::models::{self, Model};
+use crate::models::{self, Model, ModelInfo};
 use crate::weights::Weights;
-use cortex_mlx::Dtype;
+use cortex_mlx::{Array, Dtype};
 use cortex_tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,6 +18,8 @@ pub struct LoadedModel {
     pub dir: PathBuf,
     pub model_type: String,
     pub dtype: Dtype,
+    /// The code path every forward pass of `model` takes ([`crate::compute`]).
+    pub compute: Compute,
     pub load_time: Duration,
     /// config.json's max_position_embeddings (the context the model was trained for).
     pub context_length: Option<usize>,
@@ -81,20 +85,44 @@ fn supported_config(dir: &Path) -> Result<RawConfig> {
     Ok(config)
 }
 
-/// Loads a model folder (Hugging Face safetensors or MLX format) with its tokenizer.
+/// Loads a model folder (Hugging Face safetensors or MLX format) with its tokenizer, to run
+/// the way this device runs best.
 pub fn load(dir: &Path) -> Result<LoadedModel> {
+    load_with(dir, &ComputeOptions::default())
+}
+
+/// A model whose every forward pass builds its graph under one [`Compute`] setting.
+struct Scoped {
+    inner: Box<dyn Model>,
+    compute: Compute,
+}
+
+impl Model for Scoped {
+    fn forward(&self, tokens: &Array, cache: &mut dyn KvCache) -> Result<Array> {
+        crate::compute::scoped(self.compute, || self.inner.forward(tokens, cache))
+    }
+
+    fn info(&self) -> ModelInfo {
+        self.inner.info()
+    }
+}
+
+/// [`load`] on the code path and in the dtype `options` name (the tests force the GPU path on
+/// the CPU this way).
+pub fn load_with(dir: &Path, options: &ComputeOptions) -> Result<LoadedModel> {
     let start = Instant::now();
     let config = supported_config(dir)?;
     let tokenizer = Tokenizer::from_dir(dir)?;
-    let checkpoint_dtype = config
-        .value
-        .get("torch_dtype")
-        .or_else(|| config.value.get("dtype"))
-        .and_then(|v| v.as_str())
-        .and_then(Dtype::parse);
-    let dtype = crate::device::compute_dtype(checkpoint_dtype);
+    let dtype = options.dtype(config.checkpoint_dtype());
+    let compute = Compute {
+        path: options.path(),
+        scalar_kernels: options.scalar_kernels,
+    };
     let weights = Weights::load_dir(dir, config.quantization()?, dtype)?;
-    let model = models::build(&config, weights)?;
+    let model: Box<dyn Model> = Box::new(Scoped {
+        inner: models::build(&config, weights)?,
+        compute,
+    });
     let context_length = ["max_position_embeddings", "n_ctx", "max_sequence_length"]
         .iter()
         .find_map(|k| config.value.get(*k).and_then(|v| v.as_u64()))
@@ -105,6 +133,7 @@ pub fn load(dir: &Path) -> Result<LoadedModel> {
         dir: dir.to_path_buf(),
         model_type: config.model_type()?,
         dtype,
+        compute,
         load_time: start.elapsed(),
         context_length,
     })

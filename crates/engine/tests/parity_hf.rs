@@ -13,7 +13,8 @@
 //! if the generated fixtures no longer match, the test fails and says to re-run the script.
 //! The prompt (64 tokens) goes through the engine in one call, then the golden's 16 decode
 //! tokens one at a time through a SimpleKvCache (teacher forcing, as in parity.rs); every
-//! logit must be within 1e-3 of transformers'.
+//! logit must be within 1e-3 of transformers', on the CPU path and on the GPU path (both in
+//! float32; see cortex_engine::compute).
 //!
 //! tiny-gemma3 is the one known, understood gap: mlx-lm (which the engine follows, see
 //! parity.rs) multiplies Gemma 3 embeddings by sqrt(hidden_size) rounded to bfloat16
@@ -22,6 +23,7 @@
 //! with only that scale rounded, and is held to 1e-3; the plain golden is held to
 //! GEMMA3_EMBED_SCALE_TOL, still tight enough to catch rope, window or norm mistakes.
 mod common;
+use cortex_engine::{ComputeDtype, ComputeOptions};
 use cortex_mlx::load_safetensors;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -75,8 +77,21 @@ fn check_golden(golden: &str, tol: f32) -> (f32, f32) {
     }
 
     let reference = common::Reference::from_tensors(&file.tensors);
-    let model = cortex_engine::load(&model_dir).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let d = common::compare(&model, &reference, usize::MAX);
+    // Both code paths (cortex_engine::compute) in float32; the worse one is reported.
+    let mut worst: Option<(common::Diffs, &str)> = None;
+    for (path, options) in [
+        ("cpu path", ComputeOptions::cpu()),
+        ("gpu path", ComputeOptions::gpu(ComputeDtype::Float32)),
+    ] {
+        let model = cortex_engine::load_with(&model_dir, &options)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let d = common::compare(&model, &reference, usize::MAX);
+        let peak = |d: &common::Diffs| d.decode.iter().copied().fold(d.prompt, f32::max);
+        if worst.as_ref().is_none_or(|(w, _)| peak(&d) > peak(w)) {
+            worst = Some((d, path));
+        }
+    }
+    let (d, path) = worst.expect("two paths ran");
     let d_prompt = d.prompt;
     let (worst_step, d_decode) =
         d.decode
@@ -89,18 +104,18 @@ fn check_golden(golden: &str, tol: f32) -> (f32, f32) {
             );
 
     eprintln!(
-        "{golden}: max |engine - transformers| prompt {d_prompt:.3e}, decode {d_decode:.3e} \
+        "{golden}: max |engine - transformers| ({path}) prompt {d_prompt:.3e}, decode {d_decode:.3e} \
          (transformers vs mlx-lm: prompt {}, decode {})",
         meta("max_abs_diff_vs_mlx_lm_prompt"),
         meta("max_abs_diff_vs_mlx_lm_decode"),
     );
     assert!(
         d_prompt <= tol,
-        "{golden}: prompt logits differ from transformers by {d_prompt} (tolerance {tol})"
+        "{golden} ({path}): prompt logits differ from transformers by {d_prompt} (tolerance {tol})"
     );
     assert!(
         d_decode <= tol,
-        "{golden}: decode step {worst_step} logits differ from transformers by {d_decode} (tolerance {tol})"
+        "{golden} ({path}): decode step {worst_step} logits differ from transformers by {d_decode} (tolerance {tol})"
     );
     (d_prompt, d_decode)
 }

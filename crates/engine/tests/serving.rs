@@ -7,7 +7,7 @@ use cortex_engine::generate::{Flow, GenerateParams, Generator};
 use cortex_engine::serving::{
     Completion, EngineConfig, EngineHandle, Event, FinishReason, RequestParams,
 };
-use cortex_engine::{EngineError, SamplerParams};
+use cortex_engine::{ComputeDtype, ComputeOptions, EngineError, SamplerParams};
 use cortex_tokenizer::{ChatMessage, ChatOptions};
 use std::path::PathBuf;
 
@@ -99,11 +99,30 @@ const QUESTIONS: &[&str] = &[
     "List the days of the week.",
 ];
 
+/// The GPU path (MLX's quantized matmul, padded batched attention) in float32, as the tests
+/// force it on the CPU.
+fn gpu_path() -> ComputeOptions {
+    ComputeOptions::gpu(ComputeDtype::Float32)
+}
+
+fn on(compute: ComputeOptions, config: EngineConfig) -> EngineConfig {
+    EngineConfig { compute, ..config }
+}
+
 #[test]
 fn batched_greedy_equals_one_at_a_time_and_the_plain_generator() {
+    batched_equals_alone(ComputeOptions::cpu());
+}
+
+#[test]
+fn gpu_path_batched_greedy_equals_one_at_a_time_and_the_plain_generator() {
+    batched_equals_alone(gpu_path());
+}
+
+fn batched_equals_alone(compute: ComputeOptions) {
     let dir = smollm2();
-    let loaded = cortex_engine::load(&dir).unwrap();
-    let engine = start(&dir, config_mib(256));
+    let loaded = cortex_engine::load_with(&dir, &compute).unwrap();
+    let engine = start(&dir, on(compute, config_mib(256)));
     let prompts: Vec<Vec<u32>> = QUESTIONS.iter().map(|q| chat(&engine, q)).collect();
     let n = 24;
     // the single-sequence generator (contiguous cache) for the first prompt
@@ -147,6 +166,23 @@ fn batched_greedy_equals_one_at_a_time_and_the_plain_generator() {
 /// second, shorter sequence shares its decode steps (padding, masks, windows, soft-caps).
 #[test]
 fn every_architecture_matches_mlx_lm_inside_a_batch() {
+    architectures_inside_a_batch(ComputeOptions::cpu());
+}
+
+#[test]
+fn gpu_path_every_architecture_matches_mlx_lm_inside_a_batch() {
+    architectures_inside_a_batch(gpu_path());
+}
+
+#[test]
+fn scalar_kernels_every_architecture_matches_mlx_lm_inside_a_batch() {
+    architectures_inside_a_batch(ComputeOptions {
+        scalar_kernels: true,
+        ..ComputeOptions::cpu()
+    });
+}
+
+fn architectures_inside_a_batch(compute: ComputeOptions) {
     let fx = common::fixtures();
     for name in [
         "tiny-llama",
@@ -179,6 +215,7 @@ fn every_architecture_matches_mlx_lm_inside_a_batch() {
             &fx.join(name),
             EngineConfig {
                 max_batch_tokens: 24,
+                compute,
                 ..config_mib(16)
             },
         );
@@ -242,8 +279,17 @@ fn the_next_turn_reuses_the_cached_prefix_with_identical_output() {
 
 #[test]
 fn a_tiny_pool_preempts_and_still_finishes_everything_correctly() {
+    preempts_correctly(ComputeOptions::cpu());
+}
+
+#[test]
+fn gpu_path_a_tiny_pool_preempts_and_still_finishes_everything_correctly() {
+    preempts_correctly(gpu_path());
+}
+
+fn preempts_correctly(compute: ComputeOptions) {
     let dir = smollm2();
-    let big = start(&dir, config_mib(256));
+    let big = start(&dir, on(compute, config_mib(256)));
     let prompts: Vec<Vec<u32>> = QUESTIONS.iter().map(|q| chat(&big, q)).collect();
     let n = 40;
     let want: Vec<Vec<u32>> = prompts.iter().map(|p| run(&big, p, greedy(n)).1).collect();
@@ -252,6 +298,7 @@ fn a_tiny_pool_preempts_and_still_finishes_everything_correctly() {
         &dir,
         EngineConfig {
             prefix_caching: false,
+            compute,
             ..config_mib(12)
         },
     );

@@ -87,6 +87,10 @@ ArrayPtr gemv_f32(const Array& x, const Array& w);
 // values [slots, Hkv, D], table [B, S] slots per position, lens [B]; softcap 0 and window 0 = off.
 ArrayPtr paged_attention(const Array& q, const Array& keys, const Array& values, const Array& table,
                          const Array& lens, float scale, float softcap, int32_t window);
+// Kernels made on the calling thread after this use the portable (non-AVX2) code when `scalar`.
+void set_scalar_kernels(bool scalar);
+// Whether this CPU runs the AVX2/FMA kernels.
+bool cpu_has_avx2();
 
 // fast ops
 ArrayPtr rms_norm(const Array& x, const Array* weight, float eps);

@@ -100,6 +100,8 @@ pub(crate) mod bridge {
         ) -> Result<UniquePtr<Array>>;
 
         fn gemv_f32(x: &Array, w: &Array) -> Result<UniquePtr<Array>>;
+        fn set_scalar_kernels(scalar: bool);
+        fn cpu_has_avx2() -> bool;
 
         #[allow(clippy::too_many_arguments)]
         fn paged_attention(

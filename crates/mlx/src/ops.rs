@@ -192,6 +192,19 @@ pub fn gemv_cpu(x: &Array, w: &Array) -> Result<Array> {
     wrap("gemv", bridge::gemv_f32(&x.0, &w.0))
 }
 
+/// Makes the CPU kernels ([`qgemv_cpu`], [`gemv_cpu`], [`paged_attention`]) built on this
+/// thread from now on run their portable code instead of AVX2/FMA (what a CPU without AVX2
+/// runs), or again pick by CPU. The choice is fixed per graph node when it is built, so threads
+/// building graphs at the same time do not affect each other.
+pub fn set_scalar_kernels(scalar: bool) {
+    bridge::set_scalar_kernels(scalar)
+}
+
+/// Whether this CPU has the AVX2/FMA kernels (else every kernel runs the portable code).
+pub fn cpu_has_avx2() -> bool {
+    bridge::cpu_has_avx2()
+}
+
 /// Decode attention on the CPU read straight from a paged KV pool (src/qgemv.cc): one query per
 /// sequence, q float32 [B, Hq, D]; keys/values [slots, Hkv, D]; `table` int32 [B, S] holds the
 /// slot of each sequence's positions (padding past `lens[b]` is never read); `lens` int32 [B]

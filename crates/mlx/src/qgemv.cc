@@ -299,17 +299,22 @@ void rows_scalar(const Problem& p, int n0, int n1) {
 
 // Runs items 0..n on the pool with the AVX2 kernel where there is one and the CPU has it,
 // else the scalar one; both take (problem, first, end).
+// `scalar`: the caller asked for the portable kernels (tests of the path a CPU without AVX2
+// takes); captured per primitive when its graph node is made (see set_scalar_kernels).
 template <class P>
-void run_kernel(const P& p, int n, void (*avx)(const P&, int, int), void (*scalar)(const P&, int, int)) {
-  auto kernel = avx != nullptr && have_avx2() ? avx : scalar;
+void run_kernel(const P& p, int n, void (*avx)(const P&, int, int), void (*scalar)(const P&, int, int),
+                bool force_scalar) {
+  auto kernel = avx != nullptr && have_avx2() && !force_scalar ? avx : scalar;
   Pool::get().run(n, [&p, kernel](int a, int b) { kernel(p, a, b); });
 }
 
-void run_dense(const Problem& p) { run_kernel<Problem>(p, p.n, AVX2_KERNEL(dense_rows_avx2), dense_rows_scalar); }
+void run_dense(const Problem& p, bool force_scalar) {
+  run_kernel<Problem>(p, p.n, AVX2_KERNEL(dense_rows_avx2), dense_rows_scalar, force_scalar);
+}
 
-void run_problem(const Problem& p) {
+void run_problem(const Problem& p, bool force_scalar) {
   if (p.bits == 32) {
-    run_dense(p);
+    run_dense(p, force_scalar);
     return;
   }
   const int groups = p.k / p.group;
@@ -324,7 +329,7 @@ void run_problem(const Problem& p) {
   }
   Problem q = p;
   q.xsums = xsums.data();
-  run_kernel<Problem>(q, p.n, AVX2_KERNEL(rows_avx2), rows_scalar);
+  run_kernel<Problem>(q, p.n, AVX2_KERNEL(rows_avx2), rows_scalar, force_scalar);
 }
 
 // Row-major copy of a strided array (an activation MLX left as a view).
@@ -345,7 +350,8 @@ void gather_contiguous(const float* src, const mx::Shape& shape, const mx::Strid
 
 class QGemv : public mx::UnaryPrimitive {
  public:
-  QGemv(mx::Stream s, int group, int bits) : mx::UnaryPrimitive(s), group_(group), bits_(bits) {}
+  QGemv(mx::Stream s, int group, int bits, bool scalar)
+      : mx::UnaryPrimitive(s), group_(group), bits_(bits), scalar_(scalar) {}
 
   // inputs: x, w and, for quantized weights (bits 4 or 8), scales and biases; bits 32 means
   // w is a dense float32 [N, K] matrix.
@@ -360,15 +366,15 @@ class QGemv : public mx::UnaryPrimitive {
               quantized ? inputs[3].data<float>() : nullptr, nullptr, out.data<float>(),
               int(x.size() / x.shape(-1)), int(w.shape(0)), int(x.shape(-1)), group_, bits_};
     if (x.flags().row_contiguous) {
-      enc.dispatch([p]() { run_problem(p); });
+      enc.dispatch([p, scalar = scalar_]() { run_problem(p, scalar); });
     } else {
       // x is a view (transposed heads, a slice): gather it when its data is ready.
-      enc.dispatch([p, shape = x.shape(), strides = x.strides()]() mutable {
+      enc.dispatch([p, shape = x.shape(), strides = x.strides(), scalar = scalar_]() mutable {
         thread_local std::vector<float> buf;
         buf.resize(size_t(p.m) * p.k);
         gather_contiguous(p.x, shape, strides, buf.data());
         p.x = buf.data();
-        run_problem(p);
+        run_problem(p, scalar);
       });
     }
   }
@@ -381,11 +387,12 @@ class QGemv : public mx::UnaryPrimitive {
 
   bool is_equivalent(const mx::Primitive& other) const override {
     auto& o = static_cast<const QGemv&>(other);
-    return group_ == o.group_ && bits_ == o.bits_;
+    return group_ == o.group_ && bits_ == o.bits_ && scalar_ == o.scalar_;
   }
 
  private:
   int group_, bits_;
+  bool scalar_;
 };
 
 // ---- Paged decode attention ----
@@ -520,8 +527,8 @@ void attn_jobs_scalar(const Attn& a, int j0, int j1) {
 
 class PagedAttention : public mx::UnaryPrimitive {
  public:
-  PagedAttention(mx::Stream s, float scale, float softcap, int window)
-      : mx::UnaryPrimitive(s), scale_(scale), softcap_(softcap), window_(window) {}
+  PagedAttention(mx::Stream s, float scale, float softcap, int window, bool scalar)
+      : mx::UnaryPrimitive(s), scale_(scale), softcap_(softcap), window_(window), scalar_(scalar) {}
 
   // inputs: q [B, Hq, D], keys and values [slots, Hkv, D], table [B, S], lens [B]
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
@@ -534,7 +541,9 @@ class PagedAttention : public mx::UnaryPrimitive {
            out.data<float>(), int(q.shape(1)), int(k.shape(1)), int(q.shape(2)), int(t.shape(1)),
            scale_, softcap_, window_};
     const int jobs = int(q.shape(0)) * a.hq;
-    enc.dispatch([a, jobs]() { run_kernel<Attn>(a, jobs, AVX2_KERNEL(attn_jobs_avx2), attn_jobs_scalar); });
+    enc.dispatch([a, jobs, scalar = scalar_]() {
+      run_kernel<Attn>(a, jobs, AVX2_KERNEL(attn_jobs_avx2), attn_jobs_scalar, scalar);
+    });
   }
 
   void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
@@ -545,15 +554,23 @@ class PagedAttention : public mx::UnaryPrimitive {
 
   bool is_equivalent(const mx::Primitive& other) const override {
     auto& o = static_cast<const PagedAttention&>(other);
-    return scale_ == o.scale_ && softcap_ == o.softcap_ && window_ == o.window_;
+    return scale_ == o.scale_ && softcap_ == o.softcap_ && window_ == o.window_ && scalar_ == o.scalar_;
   }
 
  private:
   float scale_, softcap_;
   int window_;
+  bool scalar_;
 };
 
+// Whether kernels made on this thread use the portable code only.
+thread_local bool scalar_kernels = false;
+
 }  // namespace
+
+void set_scalar_kernels(bool scalar) { scalar_kernels = scalar; }
+
+bool cpu_has_avx2() { return have_avx2(); }
 
 // Inputs as the kernel reads them: float32, and row-contiguous for weights. Each MLX op here is
 // a graph node evaluated on every call, so arrays that already qualify (evaluated weights) go
@@ -581,7 +598,7 @@ ArrayPtr gemv_f32(const Array& x, const Array& w) {
   out_shape.back() = w.inner.shape(0);
   std::vector<mx::array> inputs{as_f32(x.inner, s), weight_input(w.inner, s, true)};
   return std::make_unique<Array>(
-      mx::array(out_shape, mx::float32, std::make_shared<QGemv>(s, 0, 32), std::move(inputs)));
+      mx::array(out_shape, mx::float32, std::make_shared<QGemv>(s, 0, 32, scalar_kernels), std::move(inputs)));
 }
 
 ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array& biases, int32_t group_size,
@@ -608,7 +625,7 @@ ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array&
   std::vector<mx::array> inputs{as_f32(x.inner, s), weight_input(w.inner, s, false),
                                 weight_input(scales.inner, s, true), weight_input(biases.inner, s, true)};
   return std::make_unique<Array>(
-      mx::array(out_shape, mx::float32, std::make_shared<QGemv>(s, group_size, bits), std::move(inputs)));
+      mx::array(out_shape, mx::float32, std::make_shared<QGemv>(s, group_size, bits, scalar_kernels), std::move(inputs)));
 }
 
 ArrayPtr paged_attention(const Array& q, const Array& keys, const Array& values, const Array& table,
@@ -628,7 +645,7 @@ ArrayPtr paged_attention(const Array& q, const Array& keys, const Array& values,
   std::vector<mx::array> inputs{weight_input(qi, s, true), weight_input(ki, s, true), weight_input(vi, s, true),
                                 i32(table.inner), i32(lens.inner)};
   return std::make_unique<Array>(mx::array(qi.shape(), mx::float32,
-                                           std::make_shared<PagedAttention>(s, scale, softcap, window),
+                                           std::make_shared<PagedAttention>(s, scale, softcap, window, scalar_kernels),
                                            std::move(inputs)));
 }
 

@@ -730,3 +730,57 @@ fn gemv_kernels_accept_strided_inputs() {
     let got = ops::gemv_cpu(&xt, &w).unwrap().to_vec::<f32>().unwrap();
     assert_close(&got, &want, 1e-5);
 }
+
+/// The portable kernels (what a CPU without AVX2 runs, `set_scalar_kernels`) give the AVX2
+/// kernels' results to rounding, for quantized, dense and attention kernels alike; and the
+/// switch is really taken: the two differ in the last bits somewhere (FMA vs separate
+/// multiply-add, another summation order).
+#[test]
+fn scalar_kernels_agree_with_the_simd_ones() {
+    let run = |scalar: bool| -> Vec<f32> {
+        ops::set_scalar_kernels(scalar);
+        let (n, k, m) = (70usize, 256usize, 3usize);
+        let w = arr(&rand_vec(n * k, 21), &[n as i32, k as i32]);
+        let x = arr(&rand_vec(m * k, 22), &[m as i32, k as i32]);
+        let mut out = Vec::new();
+        for (bits, group) in [(4, 32), (8, 64)] {
+            let (q, s, b) = ops::quantize(&w, group, bits).unwrap();
+            out.extend(
+                ops::qgemv_cpu(&x, &q, &s, &b, group, bits)
+                    .unwrap()
+                    .to_vec::<f32>()
+                    .unwrap(),
+            );
+        }
+        out.extend(ops::gemv_cpu(&x, &w).unwrap().to_vec::<f32>().unwrap());
+        let (b, hq, hkv, d, slots) = (2i32, 4i32, 2i32, 16i32, 32i32);
+        let table: Vec<i32> = (0..b * 20).map(|i| (i * 7 + 3) % slots).collect();
+        for (softcap, window) in [(0.0, 0), (2.5, 6)] {
+            let att = ops::paged_attention(
+                &arr(&rand_vec((b * hq * d) as usize, 23), &[b, hq, d]),
+                &arr(&rand_vec((slots * hkv * d) as usize, 24), &[slots, hkv, d]),
+                &arr(&rand_vec((slots * hkv * d) as usize, 25), &[slots, hkv, d]),
+                &Array::from_slice(&table, &[b, 20]).unwrap(),
+                &Array::from_slice(&[9i32, 20], &[b]).unwrap(),
+                0.25,
+                softcap,
+                window,
+            )
+            .unwrap();
+            out.extend(att.to_vec::<f32>().unwrap());
+        }
+        ops::set_scalar_kernels(false);
+        out
+    };
+    let simd = run(false);
+    let scalar = run(true);
+    assert_close(&scalar, &simd, 1e-4);
+    if ops::cpu_has_avx2() {
+        assert!(
+            simd.iter()
+                .zip(&scalar)
+                .any(|(a, b)| a.to_bits() != b.to_bits()),
+            "scalar and AVX2 results are bit-identical: the scalar switch was not taken"
+        );
+    }
+}

@@ -75,14 +75,10 @@ pub enum QuantPath {
 /// dequantizing, for quantized layers).
 const CPU_GEMV_MAX_ROWS: usize = 8;
 
-/// Whether our CPU kernels are used: on the CPU device, unless `CORTEX_CPU_KERNELS=0` (MLX's
-/// own kernels everywhere, for A/B benchmarks).
+/// Whether our CPU kernels are used: on the CPU path ([`crate::compute`]) of the model whose
+/// graph this thread is building.
 pub(crate) fn cpu_kernels() -> bool {
-    static CPU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *CPU.get_or_init(|| {
-        std::env::var("CORTEX_CPU_KERNELS").as_deref() != Ok("0")
-            && !cortex_mlx::default_device_is_gpu()
-    })
+    crate::compute::current_path() == crate::compute::ComputePath::Cpu
 }
 
 /// The path for `rows` rows of input on this device.

@@ -135,6 +135,8 @@ pub struct EngineConfig {
     pub prefix_caching: bool,
     /// Longest prompt + completion; None: the model's max_position_embeddings.
     pub max_context: Option<usize>,
+    /// Code path and dtype; the default follows the device ([`crate::compute`]).
+    pub compute: crate::compute::ComputeOptions,
 }
 
 impl Default for EngineConfig {
@@ -147,6 +149,7 @@ impl Default for EngineConfig {
             max_running: 64,
             prefix_caching: true,
             max_context: None,
+            compute: Default::default(),
         }
     }
 }

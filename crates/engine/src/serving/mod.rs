@@ -98,7 +98,7 @@ impl EngineHandle {
             std::thread::Builder::new()
                 .name("cortex-engine".into())
                 .spawn(move || {
-                    let setup = crate::loader::load(&dir).and_then(|model| {
+                    let setup = crate::loader::load_with(&dir, &config.compute).and_then(|model| {
                         let info = Loaded {
                             tokenizer: model.tokenizer.clone(),
                             dir: model.dir.clone(),

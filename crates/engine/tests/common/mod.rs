@@ -81,6 +81,15 @@ impl Reference {
         Reference::from_tensors(&cortex_mlx::load_safetensors(&path).unwrap().tensors)
     }
 
+    /// tests/fixtures/generated/refs/<name>.bf16.safetensors: mlx-lm in bfloat16, fed the same
+    /// prompt and decode tokens as [`Reference::mlx_lm`].
+    pub fn mlx_lm_bf16(name: &str) -> Reference {
+        let path = fixtures()
+            .join("refs")
+            .join(format!("{name}.bf16.safetensors"));
+        Reference::from_tensors(&cortex_mlx::load_safetensors(&path).unwrap().tensors)
+    }
+
     pub fn vocab(&self) -> usize {
         self.prompt_logits.len() / self.prompt.len()
     }

@@ -1,0 +1,186 @@
+//! Which code path a model runs, as an explicit setting.
+//!
+//! A model's forward pass can be built two ways:
+//! - the **CPU path**: our kernels (src/qgemv.cc in cortex-mlx): multi-threaded SIMD gemv for
+//!   quantized and dense matmuls of few rows, dequantize + BLAS for many, decode attention
+//!   straight from the paged KV pool;
+//! - the **GPU path**: MLX's own `quantized_matmul` and a padded batched decode attention
+//!   (gather the cached keys, one fused SDPA with a keep-mask), as on Metal and CUDA.
+//!
+//! Each defaults by device (the GPU path on a GPU), and either can be forced, so the path a Mac
+//! takes is tested on any machine: the GPU path runs on MLX's CPU backend too. The compute
+//! dtype defaults by device as well ([`crate::device::compute_dtype`]: float32 on the CPU, the
+//! checkpoint's half type on GPUs) and can be forced the same way. `scalar_kernels` makes the
+//! CPU path's kernels run their portable code (what a CPU without AVX2 runs).
+//!
+//! The choice is fixed when a model is loaded ([`crate::loader::load_with`]); every forward
+//! pass of that model builds its graph under it (a per-thread scope, so models with different
+//! settings can run side by side, as the tests do).
+use cortex_mlx::Dtype;
+use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputePath {
+    Cpu,
+    Gpu,
+}
+
+impl ComputePath {
+    /// The GPU path on a GPU; on the CPU, the CPU path unless `CORTEX_CPU_KERNELS=0` (MLX's own
+    /// kernels everywhere, for A/B benchmarks).
+    pub fn for_device() -> ComputePath {
+        static DEFAULT: std::sync::OnceLock<ComputePath> = std::sync::OnceLock::new();
+        *DEFAULT.get_or_init(|| {
+            if cortex_mlx::default_device_is_gpu()
+                || std::env::var("CORTEX_CPU_KERNELS").as_deref() == Ok("0")
+            {
+                ComputePath::Gpu
+            } else {
+                ComputePath::Cpu
+            }
+        })
+    }
+}
+
+/// The floating-point types a model can compute in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeDtype {
+    Float32,
+    Float16,
+    Bfloat16,
+}
+
+impl From<ComputeDtype> for Dtype {
+    fn from(d: ComputeDtype) -> Dtype {
+        match d {
+            ComputeDtype::Float32 => Dtype::Float32,
+            ComputeDtype::Float16 => Dtype::Float16,
+            ComputeDtype::Bfloat16 => Dtype::Bfloat16,
+        }
+    }
+}
+
+/// How to run a model; every field's default follows the device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ComputeOptions {
+    /// None: [`ComputePath::for_device`].
+    pub path: Option<ComputePath>,
+    /// None: by device and checkpoint ([`crate::device::compute_dtype`], `CORTEX_DTYPE`).
+    pub dtype: Option<ComputeDtype>,
+    /// The CPU path's kernels without AVX2/FMA.
+    pub scalar_kernels: bool,
+}
+
+impl ComputeOptions {
+    /// The CPU path in float32 (what this machine runs by default).
+    pub fn cpu() -> ComputeOptions {
+        ComputeOptions {
+            path: Some(ComputePath::Cpu),
+            dtype: Some(ComputeDtype::Float32),
+            scalar_kernels: false,
+        }
+    }
+
+    /// The GPU path (MLX's kernels, padded batched attention) in `dtype`.
+    pub fn gpu(dtype: ComputeDtype) -> ComputeOptions {
+        ComputeOptions {
+            path: Some(ComputePath::Gpu),
+            dtype: Some(dtype),
+            scalar_kernels: false,
+        }
+    }
+
+    pub fn path(&self) -> ComputePath {
+        self.path.unwrap_or_else(ComputePath::for_device)
+    }
+
+    /// The dtype for a checkpoint saved in `checkpoint_dtype`.
+    pub fn dtype(&self, checkpoint_dtype: Option<Dtype>) -> Dtype {
+        match self.dtype {
+            Some(d) => d.into(),
+            None => crate::device::compute_dtype(checkpoint_dtype),
+        }
+    }
+}
+
+/// The resolved settings a loaded model runs under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compute {
+    pub path: ComputePath,
+    pub scalar_kernels: bool,
+}
+
+thread_local! {
+    static CURRENT: Cell<Option<Compute>> = const { Cell::new(None) };
+}
+
+/// The path graphs built on this thread take now: the innermost [`scoped`] setting, else the
+/// device default.
+pub fn current_path() -> ComputePath {
+    CURRENT
+        .with(Cell::get)
+        .map_or_else(ComputePath::for_device, |c| c.path)
+}
+
+/// Runs `f` with graphs built on this thread taking `compute`'s path and kernels; the previous
+/// setting comes back afterwards (also when `f` panics).
+pub fn scoped<R>(compute: Compute, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Compute>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+            cortex_mlx::ops::set_scalar_kernels(self.0.is_some_and(|c| c.scalar_kernels));
+        }
+    }
+    let _restore = Restore(CURRENT.with(|c| c.replace(Some(compute))));
+    cortex_mlx::ops::set_scalar_kernels(compute.scalar_kernels);
+    f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_nest_and_restore() {
+        let cpu = Compute {
+            path: ComputePath::Cpu,
+            scalar_kernels: false,
+        };
+        let gpu = Compute {
+            path: ComputePath::Gpu,
+            scalar_kernels: true,
+        };
+        let outside = current_path();
+        scoped(cpu, || {
+            assert_eq!(current_path(), ComputePath::Cpu);
+            scoped(gpu, || assert_eq!(current_path(), ComputePath::Gpu));
+            assert_eq!(current_path(), ComputePath::Cpu);
+        });
+        assert_eq!(current_path(), outside);
+        let caught = std::panic::catch_unwind(|| scoped(gpu, || panic!("inside")));
+        assert!(caught.is_err());
+        assert_eq!(
+            current_path(),
+            outside,
+            "a panic must not leave the scope set"
+        );
+    }
+
+    #[test]
+    fn options_serialize_by_name() {
+        let o: ComputeOptions =
+            serde_json::from_str(r#"{"path": "gpu", "dtype": "bfloat16"}"#).unwrap();
+        assert_eq!(o, ComputeOptions::gpu(ComputeDtype::Bfloat16));
+        assert_eq!(o.dtype(None), Dtype::Bfloat16);
+        assert!(serde_json::from_str::<ComputeOptions>(r#"{"path": "tpu"}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<ComputeOptions>("{}").unwrap(),
+            ComputeOptions::default()
+        );
+    }
+}
