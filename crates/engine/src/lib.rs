@@ -15,6 +15,7 @@ pub mod generate;
 pub mod gguf_import;
 pub mod kv;
 pub mod loader;
+pub mod memory;
 pub mod models;
 pub mod nn;
 pub mod provenance;

@@ -113,8 +113,30 @@ impl<'de> serde::Deserialize<'de> for Entries {
     }
 }
 
+/// One tensor of a checked header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorEntry {
+    pub name: String,
+    /// The safetensors dtype name ("F32", "BF16", "U32", ...).
+    pub dtype: &'static str,
+    pub elements: u64,
+    pub bytes: u64,
+}
+
+impl TensorEntry {
+    /// Floating-point data (what the engine converts to its compute dtype).
+    pub fn is_float(&self) -> bool {
+        matches!(self.dtype, "F16" | "BF16" | "F32")
+    }
+}
+
 /// Reads and checks the header of the safetensors file at `path` (see the module docs).
 pub fn check_file(path: &Path) -> Result<()> {
+    read_header(path).map(|_| ())
+}
+
+/// Reads and checks the header of the safetensors file at `path`; returns its tensors.
+pub fn read_header(path: &Path) -> Result<Vec<TensorEntry>> {
     let corrupt = |problem| EngineError::CorruptSafetensors {
         path: path.to_path_buf(),
         problem,
@@ -141,9 +163,10 @@ pub fn check_file(path: &Path) -> Result<()> {
 fn check_entries(
     entries: &[(String, Value)],
     data_len: u64,
-) -> std::result::Result<(), SafetensorsProblem> {
+) -> std::result::Result<Vec<TensorEntry>, SafetensorsProblem> {
     let mut names = BTreeSet::new();
     let mut ranges = Vec::with_capacity(entries.len());
+    let mut tensors = Vec::with_capacity(entries.len());
     for (name, entry) in entries {
         if !names.insert(name.as_str()) {
             return Err(SafetensorsProblem::DuplicateTensor(name.clone()));
@@ -161,8 +184,14 @@ fn check_entries(
             tensor: name.clone(),
             fault,
         };
-        let (begin, end) = check_entry(entry, data_len).map_err(fault)?;
+        let (begin, end, dtype, elements) = check_entry(entry, data_len).map_err(fault)?;
         ranges.push((begin, end, name));
+        tensors.push(TensorEntry {
+            name: name.clone(),
+            dtype,
+            elements,
+            bytes: end - begin,
+        });
     }
     // Sorted by start, each non-empty range must begin at or after the end of the ones before.
     ranges.sort();
@@ -178,11 +207,15 @@ fn check_entries(
         }
         last = Some((end, name));
     }
-    Ok(())
+    Ok(tensors)
 }
 
-/// One tensor entry: its data range, once dtype, shape and offsets agree.
-fn check_entry(entry: &Value, data_len: u64) -> std::result::Result<(u64, u64), TensorFault> {
+/// One tensor entry: its data range, dtype and element count, once dtype, shape and offsets
+/// agree.
+fn check_entry(
+    entry: &Value,
+    data_len: u64,
+) -> std::result::Result<(u64, u64, &'static str, u64), TensorFault> {
     let (Some(dtype), Some(shape), Some(offsets)) = (
         entry.get("dtype").and_then(Value::as_str),
         entry.get("shape").and_then(Value::as_array),
@@ -190,10 +223,10 @@ fn check_entry(entry: &Value, data_len: u64) -> std::result::Result<(u64, u64), 
     ) else {
         return Err(TensorFault::Entry);
     };
-    let itemsize = DTYPES
+    let (dtype, itemsize) = DTYPES
         .iter()
         .find(|(n, _)| *n == dtype)
-        .map(|(_, s)| *s)
+        .copied()
         .ok_or(TensorFault::Dtype)?;
     let mut elements = 1u64;
     for d in shape {
@@ -221,5 +254,5 @@ fn check_entry(entry: &Value, data_len: u64) -> std::result::Result<(u64, u64), 
     if end - begin != bytes {
         return Err(TensorFault::SizeMismatch);
     }
-    Ok((begin, end))
+    Ok((begin, end, dtype, elements))
 }

@@ -1,7 +1,8 @@
 //! Everything worth knowing about a hub model before pulling it: files and sizes, parameters,
 //! gating, license, the card, whether this engine runs it, and the memory it would take.
 use super::memory::{
-    estimate_memory, kv_bytes_per_token, system_memory, MemoryEstimate, KV_ELEMENT_BYTES,
+    estimate_memory, float_bytes_here, kv_bytes_per_token, system_memory, weights_in_memory,
+    MemoryEstimate,
 };
 use super::{client, Gated, Result};
 use crate::api::{encode_segment, HubClient};
@@ -175,10 +176,17 @@ pub fn details(
         .map(str::to_string);
     let weight_format = weight_format(&files);
     let (supported, support_note) = support(model_type.as_deref(), weight_format.as_ref());
-    let weights_bytes = weights_bytes(&files, weight_format.as_ref());
-    let kv = cfg
-        .as_ref()
-        .and_then(|c| kv_bytes_per_token(c, KV_ELEMENT_BYTES));
+    let weights_bytes = match (&cfg, &weight_format) {
+        (Some(c), Some(WeightFormat::Safetensors)) => {
+            weights_in_memory(weights_bytes(&files, weight_format.as_ref()), c)
+        }
+        // GGUF: the file size (its import keeps the quantized blocks)
+        _ => weights_bytes(&files, weight_format.as_ref()),
+    };
+    let kv = cfg.as_ref().and_then(|c| {
+        let here = float_bytes_here(cortex_engine::config::checkpoint_dtype(c));
+        kv_bytes_per_token(c, here)
+    });
     let memory = estimate_memory(
         weights_bytes,
         kv,

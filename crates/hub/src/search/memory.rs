@@ -1,21 +1,48 @@
 //! How much memory a model needs at a context length, and whether this machine has it.
 //!
-//! needed = weights (the bytes of the weight files, which is what gets mapped into memory)
+//! needed = weights as the engine holds them on this device
 //!        + KV cache (2 [K and V] * layers * kv_heads * head_dim * bytes per element * tokens).
-//! Activations and the runtime are left out: at the context lengths people pick they are small
-//! next to these two, and the verdict thresholds leave room for them.
+//! The engine computes in float32 on the CPU and in the checkpoint's half type on GPUs
+//! (cortex_engine::compute), and keeps floats and the KV cache in that dtype: a bfloat16
+//! checkpoint takes twice its download on the CPU. Quantized weights stay packed. Activations
+//! and the runtime are left out: at the context lengths people pick they are small next to
+//! these two, and the verdict thresholds leave room for them. For a downloaded folder,
+//! cortex_engine::memory::estimate reads the safetensors headers for the exact weight bytes.
 use serde::Serialize;
 use serde_json::Value;
 
-/// Bytes per cached K/V element: the engine keeps the cache in the compute dtype, which on a
-/// GPU is bfloat16/float16 (see cortex_engine::device).
-pub const KV_ELEMENT_BYTES: u64 = 2;
+pub use cortex_engine::memory::{float_bytes_here, kv_bytes_per_token};
 
 /// Fits when the estimate is at most this share of total memory: macOS lets the GPU wire about
 /// 75% of RAM by default, and the OS and other apps need the rest.
 const FITS_SHARE: f64 = 0.75;
 /// Tight up to this share: it may run, with swapping or after closing other apps.
 const TIGHT_SHARE: f64 = 0.95;
+
+/// The bytes safetensors weight files of `file_bytes` take once loaded here, from config.json:
+/// floats move from the checkpoint's dtype to this device's compute dtype; quantized weights
+/// (an MLX "quantization" block) stay packed and only their per-group scale and bias change
+/// size. Without a stated checkpoint dtype the file size is taken as it is.
+pub fn weights_in_memory(file_bytes: u64, config: &Value) -> u64 {
+    let Some(dtype) = cortex_engine::config::checkpoint_dtype(config) else {
+        return file_bytes;
+    };
+    let saved = dtype.size_bytes() as f64;
+    let here = float_bytes_here(Some(dtype)) as f64;
+    let quant = config
+        .get("quantization")
+        .or_else(|| config.get("quantization_config"));
+    let int = |q: &Value, k: &str| q.get(k).and_then(Value::as_u64).filter(|&v| v > 0);
+    let ratio = match quant.and_then(|q| Some((int(q, "bits")?, int(q, "group_size")?))) {
+        // per weight: bits/8 packed bytes plus a scale and a bias per group
+        Some((bits, group)) => {
+            let (bits, group) = (bits as f64, group as f64);
+            (bits / 8.0 + 2.0 * here / group) / (bits / 8.0 + 2.0 * saved / group)
+        }
+        None => here / saved,
+    };
+    (file_bytes as f64 * ratio).round() as u64
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -36,24 +63,6 @@ pub struct MemoryEstimate {
     /// This machine's total memory, when it could be read.
     pub system_bytes: Option<u64>,
     pub fit: Option<Fit>,
-}
-
-/// K+V bytes per token from a Hugging Face config.json (multimodal configs: its `text_config`).
-pub fn kv_bytes_per_token(config: &Value, element_bytes: u64) -> Option<u64> {
-    let cfg = if config.get("num_hidden_layers").is_none() {
-        config.get("text_config")?
-    } else {
-        config
-    };
-    let int = |k: &str| cfg.get(k).and_then(Value::as_u64).filter(|&v| v > 0);
-    let layers = int("num_hidden_layers")?;
-    let heads = int("num_attention_heads")?;
-    let kv_heads = int("num_key_value_heads").unwrap_or(heads);
-    let head_dim = match int("head_dim") {
-        Some(d) => d,
-        None => int("hidden_size")? / heads,
-    };
-    Some(2 * layers * kv_heads * head_dim * element_bytes)
 }
 
 pub fn estimate_memory(
@@ -93,18 +102,27 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn kv_shapes() {
-        // GQA with explicit head_dim.
-        let c = json!({"num_hidden_layers": 32, "num_attention_heads": 32,
-                       "num_key_value_heads": 8, "head_dim": 128, "hidden_size": 4096});
-        assert_eq!(kv_bytes_per_token(&c, 2), Some(2 * 32 * 8 * 128 * 2));
-        // MHA, head_dim from hidden / heads.
-        let c = json!({"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 64});
-        assert_eq!(kv_bytes_per_token(&c, 2), Some(2 * 2 * 4 * 16 * 2));
-        let c = json!({"text_config": {"num_hidden_layers": 1, "num_attention_heads": 2,
-                                       "head_dim": 8}});
-        assert_eq!(kv_bytes_per_token(&c, 4), Some(2 * 2 * 8 * 4));
-        assert_eq!(kv_bytes_per_token(&json!({"model_type": "x"}), 2), None);
+    fn weights_follow_the_compute_dtype() {
+        let here = float_bytes_here(None);
+        let bf16 = json!({"torch_dtype": "bfloat16"});
+        assert_eq!(weights_in_memory(1000, &bf16), 1000 * here / 2);
+        let f32 = json!({"torch_dtype": "float32"});
+        assert_eq!(
+            weights_in_memory(1000, &f32),
+            1000 * float_bytes_here(Some(cortex_mlx::Dtype::Float32)) / 4
+        );
+        assert_eq!(
+            weights_in_memory(1000, &json!({})),
+            1000,
+            "no dtype: as downloaded"
+        );
+        // 4-bit, group 64, bfloat16 scales: 0.5 + 4/64 bytes per weight in the file
+        let q = json!({"torch_dtype": "bfloat16", "quantization": {"bits": 4, "group_size": 64}});
+        let want = (0.5 + 2.0 * here as f64 / 64.0) / (0.5 + 4.0 / 64.0);
+        assert_eq!(
+            weights_in_memory(1_000_000, &q),
+            (1e6 * want).round() as u64
+        );
     }
 
     #[test]

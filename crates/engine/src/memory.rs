@@ -1,0 +1,117 @@
+//! The memory a model takes once loaded on this device, from its files, before loading it.
+//!
+//! The engine keeps floating-point tensors in its compute dtype ([`crate::compute`]): float32
+//! on the CPU, so a bfloat16 checkpoint takes twice its file size there, and the checkpoint's
+//! half type on GPUs. Quantized weights stay packed as they are in the file (their scales and
+//! biases are floats and follow the compute dtype). The KV cache holds K and V for every layer
+//! in the compute dtype:
+//!
+//!   kv bytes per token = 2 x layers x kv_heads x head_dim x dtype size
+//!
+//! Activations and the runtime come on top; they are small next to these at the context
+//! lengths people pick (`memory` tests measure the whole process against this estimate).
+use crate::compute::ComputeOptions;
+use crate::config::RawConfig;
+use crate::error::Result;
+use cortex_mlx::Dtype;
+use serde::Serialize;
+use serde_json::Value;
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MemoryNeed {
+    /// Weights as the engine holds them.
+    pub weights_bytes: u64,
+    /// K+V bytes per token of context; None when config.json lacks the attention shape.
+    pub kv_bytes_per_token: Option<u64>,
+    /// The dtype floats are held in.
+    #[serde(serialize_with = "dtype_name")]
+    pub dtype: Dtype,
+}
+
+fn dtype_name<S: serde::Serializer>(d: &Dtype, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&d.to_string())
+}
+
+impl MemoryNeed {
+    /// Weights plus the KV cache for `tokens` tokens of context.
+    pub fn at_context(&self, tokens: u64) -> u64 {
+        self.weights_bytes
+            .saturating_add(self.kv_bytes_per_token.unwrap_or(0).saturating_mul(tokens))
+    }
+}
+
+/// What the model folder `dir` will take once loaded with `options`: read from config.json and
+/// the safetensors headers (checked as the loader checks them); reads no weights.
+pub fn estimate(dir: &Path, options: &ComputeOptions) -> Result<MemoryNeed> {
+    let config = RawConfig::read(dir)?;
+    let dtype = options.dtype(config.checkpoint_dtype());
+    let float_size = dtype.size_bytes() as u64;
+    let mut weights_bytes = 0u64;
+    for file in crate::weights::safetensors_files(dir)? {
+        for t in crate::safetensors::read_header(&file)? {
+            let held = if t.is_float() {
+                t.elements.saturating_mul(float_size)
+            } else {
+                t.bytes
+            };
+            weights_bytes = weights_bytes.saturating_add(held);
+        }
+    }
+    Ok(MemoryNeed {
+        weights_bytes,
+        kv_bytes_per_token: kv_bytes_per_token(&config.value, float_size),
+        dtype,
+    })
+}
+
+/// K+V bytes per token from a Hugging Face config.json (multimodal configs: its `text_config`)
+/// with `element_bytes` per cached value.
+pub fn kv_bytes_per_token(config: &Value, element_bytes: u64) -> Option<u64> {
+    let cfg = if config.get("num_hidden_layers").is_none() {
+        config.get("text_config")?
+    } else {
+        config
+    };
+    let int = |k: &str| cfg.get(k).and_then(Value::as_u64).filter(|&v| v > 0);
+    let layers = int("num_hidden_layers")?;
+    let heads = int("num_attention_heads")?;
+    let kv_heads = int("num_key_value_heads").unwrap_or(heads);
+    let head_dim = match int("head_dim") {
+        Some(d) => d,
+        None => int("hidden_size")? / heads,
+    };
+    2u64.checked_mul(layers)?
+        .checked_mul(kv_heads)?
+        .checked_mul(head_dim)?
+        .checked_mul(element_bytes)
+}
+
+/// Bytes per float the engine holds on this device for a checkpoint saved in
+/// `checkpoint_dtype` (4 on the CPU; 2 on GPUs unless the checkpoint is float32).
+pub fn float_bytes_here(checkpoint_dtype: Option<Dtype>) -> u64 {
+    ComputeOptions::default()
+        .dtype(checkpoint_dtype)
+        .size_bytes() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kv_shape_from_config() {
+        let c = json!({"num_hidden_layers": 32, "num_attention_heads": 32,
+                       "num_key_value_heads": 8, "hidden_size": 4096});
+        assert_eq!(kv_bytes_per_token(&c, 2), Some(2 * 32 * 8 * 128 * 2));
+        assert_eq!(kv_bytes_per_token(&c, 4), Some(2 * 32 * 8 * 128 * 4));
+        let wrapped = json!({"model_type": "gemma3", "text_config": {"num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16}});
+        assert_eq!(kv_bytes_per_token(&wrapped, 4), Some(2 * 2 * 16 * 4));
+        assert_eq!(kv_bytes_per_token(&json!({"model_type": "x"}), 2), None);
+        let huge = json!({"num_hidden_layers": u64::MAX, "num_attention_heads": 1,
+                          "head_dim": 2});
+        assert_eq!(kv_bytes_per_token(&huge, 4), None, "overflow is no size");
+    }
+}
