@@ -68,11 +68,37 @@ pub fn markdown() -> String {
     );
     let types = join(SUPPORTED_TYPES.iter().map(|(_, n)| n));
     o += &format!(
-        "| GGUF | {types}; architectures: {} | `cortex import FILE.gguf` (converts to MLX format) |\n",
+        "| GGUF | {types} (Q6_K requantized to 8 bits; see below); architectures: {} | `cortex import FILE.gguf` (converts to MLX format) |\n",
         join(SUPPORTED_ARCHS.iter())
     );
+    o += GGUF_TYPES;
     o
 }
+
+/// How each GGUF type lands in MLX (cortex_engine::gguf_tensors) and what that costs.
+const GGUF_TYPES: &str = "
+### GGUF quantization types
+
+The importer decodes every tensor itself (MLX 0.32's GGUF reader refuses Q5_0, Q5_1 and Q5_K
+and turns Q4_K into float16 with the wrong sub-block scales) and writes MLX's affine format,
+group size 32, with float32 scales and biases:
+
+| GGUF | MLX | exact? |
+|---|---|---|
+| F32, F16, BF16 | float32 | yes |
+| Q4_0, Q4_1, Q4_K | 4-bit | yes: scale d (x sub-block scale), bias -8d / m / -dmin x sub-block min |
+| Q5_0, Q5_1, Q5_K | 5-bit | yes, the same way |
+| Q8_0 | 8-bit | yes: scale d, bias -128d |
+| Q6_K | 8-bit, requantized | no: Q6_K scales 16-element sub-blocks and MLX's quantized matmul takes groups of 32 or more, so each group of 32 dequantized values is put on an 8-bit grid over its range |
+| IQ types, Q2_K, Q3_K, Q8_K, ... | | refused with a typed error |
+
+\"Exact\" is checked value by value against PyPI `gguf`'s dequantization
+(`crates/engine/tests/gguf.rs`), and a model mixing Q4_K, Q5_K, Q5_0 and Q5_1 layers gives the
+same logits as the float32 model of its dequantized weights. Q6_K's requantization, measured on
+Gaussian weights quantized to Q6_K: max error 3.2e-3 of the largest weight, rms error 4.6e-3
+of the rms weight; on a model laid out like llama.cpp's Q4_K_M (Q6_K output, attn_v, ffn_down)
+it moves the logits by 0.23x what Q6_K itself moved them from the float weights.
+";
 
 #[cfg(test)]
 mod tests {

@@ -166,10 +166,10 @@ fn bad_model_arguments_fail_with_a_message() {
     let out = cortex(&home, &["run", "/no/such/model", "hi"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a model folder"));
-    let bad = root().join("tests/fixtures/generated/gguf/unsupported-q5.gguf");
+    let bad = root().join("tests/fixtures/generated/gguf/unsupported-iq4.gguf");
     let out = cortex(&home, &["import", bad.to_str().unwrap(), "--name", "q5"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Q5_0"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IQ4_NL"));
     assert!(!home.join("models/q5").exists());
 }
 

@@ -42,7 +42,10 @@ pub enum EngineError {
         name: String,
         reason: &'static str,
     },
-    #[error("GGUF tensor {tensor} uses quantization type {type_name} ({ggml_type}); supported: F32, F16, Q4_0, Q4_1, Q8_0")]
+    #[error(
+        "GGUF tensor {tensor} uses quantization type {type_name} ({ggml_type}); supported: {}",
+        crate::gguf_tensors::supported_type_names()
+    )]
     UnsupportedGgufType {
         tensor: String,
         ggml_type: u32,

@@ -1,5 +1,5 @@
-//! GGUF -> MLX format. MLX reads the tensors (Q4_0/Q4_1/Q8_0 arrive in MLX's affine form,
-//! group size 32); we rename them to Hugging Face keys, undo llama.cpp's Q/K row permutation,
+//! GGUF -> MLX format. [`crate::gguf_tensors`] reads the tensors (quantized types arrive in
+//! MLX's affine form, group size 32, K-quants included); we rename them to Hugging Face keys, undo llama.cpp's Q/K row permutation,
 //! write config.json with a "quantization" block (per-module overrides where bit widths differ),
 //! and rebuild the tokenizer and chat template from the GGUF metadata.
 //!
@@ -20,14 +20,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// GGML tensor types MLX can load: F32, F16, Q4_0, Q4_1, Q8_0.
-pub const SUPPORTED_TYPES: &[(u32, &str)] = &[
-    (0, "F32"),
-    (1, "F16"),
-    (2, "Q4_0"),
-    (3, "Q4_1"),
-    (8, "Q8_0"),
-];
+/// GGML tensor types the importer reads ([`crate::gguf_tensors`]).
+pub use crate::gguf_tensors::SUPPORTED_TYPES;
 pub const SUPPORTED_ARCHS: &[&str] = &["llama"];
 
 fn ggml_type_name(t: u32) -> String {
@@ -155,8 +149,8 @@ fn unpermute(a: &Array, n_head: u32) -> Result<Array> {
         .reshape(&[rows, cols])?)
 }
 
-/// What MLX's `load_gguf` needs to be safe: supported types only, every tensor's data inside
-/// the file (MLX maps it), and dimensions that fit its int32 shapes.
+/// What reading the tensors needs: supported types only, every tensor's data inside the file,
+/// and dimensions that fit MLX's int32 shapes.
 fn check_tensors(src: &Path, meta: &GgufMetadata) -> Result<()> {
     for t in &meta.tensors {
         if !SUPPORTED_TYPES.iter().any(|(id, _)| *id == t.ggml_type) {
@@ -322,7 +316,7 @@ fn write_model(src: &Path, plan: &Plan, out: &Path) -> Result<()> {
     };
     let mut tensors = BTreeMap::new();
     let mut bits_of: BTreeMap<String, i32> = BTreeMap::new();
-    for (name, a) in cortex_mlx::load_gguf(src)? {
+    for (name, a) in crate::gguf_tensors::read_all(src, meta)? {
         let Some(hf) = hf_name(&name) else { continue };
         let mut a = a;
         if hf.contains("self_attn.q_proj.") {

@@ -13,6 +13,7 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod gguf_import;
+pub mod gguf_tensors;
 pub mod kv;
 pub mod loader;
 pub mod memory;

@@ -1,23 +1,35 @@
-//! GGUF: MLX's tensor loading against PyPI `gguf`'s dequantization, and the importer
-//! (names, llama.cpp's Q/K permutation, config, tokenizer) against mlx-lm's logits.
+//! GGUF: our tensor decoding (every type, K-quants included) against PyPI `gguf`'s
+//! dequantization, and the importer (names, llama.cpp's Q/K permutation, config, tokenizer)
+//! against mlx-lm's logits and against float models of the same dequantized weights.
 mod common;
 use cortex_engine::gguf_import::import_gguf;
 use cortex_engine::EngineError;
-use cortex_mlx::{load_gguf, load_safetensors, ops, Dtype};
+use cortex_mlx::{load_safetensors, ops, Dtype};
 
+/// Every tensor type the importer reads, decoded to MLX's layout and dequantized by MLX,
+/// against PyPI `gguf`'s own dequantization: bit for bit, except Q6_K, whose 16-element
+/// sub-blocks are requantized to 8 bits per 32 (held to a quarter of its own quantization step).
 #[test]
 fn every_quant_type_dequantizes_like_gguf_py() {
     let dir = common::fixtures().join("gguf");
-    let tensors = load_gguf(&dir.join("quant-types.gguf")).unwrap();
+    let path = dir.join("quant-types.gguf");
+    let meta = cortex_tokenizer::gguf::read_metadata(&path).unwrap();
+    let tensors = cortex_engine::gguf_tensors::read_all(&path, &meta).unwrap();
     let refs = load_safetensors(&dir.join("quant-types.ref.safetensors"))
         .unwrap()
         .tensors;
     for (name, bits) in [
         ("f32", 0),
         ("f16", 0),
+        ("bf16", 0),
         ("q4_0", 4),
         ("q4_1", 4),
+        ("q5_0", 5),
+        ("q5_1", 5),
         ("q8_0", 8),
+        ("q4_k", 4),
+        ("q5_k", 5),
+        ("q6_k", 8),
     ] {
         let key = format!("{name}.weight");
         let got = if bits == 0 {
@@ -28,19 +40,112 @@ fn every_quant_type_dequantizes_like_gguf_py() {
                 &tensors[&format!("{name}.scales")],
                 &tensors[&format!("{name}.biases")],
             );
+            assert_eq!((s.dtype(), b.dtype()), (Dtype::Float32, Dtype::Float32));
             ops::dequantize(w, s, Some(b), 32, bits, Some(Dtype::Float32)).unwrap()
         };
-        let want = refs[&key].to_vec::<f32>().unwrap();
-        let got = got.to_f32_vec().unwrap();
-        // float16 scales: results agree to float16 rounding of the products
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-3 * (1.0 + w.abs()),
-                "{name}[{i}]: {g} vs {w}"
+        let want = &refs[&key];
+        assert_eq!(got.shape(), want.shape(), "{name}");
+        let (got, want) = (got.to_f32_vec().unwrap(), want.to_vec::<f32>().unwrap());
+        if name == "q6_k" {
+            // Q6_K's own step within a 16-element sub-block is |d * sc|; the 8-bit grid over a
+            // 32-group's range is finer by about 255 / 63 / 2.
+            let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let worst = common::max_abs_diff(&got, &want);
+            let rms = (want.iter().map(|x| x * x).sum::<f32>() / want.len() as f32).sqrt();
+            let rms_err = (got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f32>()
+                / want.len() as f32)
+                .sqrt();
+            eprintln!(
+                "q6_k requantized to 8 bits: max error {worst:.3e} ({:.2e} of the largest weight), rms error / rms weight {:.2e}",
+                worst / scale,
+                rms_err / rms
+            );
+            assert!(worst <= scale / 255.0, "{worst} vs largest {scale}");
+        } else {
+            // equal as numbers (ggml's d * (q - 8) gives -0.0 where d * q - 8d gives 0.0)
+            let differ = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+            let first = got.iter().zip(&want).enumerate().find(|(_, (a, b))| a != b);
+            assert_eq!(
+                differ, 0,
+                "{name}: {differ} values differ from gguf-py's, first (index, (ours, theirs)): {first:?}"
             );
         }
-        assert_eq!(got.len(), 48 * 96, "{name}");
     }
+}
+
+/// A model whose layers are Q4_K, Q5_K, Q5_0 and Q5_1 imports to exactly the weights gguf-py
+/// dequantizes it to: the same logits as the float32 model of those weights.
+#[test]
+fn k_quant_gguf_imports_exactly() {
+    let (d, _) = kquant_logits("kquants");
+    assert!(
+        d <= 1e-4,
+        "logits differ from the dequantized float model by {d}"
+    );
+}
+
+/// A file laid out like llama.cpp's Q4_K_M (Q6_K output, attn_v and ffn_down) imports; its
+/// Q6_K tensors land in 8 bits per group of 32, which must cost less than Q6_K itself already
+/// costs: the logits' distance from the file's own dequantized weights stays under half their
+/// distance from the float weights Q6_K was made from.
+#[test]
+fn q4_k_m_gguf_imports_within_q6_k_error() {
+    let (ours, config) = kquant_logits("q4_k_m");
+    assert_eq!(config["quantization"]["bits"], 4);
+    assert_eq!(
+        config["quantization"]["lm_head"]["bits"], 8,
+        "{}",
+        config["quantization"]
+    );
+    let dir = common::fixtures().join("gguf");
+    let q6_k_itself = common::max_abs_diff(
+        &prompt_logits(&dir.join("tiny-q4_k_m-ref")),
+        &prompt_logits(&dir.join("tiny-q4_k_m-before-q6_k")),
+    );
+    eprintln!("Q6_K's own error on the logits: {q6_k_itself:.3e}; the 8-bit requantization adds {ours:.3e} ({:.2}x)", ours / q6_k_itself);
+    assert!(
+        ours <= 0.5 * q6_k_itself,
+        "requantizing Q6_K moved the logits by {ours}, Q6_K itself by {q6_k_itself}"
+    );
+}
+
+fn prompt_logits(model_dir: &std::path::Path) -> Vec<f32> {
+    let model = cortex_engine::load(model_dir).unwrap();
+    let mut cache = cortex_engine::cache::SimpleKvCache::new(model.model.num_layers());
+    let prompt: Vec<u32> = (0..64u32).map(|i| (i * 37 + 5) % 300).collect();
+    let tokens = cortex_engine::generate::tokens_array(&prompt).unwrap();
+    model
+        .model
+        .forward(&tokens, &mut cache)
+        .unwrap()
+        .to_f32_vec()
+        .unwrap()
+}
+
+/// Imports tiny-KIND.gguf; returns the largest logit difference from tiny-KIND-ref (the float
+/// model of gguf-py's dequantization) over a 64-token prompt, and the import's config.
+fn kquant_logits(kind: &str) -> (f32, serde_json::Value) {
+    let dir = common::fixtures().join("gguf");
+    let out = common::scratch_dir(&format!("gguf-{kind}")).join("m");
+    import_gguf(&dir.join(format!("tiny-{kind}.gguf")), &out).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let (got, want) = (
+        prompt_logits(&out),
+        prompt_logits(&dir.join(format!("tiny-{kind}-ref"))),
+    );
+    let d = common::max_abs_diff(&got, &want);
+    let spread = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+    eprintln!("tiny-{kind}: max |imported - reference| logit {d:.3e} (largest logit {spread:.2})");
+    assert!(
+        spread > 0.5,
+        "the fixture's logits are too flat to tell anything"
+    );
+    (d, config)
 }
 
 fn check_logits(dir: &std::path::Path, tol: f32) -> f32 {
@@ -102,19 +207,19 @@ fn imported_q8_gguf_is_quantized_and_close() {
 
 #[test]
 fn unsupported_quant_type_is_a_typed_error() {
-    let out = common::scratch_dir("gguf-q5").join("m");
-    let err = import_gguf(&common::fixtures().join("gguf/unsupported-q5.gguf"), &out).unwrap_err();
+    let out = common::scratch_dir("gguf-iq4").join("m");
+    let err = import_gguf(&common::fixtures().join("gguf/unsupported-iq4.gguf"), &out).unwrap_err();
     match &err {
         EngineError::UnsupportedGgufType {
             tensor, type_name, ..
         } => {
             assert_eq!(tensor, "blk.0.attn_q.weight");
-            assert_eq!(type_name, "Q5_0");
+            assert_eq!(type_name, "IQ4_NL");
         }
         other => panic!("expected UnsupportedGgufType, got {other}"),
     }
     assert!(
-        err.to_string().contains("Q4_0"),
+        err.to_string().contains("Q4_K, Q5_K, Q6_K"),
         "the message lists supported types: {err}"
     );
     assert!(!out.exists(), "a failed import leaves nothing behind");

@@ -263,9 +263,11 @@ fn support(model_type: Option<&str>, format: Option<&WeightFormat>) -> (bool, St
     match (format, model_type) {
         (Some(WeightFormat::Gguf { .. }), _) => (
             false,
-            "GGUF only: `cortex import FILE.gguf` converts llama-architecture GGUF files \
-             (F32, F16, Q4_0, Q4_1, Q8_0) to MLX format"
-                .into(),
+            format!(
+                "GGUF only: `cortex import FILE.gguf` converts llama-architecture GGUF files \
+                 ({}) to MLX format",
+                cortex_engine::gguf_tensors::supported_type_names()
+            ),
         ),
         (None, _) => (false, "no safetensors or GGUF weights in this repo".into()),
         (_, None) => (false, "config.json has no model_type".into()),

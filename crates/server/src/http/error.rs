@@ -183,8 +183,8 @@ pub fn model_error(model: &str, e: ServiceError) -> ApiError {
                 supported.join(", ")
             )),
             EngineError::UnsupportedGgufType { type_name, .. } => invalid(&format!(
-                "GGUF quantization type {type_name} is not supported \
-                 (F32, F16, Q4_0, Q4_1, Q8_0 are)"
+                "GGUF quantization type {type_name} is not supported ({} are)",
+                cortex_engine::gguf_tensors::supported_type_names()
             )),
             EngineError::MissingFile { .. }
             | EngineError::CorruptSafetensors { .. }
