@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of untrusted input (fuzz/fuzz_targets: GGUF metadata and the tokenizer
-# built from it, chat templates, MODEL strings, safetensors headers) with libFuzzer, each for
+# built from it, whole GGUF imports, chat templates, MODEL strings, safetensors headers, and
+# `cortex serve`'s HTTP application: request JSON -> sampling parameters, SSE, the app API,
+# clients that leave mid-answer) with libFuzzer, each for
 # SECONDS (default 600), and prints per target the executions per second, the corpus size and
 # the crashes found (saved under fuzz/artifacts/TARGET/; add each as a regression test).
 #
@@ -15,9 +17,15 @@ cd "$ROOT"
 SECS="${1:-600}"
 shift || true
 TARGETS=("$@")
-[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(gguf_metadata chat_template model_id safetensors_header)
+[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(gguf_metadata chat_template model_id safetensors_header gguf_import http_api)
+# Targets that link the engine (MLX) or the whole server build with a feature.
 FEATURES=""
-for t in "${TARGETS[@]}"; do [[ "$t" == safetensors_header ]] && FEATURES="--features engine"; done
+for t in "${TARGETS[@]}"; do
+  case "$t" in
+    safetensors_header|gguf_import) [[ -n "$FEATURES" ]] || FEATURES="--features engine" ;;
+    http_api) FEATURES="--features server" ;;
+  esac
+done
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"

@@ -380,6 +380,17 @@ async fn a_conversation_is_a_tree_of_streamed_replies() {
         )
         .await;
     assert_eq!(code, "not_found");
+    // an id that is not UTF-8 once percent-decoded: 400 in this API's shape (fuzz find: axum
+    // answered in plain text)
+    let code = a
+        .error(
+            M::POST,
+            "/api/conversations/%FF/messages",
+            json!({"content": "x"}),
+            400,
+        )
+        .await;
+    assert_eq!(code, "invalid_input");
 
     // search finds message text; delete removes it all
     let found = a.get("/api/conversations?q=Edited").await;

@@ -142,6 +142,10 @@ async fn unknown_routes_and_methods_answer_json() {
     assert_eq!(e["code"], "unknown_url");
     let e = error_of(s.get("/v1/chat/completions").await, 405).await;
     assert_eq!(e["code"], "method_not_allowed");
+    // a model id that is not UTF-8 once percent-decoded (fuzz find: axum's rejection was
+    // plain text, not OpenAI's error shape)
+    let e = error_of(s.get("/v1/models/%FF").await, 400).await;
+    assert_eq!(e["type"], "invalid_request_error");
 }
 
 #[tokio::test]

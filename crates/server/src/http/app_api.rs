@@ -83,6 +83,26 @@ type ApiResult<T> = Result<Json<T>, AppApiError>;
 /// A JSON body whose rejections are app API errors.
 pub struct Body<T>(pub T);
 
+/// Path parameters: a segment that is not valid percent-encoded UTF-8 is a 400 in the app
+/// API's error shape (axum's own rejection is plain text).
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for Params<T>
+{
+    type Rejection = AppApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, AppApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| Params(v))
+            .map_err(|r| AppApiError::new(StatusCode::BAD_REQUEST, "invalid_input", r.body_text()))
+    }
+}
+
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
     type Rejection = AppApiError;
 
@@ -119,14 +139,14 @@ pub fn routes(library_only: bool) -> Router<AppState> {
 pub fn refused_in_library_mode(method: &axum::http::Method, path: &str) -> bool {
     use axum::http::Method;
     let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    match (method, parts.as_slice()) {
-        (&Method::PUT | &Method::PATCH, ["", "api", "settings"]) => true,
-        (&Method::POST, ["", "api", "models", "import"]) => true,
-        (&Method::POST, ["", "api", "downloads"]) => true,
-        (&Method::POST, ["", "api", "downloads", _, "resume"]) => true,
-        (&Method::POST, ["", "api", "convert"]) => true,
-        _ => false,
-    }
+    matches!(
+        (method, parts.as_slice()),
+        (&Method::PUT | &Method::PATCH, ["", "api", "settings"])
+            | (&Method::POST, ["", "api", "models", "import"])
+            | (&Method::POST, ["", "api", "downloads"])
+            | (&Method::POST, ["", "api", "downloads", _, "resume"])
+            | (&Method::POST, ["", "api", "convert"])
+    )
 }
 
 async fn library_guard(
@@ -243,14 +263,14 @@ async fn models(State(s): State<AppState>) -> ApiResult<cortex_service::library:
 
 async fn model(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
 ) -> ApiResult<cortex_service::library::ModelView> {
     Ok(Json(s.app.get_model(&id).await?))
 }
 
 async fn update_model(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
     Body(u): Body<ModelUpdate>,
 ) -> ApiResult<cortex_service::library::ModelView> {
     Ok(Json(s.app.update_model(&id, u).await?))
@@ -258,21 +278,21 @@ async fn update_model(
 
 async fn delete_model(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
 ) -> ApiResult<cortex_service::library::Deleted> {
     Ok(Json(s.app.delete_model(&id).await?))
 }
 
 async fn load_model(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
 ) -> ApiResult<cortex_service::library::ModelView> {
     Ok(Json(s.app.load_model(&id).await?))
 }
 
 async fn unload_model(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
 ) -> ApiResult<cortex_service::library::ModelView> {
     Ok(Json(s.app.unload_model(&id).await?))
 }
@@ -307,7 +327,7 @@ async fn downloads(State(s): State<AppState>) -> ApiResult<Value> {
 
 async fn download(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
 ) -> ApiResult<cortex_service::downloads::Download> {
     Ok(Json(s.app.get_download(&id).await?))
 }
@@ -321,7 +341,7 @@ async fn start_download(
 
 async fn download_action(
     State(s): State<AppState>,
-    Path((id, action)): Path<(String, String)>,
+    Params((id, action)): Params<(String, String)>,
 ) -> ApiResult<cortex_service::downloads::Download> {
     let app = &s.app;
     let d = match action.as_str() {
@@ -339,7 +359,10 @@ async fn download_action(
     Ok(Json(d))
 }
 
-async fn forget_download(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Value> {
+async fn forget_download(
+    State(s): State<AppState>,
+    Params(id): Params<String>,
+) -> ApiResult<Value> {
     s.app.forget_download(&id).await?;
     Ok(Json(json!({})))
 }
@@ -365,7 +388,7 @@ async fn conversions(State(s): State<AppState>) -> ApiResult<Value> {
 
 async fn cancel_conversion(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
 ) -> ApiResult<cortex_service::convert::Conversion> {
     Ok(Json(s.app.cancel_conversion(&id).await?))
 }
@@ -390,14 +413,14 @@ async fn create_conversation(
 
 async fn conversation(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
 ) -> ApiResult<cortex_service::chat::ConversationTree> {
     Ok(Json(s.app.get_conversation(&id).await?))
 }
 
 async fn update_conversation(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
     Body(p): Body<ChatPatch>,
 ) -> ApiResult<cortex_catalog::Conversation> {
     Ok(Json(s.app.update_conversation(&id, p).await?))
@@ -405,7 +428,7 @@ async fn update_conversation(
 
 async fn delete_conversation(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
 ) -> ApiResult<Value> {
     s.app.delete_conversation(&id).await?;
     Ok(Json(json!({})))
@@ -413,7 +436,7 @@ async fn delete_conversation(
 
 async fn send_message(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
     Body(m): Body<SendMessage>,
 ) -> Result<Response, AppApiError> {
     let stream = s.app.send_message(&id, m).await?;
@@ -427,14 +450,14 @@ struct RegenerateBody {
 
 async fn regenerate(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
     Body(b): Body<RegenerateBody>,
 ) -> Result<Response, AppApiError> {
     let stream = s.app.regenerate(&id, &b.message_id).await?;
     Ok(reply_sse(stream))
 }
 
-async fn stop_reply(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Value> {
+async fn stop_reply(State(s): State<AppState>, Params(id): Params<String>) -> ApiResult<Value> {
     let stopped = s.app.stop_reply(&id);
     Ok(Json(json!({ "stopped": stopped })))
 }

@@ -1,10 +1,25 @@
-//! A JSON body extractor whose every rejection is an OpenAI-shaped error: 413 past the body
-//! limit, 400 for malformed JSON or a missing or mistyped field. The Content-Type is not
-//! checked (curl's `-d` sends form encoding).
+//! Extractors whose every rejection is an OpenAI-shaped error. The JSON body: 413 past the
+//! body limit, 400 for malformed JSON or a missing or mistyped field (the Content-Type is not
+//! checked: curl's `-d` sends form encoding). Path parameters: 400 for a segment that is not
+//! valid percent-encoded UTF-8 (axum's own rejection is plain text; found by fuzzing).
 use super::error::ApiError;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+
+pub struct PathParam<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| PathParam(v))
+            .map_err(|r| ApiError::bad_request(r.body_text()))
+    }
+}
 
 pub struct JsonBody<T>(pub T);
 

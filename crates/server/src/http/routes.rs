@@ -1,9 +1,10 @@
 //! The small routes: health, the model list, engine stats, and JSON answers for unknown routes
 //! and methods.
 use super::error::ApiError;
+use super::extract::PathParam;
 use super::openai::{ModelList, ModelObject};
 use super::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use axum::Json;
 use serde_json::{json, Value};
@@ -37,7 +38,7 @@ pub async fn models(State(app): State<AppState>) -> Json<ModelList> {
 
 pub async fn model(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<ModelObject>, ApiError> {
     let registry = app.registry.clone();
     let library = tokio::task::spawn_blocking(move || registry.library()).await?;
