@@ -146,6 +146,19 @@ async fn unknown_routes_and_methods_answer_json() {
     // plain text, not OpenAI's error shape)
     let e = error_of(s.get("/v1/models/%FF").await, 400).await;
     assert_eq!(e["type"], "invalid_request_error");
+    // "/v1/" itself, any method (fuzz find: POST got the static-file service's empty 405)
+    for method in [reqwest::Method::GET, reqwest::Method::POST, reqwest::Method::PUT] {
+        let resp = s
+            .http
+            .request(method.clone(), format!("{}/v1/", s.url))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        assert!(status == 404 || status == 405, "{method}: {status}");
+        let e = error_of(resp, status).await;
+        assert!(e["message"].is_string(), "{method}: {e}");
+    }
 }
 
 #[tokio::test]

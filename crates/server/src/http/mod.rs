@@ -312,6 +312,9 @@ pub fn router(config: &ServerConfig, app: App) -> Router {
         .route("/v1/chat/completions", post(generate::chat))
         .route("/v1/completions", post(generate::completions))
         .route("/v1", get(routes::not_found))
+        // "/v1/" itself: the wildcard below needs a segment, and the UI's static files would
+        // answer in plain text (fuzz find)
+        .route("/v1/", get(routes::not_found).post(routes::not_found))
         .route(
             "/v1/{*rest}",
             get(routes::not_found).post(routes::not_found),
