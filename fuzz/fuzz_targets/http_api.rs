@@ -91,6 +91,9 @@ fn apps() -> &'static Apps {
             ..RegistryConfig::default()
         };
         registry.engine.kv_memory_bytes = Some(32 << 20);
+        // A request without max_tokens may fill the context: keep that short, or one such
+        // input runs past libFuzzer's 10 s timeout (it did at the model's 2,048).
+        registry.engine.max_context = Some(256);
         let hub = cortex_hub::download::HubConfig {
             endpoint: "http://127.0.0.1:9".into(),
             token: Some("hf_fuzz_token".into()),
