@@ -1,7 +1,8 @@
 //! GGUF -> MLX format. [`crate::gguf_tensors`] reads the tensors (quantized types arrive in
-//! MLX's affine form, group size 32, K-quants included); we rename them to Hugging Face keys, undo llama.cpp's Q/K row permutation,
-//! write config.json with a "quantization" block (per-module overrides where bit widths differ),
-//! and rebuild the tokenizer and chat template from the GGUF metadata.
+//! MLX's affine form, group size 32, K-quants included); we rename them to Hugging Face keys,
+//! undo llama.cpp's Q/K row permutation, write config.json with a "quantization" block
+//! (per-module overrides where bit widths differ), and rebuild the tokenizer and chat template
+//! from the GGUF metadata.
 //!
 //! Output is written to a temporary sibling folder and renamed into place when complete, so an
 //! interrupted import never leaves a folder that looks like a model.

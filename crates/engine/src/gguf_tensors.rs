@@ -28,7 +28,7 @@
 //! group of 32 values at `bits` bits is exactly `bits` words, so groups are packed one by one.
 use crate::error::{EngineError, Result};
 use cortex_mlx::Array;
-use cortex_tokenizer::gguf::{GgufMetadata, GgufTensorInfo};
+use cortex_tokenizer::gguf::{self, GgufMetadata, GgufTensorInfo};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -273,28 +273,16 @@ fn mlx_bits(ggml_type: u32) -> Option<u32> {
     }
 }
 
-/// (block elements, block bytes) of the types read here.
-fn block_size(ggml_type: u32) -> Option<(usize, usize)> {
-    Some(match ggml_type {
-        F32 => (1, 4),
-        F16 | BF16 => (1, 2),
-        Q4_0 => (32, 18),
-        Q4_1 => (32, 20),
-        Q5_0 => (32, 22),
-        Q5_1 => (32, 24),
-        Q8_0 => (32, 34),
-        Q4_K => (256, 144),
-        Q5_K => (256, 176),
-        Q6_K => (256, 210),
-        _ => return None,
-    })
-}
-
 /// A tensor's data as MLX arrays: `name` -> dense float32, or (for a quantized `x.weight`)
 /// `x.weight` (packed uint32), `x.scales` and `x.biases` (float32), as MLX's reader names them.
 fn convert(t: &GgufTensorInfo, data: &[u8], out: &mut BTreeMap<String, Array>) -> Result<()> {
     let bad = |detail: &str| EngineError::Gguf(format!("tensor {}: {detail}", t.name));
-    let (block, block_bytes) = block_size(t.ggml_type).ok_or_else(|| bad("unsupported type"))?;
+    if !SUPPORTED_TYPES.iter().any(|(id, _)| *id == t.ggml_type) {
+        return Err(bad("unsupported type"));
+    }
+    let (block, block_bytes) = gguf::ggml_block(t.ggml_type)
+        .map(|(b, n)| (b as usize, n as usize))
+        .ok_or_else(|| bad("unsupported type"))?;
     // MLX order: outermost first
     let shape: Vec<i32> = t.shape.iter().rev().map(|&d| d as i32).collect();
     let cols = *t.shape.first().unwrap_or(&1) as usize;

@@ -147,7 +147,11 @@ async fn unknown_routes_and_methods_answer_json() {
     let e = error_of(s.get("/v1/models/%FF").await, 400).await;
     assert_eq!(e["type"], "invalid_request_error");
     // "/v1/" itself, any method (fuzz find: POST got the static-file service's empty 405)
-    for method in [reqwest::Method::GET, reqwest::Method::POST, reqwest::Method::PUT] {
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+    ] {
         let resp = s
             .http
             .request(method.clone(), format!("{}/v1/", s.url))

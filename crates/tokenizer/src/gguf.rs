@@ -155,12 +155,21 @@ pub struct GgufTensorInfo {
     pub offset: u64,
 }
 
+/// (elements per block, bytes per block) of the GGML tensor type `ggml_type`; None for a type
+/// this reader does not know.
+pub fn ggml_block(ggml_type: u32) -> Option<(u64, u64)> {
+    GGML_BLOCKS
+        .iter()
+        .find(|(t, _, _)| *t == ggml_type)
+        .map(|&(_, block, bytes)| (block, bytes))
+}
+
 impl GgufTensorInfo {
     /// Bytes of tensor data, from the type's block size and the shape: `None` for a type this
     /// reader does not know, a row that is not a whole number of blocks, or a size that
     /// overflows.
     pub fn byte_size(&self) -> Option<u64> {
-        let &(_, block, block_bytes) = GGML_BLOCKS.iter().find(|(t, _, _)| *t == self.ggml_type)?;
+        let (block, block_bytes) = ggml_block(self.ggml_type)?;
         let row = *self.shape.first().unwrap_or(&1);
         if row % block != 0 {
             return None;
