@@ -443,42 +443,50 @@ async fn a_reply_stops_on_request_or_when_the_client_goes_away_and_is_kept() {
     let n = reply["stats"]["completion_tokens"].as_i64().unwrap();
     assert!(n >= 1 && n < 2000, "{reply}");
 
-    // stop while it runs: the stream ends with done, finish_reason cancelled
-    let leaf = reply["id"].as_str().unwrap().to_string();
-    let url = format!("{}/api/conversations/{cid}/messages", a.s.url);
-    let http = a.s.http.clone();
-    let body = json!({"parent_id": leaf, "content": "Again"});
-    let running = tokio::spawn(async move {
-        http.post(url)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
-    let stopped = wait_for(Duration::from_secs(30), || async {
-        let (status, v) = a
-            .req(
-                M::POST,
-                &format!("/api/conversations/{cid}/stop"),
-                Some(json!({})),
-            )
-            .await;
-        assert_eq!(status, 200);
-        (v["stopped"] == true).then_some(())
-    })
-    .await;
-    let _ = stopped;
-    let text = running.await.unwrap();
+    // stop while it runs: the stream ends with done, finish_reason cancelled. A new first
+    // message (no parent), so the reply has the whole context to fill: under the first reply
+    // it could run out of room, and end as "length", before the stop arrived.
+    let mut resp =
+        a.s.post(
+            &format!("/api/conversations/{cid}/messages"),
+            &json!({"content": "Again"}),
+        )
+        .await;
+    let mut text = String::new();
+    while !text.contains("\"delta\"") {
+        let chunk = resp.chunk().await.unwrap().expect("stream ended early");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let (status, v) = a
+        .req(
+            M::POST,
+            &format!("/api/conversations/{cid}/stop"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!((status, &v["stopped"]), (200, &json!(true)), "{v}");
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
     let last: Value = serde_json::from_str(sse_data(&text).last().unwrap()).unwrap();
     assert_eq!(last["type"], "done", "{text}");
     assert_eq!(last["message"]["stats"]["finish_reason"], "cancelled");
     let n = last["message"]["stats"]["completion_tokens"]
         .as_i64()
         .unwrap();
-    assert!(n < 2000, "{text}");
+    assert!(n >= 1 && n < 2000, "{text}");
+    // the reply's task ends after its last event: then a second stop finds nothing
+    wait_for(Duration::from_secs(30), || async {
+        let (_, v) = a
+            .req(
+                M::POST,
+                &format!("/api/conversations/{cid}/stop"),
+                Some(json!({})),
+            )
+            .await;
+        (v["stopped"] == false).then_some(())
+    })
+    .await;
 }
 
 async fn wait_for<T, F, Fut>(within: Duration, mut f: F) -> T
