@@ -15,6 +15,9 @@ bash scripts/setup-window-tests.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 export PYTHON="$ROOT/.venv/bin/python"
 bash scripts/fetch-test-data.sh
+# llama.cpp (PyPI llama-cpp-python, built once into the venv): the GGUF importer's tests
+# compare against its logits on the same files.
+bash bench/install_llama_cpp.sh
 bash tests/fixtures/make_all.sh
 # The real-model tests import the default model into a scratch models folder.
 export CORTEX_TEST_PYTHON="$PYTHON"

@@ -72,8 +72,32 @@ pub fn markdown() -> String {
         join(SUPPORTED_ARCHS.iter())
     );
     o += GGUF_TYPES;
+    o += GGUF_ARCHS;
     o
 }
+
+/// What the importer undoes per architecture (cortex_engine::gguf_import) and how it is checked.
+const GGUF_ARCHS: &str = "
+### GGUF architectures
+
+llama.cpp's converter changes a model on the way into GGUF, differently per architecture; the
+importer undoes it and writes the Hugging Face config llama.cpp's own reading implies:
+
+| GGUF architecture | runs as | what the import undoes or fills in |
+|---|---|---|
+| llama (Llama, Mistral, SmolLM) | `llama` | Q/K rows un-interleaved (llama's converter permutes them for its rope); Llama 3 rope scaling rebuilt from `rope_freqs` |
+| qwen2, qwen3 | `qwen2`, `qwen3` | nothing permuted; q/k/v biases (Qwen2), q/k norms (Qwen3) renamed |
+| phi3 | `phi3` | fused `attn_qkv` and `ffn_up` ([gate; up]) kept fused; partial rotary and LongRoPE factors (`rope_factors_long/short`) into the config |
+| gemma | `gemma` | norms stored as 1 + w are shifted back |
+| gemma2 | `gemma2` | norms shifted back; `ffn_norm` is the pre-feed-forward norm; soft-caps and window from the metadata (llama.cpp's defaults 50, 30, 4096 when absent); even layers slide; query scale 1/sqrt(head_dim) (27B: 1/sqrt(hidden/heads)), as llama.cpp assumes |
+| gemma3 | `gemma3_text` | as gemma2, plus q/k norms, every sixth layer global, local rope base 10,000, linear rope scaling on global layers, as llama.cpp assumes |
+
+Each is checked against llama.cpp itself (`crates/engine/tests/gguf.rs`,
+`imports_match_llama_cpp_on_the_same_file`): tiny models of every architecture converted the
+way llama.cpp's converter converts them, quantized by llama.cpp's own quantizer (Q8_0, Q4_0,
+Q4_1, Q5_0, Q5_1, Q4_K_M, Q5_K_M, Q6_K), and the default model's GGUF as shipped, imported and
+run against llama.cpp's logits on the same file (llama-cpp-python 0.3.16).
+";
 
 /// How each GGUF type lands in MLX (cortex_engine::gguf_tensors) and what that costs.
 const GGUF_TYPES: &str = "

@@ -23,7 +23,93 @@ use std::path::{Path, PathBuf};
 
 /// GGML tensor types the importer reads ([`crate::gguf_tensors`]).
 pub use crate::gguf_tensors::SUPPORTED_TYPES;
-pub const SUPPORTED_ARCHS: &[&str] = &["llama"];
+/// The architectures the importer reads, by llama.cpp's name (`general.architecture`).
+pub const SUPPORTED_ARCHS: &[&str] = &[
+    "llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3",
+];
+
+/// How llama.cpp's converter (convert_hf_to_gguf.py) wrote one architecture, and what the
+/// Hugging Face layout our loader reads calls it.
+struct Arch {
+    /// `general.architecture`
+    name: &'static str,
+    model_type: &'static str,
+    class: &'static str,
+    /// llama's converter interleaves each head's rotary halves in Q and K (the others use
+    /// llama.cpp's NeoX rope and leave the rows as they are).
+    permuted_qk: bool,
+    /// Gemma's converter stores every RMSNorm weight w as 1 + w (llama.cpp multiplies by the
+    /// stored value; Hugging Face's Gemma by 1 + w).
+    norm_plus_one: bool,
+    /// Gemma 2/3's four norms per layer: llama.cpp's ffn_norm is the pre-feed-forward norm
+    /// there, and attn_post_norm the post-attention one.
+    sandwich_norms: bool,
+    /// Phi-3's ffn_up holds [gate; up] (Hugging Face's gate_up_proj).
+    fused_gate_up: bool,
+}
+
+/// What most architectures are: none of the above.
+const PLAIN: Arch = Arch {
+    name: "",
+    model_type: "",
+    class: "",
+    permuted_qk: false,
+    norm_plus_one: false,
+    sandwich_norms: false,
+    fused_gate_up: false,
+};
+
+const ARCHS: &[Arch] = &[
+    Arch {
+        name: "llama",
+        model_type: "llama",
+        class: "LlamaForCausalLM",
+        permuted_qk: true,
+        ..PLAIN
+    },
+    Arch {
+        name: "qwen2",
+        model_type: "qwen2",
+        class: "Qwen2ForCausalLM",
+        ..PLAIN
+    },
+    Arch {
+        name: "qwen3",
+        model_type: "qwen3",
+        class: "Qwen3ForCausalLM",
+        ..PLAIN
+    },
+    Arch {
+        name: "phi3",
+        model_type: "phi3",
+        class: "Phi3ForCausalLM",
+        fused_gate_up: true,
+        ..PLAIN
+    },
+    Arch {
+        name: "gemma",
+        model_type: "gemma",
+        class: "GemmaForCausalLM",
+        norm_plus_one: true,
+        ..PLAIN
+    },
+    Arch {
+        name: "gemma2",
+        model_type: "gemma2",
+        class: "Gemma2ForCausalLM",
+        norm_plus_one: true,
+        sandwich_norms: true,
+        ..PLAIN
+    },
+    Arch {
+        name: "gemma3",
+        model_type: "gemma3_text",
+        class: "Gemma3ForCausalLM",
+        norm_plus_one: true,
+        sandwich_norms: true,
+        ..PLAIN
+    },
+];
 
 fn ggml_type_name(t: u32) -> String {
     let names = [
@@ -47,6 +133,8 @@ struct Hparams {
     theta: f32,
     ctx: u32,
     head_dim: u32,
+    /// rotary dimensions per head (`rope.dimension_count`; Phi-3 may rotate only part)
+    rope_dims: u32,
 }
 
 fn hparams(meta: &GgufMetadata, arch: &str) -> Result<Hparams> {
@@ -96,7 +184,18 @@ fn hparams(meta: &GgufMetadata, arch: &str) -> Result<Hparams> {
             "small enough that head_count x key_length fits 32 bits",
         ));
     }
+    let rope_dims = match opt_u32("rope.dimension_count")? {
+        Some(v) if v <= head_dim => size("rope.dimension_count", v)?,
+        Some(_) => {
+            return Err(invalid(
+                "rope.dimension_count",
+                "at most attention.key_length",
+            ))
+        }
+        None => head_dim,
+    };
     Ok(Hparams {
+        rope_dims,
         layers: need("block_count")?,
         hidden,
         ffn: need("feed_forward_length")?,
@@ -110,24 +209,32 @@ fn hparams(meta: &GgufMetadata, arch: &str) -> Result<Hparams> {
 }
 
 /// llama.cpp tensor names -> Hugging Face names (None: dropped).
-fn hf_name(name: &str) -> Option<String> {
+fn hf_name(name: &str, arch: &Arch) -> Option<String> {
     let (base, suffix) = name.rsplit_once('.')?;
     let mapped = match base {
         "token_embd" => "model.embed_tokens".to_string(),
         "output_norm" => "model.norm".to_string(),
         "output" => "lm_head".to_string(),
-        "rope_freqs" => "rope_freqs".to_string(),
+        // rope tables, turned into config.json entries
+        "rope_freqs" | "rope_factors_long" | "rope_factors_short" => base.to_string(),
         _ => {
             let rest = base.strip_prefix("blk.")?;
             let (idx, part) = rest.split_once('.')?;
             let hf = match part {
                 "attn_norm" => "input_layernorm",
+                "ffn_norm" if arch.sandwich_norms => "pre_feedforward_layernorm",
                 "ffn_norm" => "post_attention_layernorm",
+                "post_attention_norm" => "post_attention_layernorm",
+                "post_ffw_norm" => "post_feedforward_layernorm",
                 "attn_q" => "self_attn.q_proj",
                 "attn_k" => "self_attn.k_proj",
                 "attn_v" => "self_attn.v_proj",
+                "attn_qkv" => "self_attn.qkv_proj",
                 "attn_output" => "self_attn.o_proj",
+                "attn_q_norm" => "self_attn.q_norm",
+                "attn_k_norm" => "self_attn.k_norm",
                 "ffn_gate" => "mlp.gate_proj",
+                "ffn_up" if arch.fused_gate_up => "mlp.gate_up_proj",
                 "ffn_up" => "mlp.up_proj",
                 "ffn_down" => "mlp.down_proj",
                 _ => return None,
@@ -181,6 +288,7 @@ fn check_tensors(src: &Path, meta: &GgufMetadata) -> Result<()> {
 /// What an import writes, read and checked before anything is written.
 struct Plan {
     meta: GgufMetadata,
+    arch: &'static Arch,
     hp: Hparams,
     tokenizer: Tokenizer,
 }
@@ -196,17 +304,18 @@ fn plan(src: &Path) -> Result<Plan> {
         .flatten()
         .unwrap_or_default()
         .to_string();
-    if !SUPPORTED_ARCHS.contains(&arch.as_str()) {
+    let Some(arch) = ARCHS.iter().find(|a| a.name == arch) else {
         return Err(EngineError::UnsupportedModelType {
             model_type: format!("gguf:{arch}"),
             supported: SUPPORTED_ARCHS.iter().map(|s| s.to_string()).collect(),
         });
-    }
+    };
     check_tensors(src, &meta)?;
-    let hp = hparams(&meta, &arch)?;
+    let hp = hparams(&meta, arch.name)?;
     let tokenizer = Tokenizer::from_gguf(&meta)?;
     Ok(Plan {
         meta,
+        arch,
         hp,
         tokenizer,
     })
@@ -307,7 +416,7 @@ fn folder_stem(src: &Path) -> String {
 }
 
 fn write_model(src: &Path, plan: &Plan, out: &Path) -> Result<()> {
-    let (meta, hp, tok) = (&plan.meta, &plan.hp, &plan.tokenizer);
+    let (meta, arch, hp, tok) = (&plan.meta, plan.arch, &plan.hp, &plan.tokenizer);
     std::fs::create_dir_all(out).map_err(EngineError::io(out))?;
     // Scales, biases and norms: float32 on CPU (MLX emulates float16 there), float16 elsewhere.
     let side_dtype = if cortex_mlx::default_device_is_gpu() {
@@ -318,12 +427,17 @@ fn write_model(src: &Path, plan: &Plan, out: &Path) -> Result<()> {
     let mut tensors = BTreeMap::new();
     let mut bits_of: BTreeMap<String, i32> = BTreeMap::new();
     for (name, a) in crate::gguf_tensors::read_all(src, meta)? {
-        let Some(hf) = hf_name(&name) else { continue };
+        let Some(hf) = hf_name(&name, arch) else {
+            continue;
+        };
         let mut a = a;
-        if hf.contains("self_attn.q_proj.") {
+        if arch.permuted_qk && hf.contains("self_attn.q_proj.") {
             a = unpermute(&a, hp.heads)?;
-        } else if hf.contains("self_attn.k_proj.") {
+        } else if arch.permuted_qk && hf.contains("self_attn.k_proj.") {
             a = unpermute(&a, hp.kv_heads)?;
+        }
+        if arch.norm_plus_one && hf.ends_with("norm.weight") && a.dtype().is_float() {
+            a = a.add_scalar(-1.0)?;
         }
         if a.dtype() == Dtype::Uint32 {
             // packed affine weight: bits = packed columns * 32 / input columns
@@ -343,15 +457,11 @@ fn write_model(src: &Path, plan: &Plan, out: &Path) -> Result<()> {
         }
         tensors.insert(hf, a);
     }
-    let rope_scaling = match tensors.remove("rope_freqs.weight") {
-        Some(f) => Some(llama3_scaling(&f.to_f32_vec()?, hp)?),
-        None => None,
-    };
     let quant = quantization_block(&bits_of);
     let tied = !tensors.contains_key("lm_head.weight");
     let mut config = json!({
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
+        "architectures": [arch.class],
+        "model_type": arch.model_type,
         "hidden_size": hp.hidden,
         "intermediate_size": hp.ffn,
         "num_attention_heads": hp.heads,
@@ -365,9 +475,9 @@ fn write_model(src: &Path, plan: &Plan, out: &Path) -> Result<()> {
         "tie_word_embeddings": tied,
         "torch_dtype": "float32",
     });
-    if let Some(rs) = rope_scaling {
-        config["rope_scaling"] = rs;
-    }
+    arch_config(arch, hp, meta, &mut tensors, &mut config)?;
+    // rope tables this architecture does not use are not weights
+    tensors.retain(|k, _| !k.starts_with("rope_"));
     if let Some(q) = &quant {
         config["quantization"] = q.to_value();
         config["quantization_config"] = q.to_value();
@@ -388,6 +498,117 @@ fn write_model(src: &Path, plan: &Plan, out: &Path) -> Result<()> {
         &out.join("generation_config.json"),
         gen.to_string().as_bytes(),
     )?;
+    Ok(())
+}
+
+/// The config.json entries one architecture adds: what llama.cpp reads from `{arch}.*` keys
+/// and what it assumes without reading (Gemma 2/3's layer patterns, query scale and Gemma 3's
+/// local rope base), so the import computes what llama.cpp computes on the same file.
+fn arch_config(
+    arch: &Arch,
+    hp: &Hparams,
+    meta: &GgufMetadata,
+    tensors: &mut BTreeMap<String, Array>,
+    config: &mut serde_json::Value,
+) -> Result<()> {
+    let key = |k: &str| format!("{}.{k}", arch.name);
+    let opt_f32 = |k: &str| meta.get_f32(&key(k)).ok();
+    let opt_u32 = |k: &str| {
+        meta.opt_u32(&key(k))
+            .map_err(|e| EngineError::Gguf(e.to_string()))
+    };
+    // llama.cpp's Gemma 2 and 3 scale queries by 1/sqrt(head_dim), but by
+    // 1/sqrt(hidden/heads) for the 27B models (46 and 62 layers).
+    let query_scalar = |big_layers: u32| {
+        if hp.layers == big_layers {
+            hp.hidden / hp.heads
+        } else {
+            hp.head_dim
+        }
+    };
+    match arch.name {
+        "llama" => {
+            if let Some(f) = tensors.remove("rope_freqs.weight") {
+                config["rope_scaling"] = llama3_scaling(&f.to_f32_vec()?, hp)?;
+            }
+        }
+        "phi3" => {
+            config["partial_rotary_factor"] = json!(hp.rope_dims as f32 / hp.head_dim as f32);
+            let orig = opt_u32("rope.scaling.original_context_length")?.unwrap_or(hp.ctx);
+            config["original_max_position_embeddings"] = json!(orig);
+            let long = tensors.remove("rope_factors_long.weight");
+            let short = tensors.remove("rope_factors_short.weight");
+            if let (Some(long), Some(short)) = (long, short) {
+                config["rope_scaling"] = json!({
+                    "type": "longrope",
+                    "long_factor": long.to_f32_vec()?,
+                    "short_factor": short.to_f32_vec()?,
+                });
+            }
+        }
+        "gemma" | "gemma2" | "gemma3" => {
+            config["hidden_activation"] = json!("gelu_pytorch_tanh");
+            config["hidden_act"] = json!("gelu_pytorch_tanh");
+        }
+        _ => {}
+    }
+    match arch.name {
+        "gemma2" => {
+            // llama.cpp's defaults when the keys are absent
+            config["attn_logit_softcapping"] =
+                json!(opt_f32("attn_logit_softcapping").unwrap_or(50.0));
+            config["final_logit_softcapping"] =
+                json!(opt_f32("final_logit_softcapping").unwrap_or(30.0));
+            config["sliding_window"] = json!(opt_u32("attention.sliding_window")?.unwrap_or(4096));
+            config["query_pre_attn_scalar"] = json!(query_scalar(46));
+            let types: Vec<&str> = (0..hp.layers)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        "sliding_attention"
+                    } else {
+                        "full_attention"
+                    }
+                })
+                .collect();
+            config["layer_types"] = json!(types);
+        }
+        "gemma3" => {
+            let window = opt_u32("attention.sliding_window")?.ok_or_else(|| {
+                EngineError::GgufHyperparameter {
+                    key: key("attention.sliding_window"),
+                    requirement: "present (llama.cpp requires it for gemma3)",
+                }
+            })?;
+            config["sliding_window"] = json!(window);
+            // every sixth layer attends globally; local layers rotate with base 10,000, unscaled
+            config["sliding_window_pattern"] = json!(6);
+            config["rope_local_base_freq"] = json!(10000.0);
+            config["query_pre_attn_scalar"] = json!(query_scalar(62));
+            config["attn_logit_softcapping"] = serde_json::Value::Null;
+            config["final_logit_softcapping"] = serde_json::Value::Null;
+            let kind = meta
+                .opt_str(&key("rope.scaling.type"))
+                .map_err(|e| EngineError::Gguf(e.to_string()))?;
+            let factor = opt_f32("rope.scaling.factor")
+                .or_else(|| opt_f32("rope.scale_linear"))
+                .filter(|f| *f > 0.0 && *f != 1.0);
+            match kind {
+                None | Some("linear") => {
+                    if let Some(f) = factor {
+                        config["rope_scaling"] = json!({"rope_type": "linear", "factor": f});
+                    }
+                }
+                Some("none") => {}
+                Some(other) => {
+                    return Err(EngineError::Gguf(format!(
+                        "{}: rope scaling {other:?} is not supported for gemma3",
+                        key("rope.scaling.type")
+                    )))
+                }
+            }
+        }
+        _ => {}
+    }
     Ok(())
 }
 
@@ -469,4 +690,15 @@ fn quantization_block(bits_of: &BTreeMap<String, i32>) -> Option<QuantizationCon
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(EngineError::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_supported_list_is_the_table() {
+        let table: Vec<&str> = ARCHS.iter().map(|a| a.name).collect();
+        assert_eq!(table, SUPPORTED_ARCHS);
+    }
 }

@@ -165,3 +165,20 @@ fn gemma2_matches_mlx_lm() {
 fn gemma3_matches_mlx_lm() {
     check_model("tiny-gemma3");
 }
+
+#[test]
+fn gemma1_matches_mlx_lm() {
+    check_model("tiny-gemma");
+}
+
+/// A multimodal Gemma 3 checkpoint ("gemma3", config under text_config, tensors under
+/// language_model., a vision tower): the text model runs, the vision weights are dropped.
+#[test]
+fn gemma3_multimodal_checkpoint_matches_mlx_lm() {
+    check_model("tiny-gemma3-vlm");
+}
+
+#[test]
+fn gemma3_six_layer_pattern_matches_mlx_lm() {
+    check_model("tiny-gemma3-6layer");
+}

@@ -190,3 +190,22 @@ fn gemma3_matches_transformers_with_bf16_embed_scale() {
 fn gemma3_close_to_plain_transformers() {
     check_golden("tiny-gemma3", GEMMA3_EMBED_SCALE_TOL);
 }
+
+#[test]
+fn gemma1_matches_transformers() {
+    check_golden("tiny-gemma", TOL);
+}
+
+/// Gemma 2 with a 16-token window under the 64-token prompt, soft-capping on: the sliding
+/// layers forget what transformers forgets (mlx-lm, which attends over everything, is 2.0 off).
+#[test]
+fn gemma2_sliding_window_matches_transformers() {
+    check_golden("tiny-gemma2-window", TOL);
+}
+
+/// Six layers, the sixth global (Gemma 3's real pattern), window 24, sqrt(64) = 8 exactly, so
+/// no embedding-scale rounding: plain transformers at 1e-3.
+#[test]
+fn gemma3_six_layer_pattern_matches_transformers() {
+    check_golden("tiny-gemma3-6layer", TOL);
+}

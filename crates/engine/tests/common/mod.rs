@@ -75,6 +75,13 @@ impl Reference {
         r
     }
 
+    /// A reference file in the layout above (mlx-lm's, transformers', llama.cpp's).
+    pub fn from_file(path: &std::path::Path) -> Reference {
+        let st = cortex_mlx::load_safetensors(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Reference::from_tensors(&st.tensors)
+    }
+
     /// tests/fixtures/generated/refs/<name>.safetensors (mlx-lm).
     pub fn mlx_lm(name: &str) -> Reference {
         let path = fixtures().join("refs").join(format!("{name}.safetensors"));
