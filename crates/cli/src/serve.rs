@@ -13,6 +13,7 @@ pub const API_KEY_ENV: &str = "CORTEX_API_KEY";
 
 const DEFAULT_MAX_QUEUE: usize = cortex_server::http::DEFAULT_MAX_QUEUE;
 const DEFAULT_MAX_LOADED: usize = cortex_service::DEFAULT_MAX_LOADED;
+const DEFAULT_BUSY_WAIT: Duration = cortex_service::DEFAULT_BUSY_WAIT;
 const DEFAULT_QUEUE_TIMEOUT_S: u64 = cortex_server::http::DEFAULT_QUEUE_TIMEOUT.as_secs();
 
 #[derive(Args)]
@@ -83,6 +84,10 @@ pub struct ServeArgs {
     /// (0: no limit)
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LOADED)]
     pub max_loaded: usize,
+    /// When --max-loaded models are loaded and each is answering, how long a request for
+    /// another waits for one to finish before it gets 503 busy
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_BUSY_WAIT.as_secs())]
+    pub load_wait: u64,
 }
 
 /// `args` as the server's configuration; `env_key` is the value of [`API_KEY_ENV`].
@@ -99,6 +104,7 @@ fn config(args: &ServeArgs, env_key: Option<String>) -> Result<ServerConfig> {
     }
     registry.engine.max_context = args.max_context;
     registry.max_loaded = (args.max_loaded > 0).then_some(args.max_loaded);
+    registry.busy_wait = Duration::from_secs(args.load_wait);
     if !(args.max_download_gb >= 0.0 && args.max_download_gb.is_finite()) {
         bail!("--max-download-gb must be a non-negative number");
     }
@@ -273,11 +279,20 @@ mod tests {
         let default = cfg(&[]).unwrap().registry;
         assert_eq!(default.max_download_bytes, None);
         assert_eq!(default.max_loaded, Some(DEFAULT_MAX_LOADED));
-        let set = cfg(&["--max-download-gb", "2.5", "--max-loaded", "1"])
-            .unwrap()
-            .registry;
+        assert_eq!(default.busy_wait, DEFAULT_BUSY_WAIT);
+        let set = cfg(&[
+            "--max-download-gb",
+            "2.5",
+            "--max-loaded",
+            "1",
+            "--load-wait",
+            "5",
+        ])
+        .unwrap()
+        .registry;
         assert_eq!(set.max_download_bytes, Some(2_500_000_000));
         assert_eq!(set.max_loaded, Some(1));
+        assert_eq!(set.busy_wait, Duration::from_secs(5));
         assert_eq!(
             cfg(&["--max-loaded", "0"]).unwrap().registry.max_loaded,
             None

@@ -158,6 +158,8 @@ async fn loaded_models_are_capped_and_the_least_recently_used_idle_one_goes() {
     let mut c = config();
     c.registry.models_dir = dir.clone();
     c.registry.max_loaded = Some(2);
+    // refused at once when all are busy (the wait has its own test)
+    c.registry.busy_wait = std::time::Duration::ZERO;
     let s = start(c).await;
     let ask = |model: &str| {
         let mut body = chat("hi", json!({"max_tokens": 1}));
@@ -236,6 +238,50 @@ async fn loaded_models_are_capped_and_the_least_recently_used_idle_one_goes() {
         ["a", "c"]
     );
     drop(held);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A request for another model while every loaded one is answering waits for one to finish
+/// (it used to get 503 at once), then unloads it and loads its own.
+#[tokio::test]
+async fn a_load_waits_for_a_busy_model_to_finish() {
+    env();
+    let dir = tiny_under_names("wait", &["a", "b", "c"]);
+    let mut c = config();
+    c.registry.models_dir = dir.clone();
+    c.registry.max_loaded = Some(1);
+    c.registry.busy_wait = std::time::Duration::from_secs(120);
+    let s = start(c).await;
+    let body = |model: &str, extra: Value| {
+        let mut b = chat("hi", extra);
+        b["model"] = json!(model);
+        b
+    };
+    let endless = json!({"max_tokens": 2000, "ignore_eos": true, "stream": true});
+    let mut held = s
+        .post("/v1/chat/completions", &body("a", endless.clone()))
+        .await;
+    assert_eq!(held.status(), 200);
+    held.chunk().await.unwrap().expect("the stream starts");
+
+    // b waits while a answers...
+    let url = format!("{}/v1/chat/completions", s.url);
+    let (http, b) = (s.http.clone(), body("b", json!({"max_tokens": 1})));
+    let waiting = tokio::spawn(async move { http.post(url).json(&b).send().await.unwrap() });
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        assert!(
+            !waiting.is_finished(),
+            "b was answered while a still held the only slot"
+        );
+    }
+    // ...and loads once a's request ends (its client hangs up)
+    drop(held);
+    let r = waiting.await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let stats: Value = s.get("/v1/engine/stats").await.json().await.unwrap();
+    assert_eq!(stats["models"][0]["names"][0], "b", "{stats}");
+
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -25,6 +25,6 @@ pub use error::{present, ErrorBody, Result, ServiceError};
 pub use events::AppEvent;
 pub use registry::{
     LoadedModelInfo, ModelEntry, ModelLease, ModelRegistry, ModelSources, RegistryConfig,
-    DEFAULT_MAX_LOADED,
+    DEFAULT_BUSY_WAIT, DEFAULT_MAX_LOADED,
 };
 pub use resolve::{is_plain_name, pull_logged, resolve_library_model, resolve_model, PullFn};

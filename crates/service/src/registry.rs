@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, OnceCell};
 
 #[derive(Clone, Debug)]
 pub struct RegistryConfig {
@@ -34,9 +34,12 @@ pub struct RegistryConfig {
     /// The largest download a MODEL string may start, in bytes (None: no limit).
     pub max_download_bytes: Option<u64>,
     /// Engines loaded at once (None: no limit). Loading one more first unloads the least
-    /// recently used engine no request is using; when every one is busy the load is refused
-    /// (busy) instead of running the machine out of memory.
+    /// recently used engine no request is using; when every one is busy the load waits up to
+    /// `busy_wait` for one to finish its requests, then is refused (busy) instead of running
+    /// the machine out of memory.
     pub max_loaded: Option<usize>,
+    /// How long a load waits for room under `max_loaded` (see there).
+    pub busy_wait: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -47,6 +50,7 @@ impl Default for RegistryConfig {
             models_dir: cortex_engine::loader::models_dir(),
             max_download_bytes: None,
             max_loaded: Some(DEFAULT_MAX_LOADED),
+            busy_wait: DEFAULT_BUSY_WAIT,
         }
     }
 }
@@ -64,6 +68,9 @@ pub enum ModelSources {
 
 /// Default [`RegistryConfig::max_loaded`], as Ollama's MAX_LOADED_MODELS per GPU.
 pub const DEFAULT_MAX_LOADED: usize = 3;
+
+/// Default [`RegistryConfig::busy_wait`]: a minute, the length of a long answer on a CPU.
+pub const DEFAULT_BUSY_WAIT: Duration = Duration::from_secs(60);
 
 /// A model of the library, as GET /v1/models lists it.
 #[derive(Clone, Debug, Serialize)]
@@ -105,6 +112,8 @@ struct Inner {
     engines: Mutex<HashMap<PathBuf, Arc<Slot>>>,
     /// Set on shutdown: stops downloads and refuses new leases.
     stopping: AtomicBool,
+    /// Woken whenever a model's last request ends (room may have appeared under max_loaded).
+    freed: Arc<Notify>,
 }
 
 struct Slot {
@@ -117,6 +126,8 @@ struct Slot {
     /// Counted against [`RegistryConfig::max_loaded`] from the moment room was made for it
     /// until its load ends, so loads that run at once cannot overshoot the cap together.
     loading: AtomicBool,
+    /// The registry's [`Inner::freed`].
+    freed: Arc<Notify>,
 }
 
 struct Usage {
@@ -201,6 +212,9 @@ impl Slot {
         let mut u = lock(&self.usage);
         u.active = u.active.saturating_sub(1);
         u.last_used = Instant::now();
+        if u.active == 0 {
+            self.freed.notify_waiters();
+        }
     }
 
     fn idle_for(&self, idle: Duration, now: Instant) -> bool {
@@ -217,6 +231,7 @@ impl ModelRegistry {
                 resolved: Mutex::new(HashMap::new()),
                 engines: Mutex::new(HashMap::new()),
                 stopping: AtomicBool::new(false),
+                freed: Arc::new(Notify::new()),
             }),
         }
     }
@@ -329,6 +344,7 @@ impl ModelRegistry {
                 engine: OnceCell::new(),
                 waiting: AtomicUsize::new(0),
                 loading: AtomicBool::new(false),
+                freed: self.inner.freed.clone(),
                 usage: Mutex::new(Usage {
                     active: 0,
                     last_used: Instant::now(),
@@ -386,9 +402,40 @@ impl ModelRegistry {
     }
 
     /// Before `incoming` loads: when [`RegistryConfig::max_loaded`] engines already run,
-    /// unloads the least recently used one that no request uses (a pinned model never);
-    /// [`ServiceError::Busy`] when every one is in use.
+    /// unloads the least recently used one that no request uses (a pinned model never). When
+    /// every one is in use, waits for one to be free, up to [`RegistryConfig::busy_wait`],
+    /// then [`ServiceError::Busy`]; also Busy as soon as nobody wants `incoming` any more
+    /// (its requests went away while it waited).
     async fn make_room(&self, incoming: &Arc<Slot>) -> Result<(), ServiceError> {
+        let deadline = Instant::now() + self.inner.config.busy_wait;
+        loop {
+            // registered before looking, so a model freed in between still wakes us
+            let freed = self.inner.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let busy = match self.try_make_room(incoming).await {
+                Err(ServiceError::Busy(message)) => message,
+                done => return done,
+            };
+            let now = Instant::now();
+            let wanted = lock(&incoming.usage).active > 0;
+            if now >= deadline || !wanted || self.inner.stopping.load(Ordering::Acquire) {
+                let waited = self.inner.config.busy_wait;
+                return Err(ServiceError::Busy(if waited.is_zero() {
+                    busy
+                } else {
+                    format!("{busy} (waited {} s for one)", waited.as_secs_f32())
+                }));
+            }
+            // woken when a model's last request ends; an unload elsewhere (idle, by hand)
+            // frees room without waking us, so look again at least every second
+            let nap = (deadline - now).min(Duration::from_secs(1));
+            let _ = tokio::time::timeout(nap, freed).await;
+        }
+    }
+
+    /// One look at the loaded engines for [`Self::make_room`].
+    async fn try_make_room(&self, incoming: &Arc<Slot>) -> Result<(), ServiceError> {
         let Some(max) = self.inner.config.max_loaded else {
             return Ok(());
         };
