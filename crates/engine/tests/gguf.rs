@@ -347,7 +347,7 @@ fn imports_match_llama_cpp_on_the_same_file() {
         let vs_deq = worst(&common::compare(&model, &deq_ref, usize::MAX));
         let mut bound = F32_TOL;
         if types.contains("Q6_K") {
-            let base = stem.rsplit_once('-').unwrap().0;
+            let base = entry["base"].as_str().unwrap();
             let quantization =
                 common::max_abs_diff(&all(&deq_ref), &all(&reference(&format!("{base}-f32"))));
             bound = bound.max(0.5 * quantization);
