@@ -526,6 +526,10 @@ fn arch_config(
             hp.head_dim
         }
     };
+    if arch.name.starts_with("gemma") {
+        config["hidden_activation"] = json!("gelu_pytorch_tanh");
+        config["hidden_act"] = json!("gelu_pytorch_tanh");
+    }
     match arch.name {
         "llama" => {
             if let Some(f) = tensors.remove("rope_freqs.weight") {
@@ -546,13 +550,6 @@ fn arch_config(
                 });
             }
         }
-        "gemma" | "gemma2" | "gemma3" => {
-            config["hidden_activation"] = json!("gelu_pytorch_tanh");
-            config["hidden_act"] = json!("gelu_pytorch_tanh");
-        }
-        _ => {}
-    }
-    match arch.name {
         "gemma2" => {
             // llama.cpp's defaults when the keys are absent
             config["attn_logit_softcapping"] =

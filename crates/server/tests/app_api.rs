@@ -416,17 +416,7 @@ async fn a_reply_stops_on_request_or_when_the_client_goes_away_and_is_kept() {
     let cid = c["id"].as_str().unwrap().to_string();
 
     // a client that reads a little and hangs up
-    let mut resp =
-        a.s.post(
-            &format!("/api/conversations/{cid}/messages"),
-            &json!({"content": "Tell me a long story"}),
-        )
-        .await;
-    let mut seen = String::new();
-    while !seen.contains("\"delta\"") {
-        let chunk = resp.chunk().await.unwrap().expect("stream ended early");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let (resp, _) = send_until_delta(&a, &cid, "Tell me a long story").await;
     drop(resp);
     let reply = wait_for(Duration::from_secs(30), || async {
         let tree = a.get(&format!("/api/conversations/{cid}")).await;
@@ -446,17 +436,7 @@ async fn a_reply_stops_on_request_or_when_the_client_goes_away_and_is_kept() {
     // stop while it runs: the stream ends with done, finish_reason cancelled. A new first
     // message (no parent), so the reply has the whole context to fill: under the first reply
     // it could run out of room, and end as "length", before the stop arrived.
-    let mut resp =
-        a.s.post(
-            &format!("/api/conversations/{cid}/messages"),
-            &json!({"content": "Again"}),
-        )
-        .await;
-    let mut text = String::new();
-    while !text.contains("\"delta\"") {
-        let chunk = resp.chunk().await.unwrap().expect("stream ended early");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let (mut resp, mut text) = send_until_delta(&a, &cid, "Again").await;
     let (status, v) = a
         .req(
             M::POST,
@@ -487,6 +467,23 @@ async fn a_reply_stops_on_request_or_when_the_client_goes_away_and_is_kept() {
         (v["stopped"] == false).then_some(())
     })
     .await;
+}
+
+/// Sends a first message to conversation `cid` and reads its event stream until the reply's
+/// first delta; returns the open response and what was read.
+async fn send_until_delta(a: &App, cid: &str, content: &str) -> (reqwest::Response, String) {
+    let mut resp =
+        a.s.post(
+            &format!("/api/conversations/{cid}/messages"),
+            &json!({ "content": content }),
+        )
+        .await;
+    let mut text = String::new();
+    while !text.contains("\"delta\"") {
+        let chunk = resp.chunk().await.unwrap().expect("stream ended early");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    (resp, text)
 }
 
 async fn wait_for<T, F, Fut>(within: Duration, mut f: F) -> T

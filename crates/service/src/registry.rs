@@ -407,7 +407,8 @@ impl ModelRegistry {
     /// then [`ServiceError::Busy`]; also Busy as soon as nobody wants `incoming` any more
     /// (its requests went away while it waited).
     async fn make_room(&self, incoming: &Arc<Slot>) -> Result<(), ServiceError> {
-        let deadline = Instant::now() + self.inner.config.busy_wait;
+        let start = Instant::now();
+        let deadline = start + self.inner.config.busy_wait;
         loop {
             // registered before looking, so a model freed in between still wakes us
             let freed = self.inner.freed.notified();
@@ -420,12 +421,15 @@ impl ModelRegistry {
             let now = Instant::now();
             let wanted = lock(&incoming.usage).active > 0;
             if now >= deadline || !wanted || self.inner.stopping.load(Ordering::Acquire) {
-                let waited = self.inner.config.busy_wait;
-                return Err(ServiceError::Busy(if waited.is_zero() {
-                    busy
-                } else {
-                    format!("{busy} (waited {} s for one)", waited.as_secs_f32())
-                }));
+                // what it really waited: less than busy_wait when given up early
+                let waited = now - start;
+                return Err(ServiceError::Busy(
+                    if self.inner.config.busy_wait.is_zero() {
+                        busy
+                    } else {
+                        format!("{busy} (waited {:.1} s for one)", waited.as_secs_f32())
+                    },
+                ));
             }
             // woken when a model's last request ends; an unload elsewhere (idle, by hand)
             // frees room without waking us, so look again at least every second
