@@ -138,6 +138,116 @@ async fn a_library_only_server_refuses_paths_and_pulls_but_serves_its_library() 
     assert_eq!(s.get("/api/downloads").await.status(), 200);
 }
 
+/// Every answer of a few read requests, a load, a refused import, a failed lookup and a chat
+/// through the app API, as one text.
+async fn answers_about_the_library(s: &TestServer) -> String {
+    let mut all = String::new();
+    let mut text = |body: String| all.push_str(&body);
+    for path in [
+        "/api/system",
+        "/api/settings",
+        "/api/downloads",
+        "/api/conversions",
+        "/api/conversations",
+        "/api/models/mdl_no_such_model",
+        "/v1/models",
+    ] {
+        text(s.get(path).await.text().await.unwrap());
+    }
+    let library: Value = s.get("/api/models").await.json().await.unwrap();
+    text(library.to_string());
+    let id = library["models"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the library lists tiny: {library}"))
+        .to_string();
+    text(
+        s.get(&format!("/api/models/{id}"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    let load = s.post(&format!("/api/models/{id}/load"), &json!({})).await;
+    text(load.text().await.unwrap());
+    text(s.get("/v1/engine/stats").await.text().await.unwrap());
+    let import = json!({"path": models_dir().join("no-such-model").to_string_lossy()});
+    text(
+        s.post("/api/models/import", &import)
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    let chat: Value = s
+        .post("/api/conversations", &json!({"model_id": id}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    text(chat.to_string());
+    let cid = chat["id"].as_str().unwrap();
+    let reply = json!({"content": "hi", "max_tokens": 2});
+    let path = format!("/api/conversations/{cid}/messages");
+    text(s.post(&path, &reply).await.text().await.unwrap());
+    text(
+        s.get(&format!("/api/conversations/{cid}"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    all
+}
+
+#[tokio::test]
+async fn a_library_only_server_shows_no_paths_of_this_machine() {
+    env();
+    // A models folder the library scan lists (it does not follow symlinks): a copy of tiny-llama.
+    let models = std::env::temp_dir().join(format!("cortex-models-paths-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&models);
+    let tiny = models.join("tiny");
+    std::fs::create_dir_all(&tiny).unwrap();
+    let fixture = root().join("tests/fixtures/generated/tiny-llama");
+    for entry in std::fs::read_dir(&fixture).unwrap() {
+        let from = entry.unwrap().path();
+        std::fs::copy(&from, tiny.join(from.file_name().unwrap())).unwrap();
+    }
+    let models = std::fs::canonicalize(models).unwrap();
+    let mut folders = vec![
+        models.to_string_lossy().into_owned(),
+        models_dir().to_string_lossy().into_owned(),
+    ];
+    let with_models = |library_only: bool| {
+        let mut c = config();
+        c.registry.models_dir = models.clone();
+        c.library_only = Some(library_only);
+        c
+    };
+    // what the same requests show on the machine's own loopback server: the paths are there to
+    // hide (else this test could not fail)
+    let c = with_models(false);
+    let home = c.home.to_string_lossy().into_owned();
+    let local = answers_about_the_library(&start(c).await).await;
+    assert!(
+        folders.iter().any(|f| local.contains(f.as_str())),
+        "a local server shows where its models are: {local}"
+    );
+    assert!(local.contains("\"library_only\":false"), "{local}");
+    let c = with_models(true);
+    folders.push(c.home.to_string_lossy().into_owned());
+    folders.push(home);
+    let exposed = answers_about_the_library(&start(c).await).await;
+    assert!(exposed.contains("\"library_only\":true"), "{exposed}");
+    assert!(
+        exposed.contains("…/tiny"),
+        "a model path keeps its name: {exposed}"
+    );
+    for folder in &folders {
+        assert!(!exposed.contains(folder.as_str()), "{folder} in {exposed}");
+    }
+    let _ = std::fs::remove_dir_all(&models);
+}
+
 /// A scratch models folder holding tiny-llama under each of `names` (one engine per name).
 fn tiny_under_names(tag: &str, names: &[&str]) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("cortex-models-{tag}-{}", std::process::id()));

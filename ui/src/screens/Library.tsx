@@ -6,7 +6,7 @@ import { api } from '../services';
 import { AppError } from '../services/errors';
 import type { Conversion, ConvertOptions, Dtype, Id, LocalModel } from '../services/types';
 import { conversions, upsertConversion } from '../stores/downloads';
-import { dropModel, models, putModel, refreshModels } from '../stores/models';
+import { dropModel, models, putModel, refreshModels, system } from '../stores/models';
 import { toast } from '../stores/toasts';
 import { startChat } from './Downloads';
 
@@ -47,9 +47,11 @@ export default function LibraryScreen(): JSX.Element {
             </Show>
           </p>
         </div>
-        <button type="button" class="btn" onClick={() => setImportOpen(true)}>
-          <Icon name="folder" size={16} /> Import
-        </button>
+        <Show when={!libraryOnly()}>
+          <button type="button" class="btn" onClick={() => setImportOpen(true)}>
+            <Icon name="folder" size={16} /> Import
+          </button>
+        </Show>
       </header>
 
       <Show when={running().length > 0}>
@@ -81,9 +83,11 @@ export default function LibraryScreen(): JSX.Element {
                 <a class="btn btn-primary" href="#/discover">
                   Browse models
                 </a>
-                <button type="button" class="btn" onClick={() => setImportOpen(true)}>
-                  Import
-                </button>
+                <Show when={!libraryOnly()}>
+                  <button type="button" class="btn" onClick={() => setImportOpen(true)}>
+                    Import
+                  </button>
+                </Show>
               </div>
             </EmptyState>
           }
@@ -116,6 +120,9 @@ export default function LibraryScreen(): JSX.Element {
     </div>
   );
 }
+
+/** A server others can reach refuses imports and conversions (its settings say so). */
+const libraryOnly = () => system()?.library_only === true;
 
 function sourceLabel(m: LocalModel): string {
   switch (m.source.kind) {
@@ -182,7 +189,7 @@ function ModelRow(props: { id: Id; onDelete: (m: LocalModel) => void; onConvert:
               {busy() ? (model().loaded ? 'Unloading…' : 'Loading…') : model().loaded ? 'Unload' : 'Load'}
             </button>
             {/* Converting reads Hugging Face safetensors; an MLX model is converted already. */}
-            <Show when={model().format === 'safetensors'}>
+            <Show when={model().format === 'safetensors' && !libraryOnly()}>
               <button type="button" class="btn btn-small btn-ghost" aria-label={`Convert ${model().name}`} onClick={() => props.onConvert(model())}>
                 <Icon name="convert" size={14} /> Convert
               </button>

@@ -41,8 +41,11 @@ export default function SettingsScreen(): JSX.Element {
     }
   };
 
+  const libraryOnly = () => system()?.library_only === true;
+
   const chooseTheme = (t: Theme) => {
     setTheme(t); // applied at once
+    if (libraryOnly()) return; // kept in this browser: the server's settings are not ours to change
     void api()
       .updateSettings({ theme: t })
       .then(setSettings)
@@ -101,11 +104,26 @@ export default function SettingsScreen(): JSX.Element {
         </section>
       </Show>
 
+      <Show when={libraryOnly()}>
+        <div class="notice" data-tone="warn" role="status">
+          <Icon name="lock" class="notice-icon" />
+          <div class="notice-body">
+            <strong>This server serves its library only</strong>
+            <p>
+              Downloads, imports, conversions and its settings are managed on the machine that runs it. You can chat with
+              every model in its library.
+            </p>
+          </div>
+        </div>
+      </Show>
+
       <Show
-        when={settings()}
+        when={libraryOnly() ? null : settings()}
         fallback={
-          <Show when={loadError()} fallback={<div class="center-fill"><Spinner label="Loading settings" size={22} /></div>}>
-            <ErrorNotice error={loadError()!} onRetry={load} />
+          <Show when={!libraryOnly()}>
+            <Show when={loadError()} fallback={<div class="center-fill"><Spinner label="Loading settings" size={22} /></div>}>
+              <ErrorNotice error={loadError()!} onRetry={load} />
+            </Show>
           </Show>
         }
       >

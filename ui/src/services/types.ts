@@ -21,6 +21,9 @@ export interface SystemInfo {
   models_dir: string;
   hf_endpoint: string | null;
   has_hf_token: boolean;
+  /** A server others can reach: no downloads, imports, conversions or settings changes, and
+   * no host paths in answers (they read `…/name`). Absent in the desktop app. */
+  library_only?: boolean;
 }
 
 export type Theme = 'system' | 'light' | 'dark';

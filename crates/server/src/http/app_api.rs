@@ -243,7 +243,10 @@ fn cross_origin(h: &HeaderMap) -> Option<String> {
 
 async fn system(State(s): State<AppState>) -> ApiResult<Value> {
     let info = s.app.system().await?;
-    Ok(Json(serde_json::to_value(info).unwrap_or_default()))
+    let mut v = serde_json::to_value(info).unwrap_or_default();
+    // the UI turns off what this server refuses (downloads, imports, conversions, settings)
+    v["library_only"] = json!(hides_paths(&s));
+    Ok(Json(v))
 }
 
 async fn settings(State(s): State<AppState>) -> ApiResult<cortex_service::settings::Settings> {
@@ -440,7 +443,7 @@ async fn send_message(
     Body(m): Body<SendMessage>,
 ) -> Result<Response, AppApiError> {
     let stream = s.app.send_message(&id, m).await?;
-    Ok(reply_sse(stream))
+    Ok(reply_sse(stream, hides_paths(&s)))
 }
 
 #[derive(Deserialize)]
@@ -454,7 +457,7 @@ async fn regenerate(
     Body(b): Body<RegenerateBody>,
 ) -> Result<Response, AppApiError> {
     let stream = s.app.regenerate(&id, &b.message_id).await?;
-    Ok(reply_sse(stream))
+    Ok(reply_sse(stream, hides_paths(&s)))
 }
 
 async fn stop_reply(State(s): State<AppState>, Params(id): Params<String>) -> ApiResult<Value> {
@@ -462,23 +465,36 @@ async fn stop_reply(State(s): State<AppState>, Params(id): Params<String>) -> Ap
     Ok(Json(json!({ "stopped": stopped })))
 }
 
-fn json_event<T: serde::Serialize>(v: &T) -> SseEvent {
-    SseEvent::default().data(serde_json::to_string(v).unwrap_or_else(|e| {
-        json!({"type": "error", "error": {"code": "internal", "message": e.to_string()}})
-            .to_string()
-    }))
+/// One SSE event; `hide_paths`: without the host's paths (a library-only server, see
+/// [`super::redact`]).
+fn json_event<T: serde::Serialize>(v: &T, hide_paths: bool) -> SseEvent {
+    let value = serde_json::to_value(v).map(|mut value| {
+        if hide_paths {
+            super::redact::hide_paths(&mut value);
+        }
+        value
+    });
+    SseEvent::default().data(match value {
+        Ok(value) => value.to_string(),
+        Err(e) => json!({"type": "error", "error": {"code": "internal", "message": e.to_string()}})
+            .to_string(),
+    })
+}
+
+fn hides_paths(s: &AppState) -> bool {
+    s.sources == cortex_service::registry::ModelSources::Library
 }
 
 /// The reply's events as SSE. The [`ReplyStream`] lives in the body: a client that goes away
 /// drops it, which stops the reply (what was written so far is saved).
-fn reply_sse(stream: ReplyStream) -> Response {
-    let events = futures_util::stream::unfold((stream, false), |(mut s, ended)| async move {
+fn reply_sse(stream: ReplyStream, hide_paths: bool) -> Response {
+    let events = futures_util::stream::unfold((stream, false), move |(mut s, ended)| async move {
         if ended {
             return None;
         }
         let ev = s.recv().await?;
         let last = ev.is_last();
-        Some((Ok::<_, Infallible>(json_event(&ev)), (s, last)))
+        Some((Ok::<_, Infallible>(json_event(&ev, hide_paths)), (s, last)))
     });
     let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(5)));
     ([("cache-control", "no-cache")], sse).into_response()
@@ -487,9 +503,10 @@ fn reply_sse(stream: ReplyStream) -> Response {
 /// Downloads, conversions and library changes as SSE, for as long as the client listens.
 async fn events(State(s): State<AppState>) -> Result<Response, AppApiError> {
     let sub = s.app.subscribe();
-    let events = futures_util::stream::unfold(sub, |mut sub| async move {
+    let hide_paths = hides_paths(&s);
+    let events = futures_util::stream::unfold(sub, move |mut sub| async move {
         let ev = sub.recv().await?;
-        Some((Ok::<_, Infallible>(json_event(&ev)), sub))
+        Some((Ok::<_, Infallible>(json_event(&ev, hide_paths)), sub))
     });
     let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
     Ok(([("cache-control", "no-cache")], sse).into_response())

@@ -20,6 +20,7 @@ mod guard;
 mod openai;
 mod params;
 mod prompt;
+mod redact;
 mod routes;
 mod stream;
 mod ui;
@@ -304,7 +305,7 @@ pub fn router(config: &ServerConfig, app: App) -> Router {
         origins: origins.clone(),
         api_key: config.api_key.clone().filter(|k| !k.is_empty()),
     });
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(routes::health))
         .route("/v1/models", get(routes::models))
         .route("/v1/models/{*id}", get(routes::model))
@@ -334,7 +335,13 @@ pub fn router(config: &ServerConfig, app: App) -> Router {
                 ModelSources::Any
             },
         })
-        .merge(ui::routes(ui_dir.as_deref()))
+        .merge(ui::routes(ui_dir.as_deref()));
+    let routes = if library_only {
+        routes.layer(middleware::from_fn(redact::json_without_paths))
+    } else {
+        routes
+    };
+    routes
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(middleware::from_fn(ui::security_headers))
         .layer(middleware::from_fn_with_state(
