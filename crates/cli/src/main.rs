@@ -1,5 +1,6 @@
 //! `cortex`: the command line. Each subcommand is a thin adapter over the service layer (and,
 //! for runs and benchmarks, the engine).
+mod accuracy;
 mod bench;
 mod bench_serving;
 mod convert;

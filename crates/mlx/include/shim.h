@@ -91,6 +91,11 @@ ArrayPtr paged_attention(const Array& q, const Array& keys, const Array& values,
 void set_scalar_kernels(bool scalar);
 // Whether this CPU runs the AVX2/FMA kernels.
 bool cpu_has_avx2();
+// qgemv nodes made on the calling thread after this quantize their activations to int8 per
+// weight group and use integer dot products (src/qdot.h) when `int8`.
+void set_int8_activations(bool int8);
+// The instruction set the int8 kernels use on this CPU (avx512vnni, avxvnni, avx2, scalar).
+rust::String int8_kernel_name();
 
 // fast ops
 ArrayPtr rms_norm(const Array& x, const Array* weight, float eps);

@@ -102,6 +102,8 @@ pub(crate) mod bridge {
         fn gemv_f32(x: &Array, w: &Array) -> Result<UniquePtr<Array>>;
         fn set_scalar_kernels(scalar: bool);
         fn cpu_has_avx2() -> bool;
+        fn set_int8_activations(int8: bool);
+        fn int8_kernel_name() -> String;
 
         #[allow(clippy::too_many_arguments)]
         fn paged_attention(

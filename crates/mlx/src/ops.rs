@@ -205,6 +205,21 @@ pub fn cpu_has_avx2() -> bool {
     bridge::cpu_has_avx2()
 }
 
+/// Makes [`qgemv_cpu`] nodes built on this thread from now on quantize their activations to
+/// int8 per weight group and compute each group's dot product in integers (src/qdot.h: VNNI
+/// where the CPU has it), or again compute in float32 (exact up to float rounding). Only 4- and
+/// 8-bit weights with groups of a multiple of 32 take the int8 kernels; fixed per node, like
+/// [`set_scalar_kernels`].
+pub fn set_int8_activations(int8: bool) {
+    bridge::set_int8_activations(int8)
+}
+
+/// The instruction set of the int8 kernels on this CPU: `avx512vnni`, `avxvnni`, `avx2` or
+/// `scalar` (`CORTEX_QDOT_ISA` caps it, to test and time the slower ones).
+pub fn int8_kernel_name() -> String {
+    bridge::int8_kernel_name()
+}
+
 /// Decode attention on the CPU read straight from a paged KV pool (src/qgemv.cc): one query per
 /// sequence, q float32 [B, Hq, D]; keys/values [slots, Hkv, D]; `table` int32 [B, S] holds the
 /// slot of each sequence's positions (padding past `lens[b]` is never read); `lens` int32 [B]

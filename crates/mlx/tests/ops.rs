@@ -784,3 +784,145 @@ fn scalar_kernels_agree_with_the_simd_ones() {
         );
     }
 }
+
+// ---- int8 activations (src/qdot.h) ----
+
+/// qgemv with int8 activations for (bits, group) over m rows of x; restores the float setting.
+fn qgemv_int8(x: &Array, w: &Array, group: i32, bits: i32) -> Vec<f32> {
+    let (q, s, b) = ops::quantize(w, group, bits).unwrap();
+    ops::set_int8_activations(true);
+    let out = ops::qgemv_cpu(x, &q, &s, &b, group, bits);
+    ops::set_int8_activations(false);
+    out.unwrap().to_vec::<f32>().unwrap()
+}
+
+/// The int8 path differs from the float one by its activation rounding only: per group, x is
+/// stored as q0 * amax/127 (off by at most amax/254) plus the rounding of that remainder at
+/// its own scale (off by at most amax/254/254), and the bias term uses exact sums of x, so
+/// each output moves by at most sum |s_g * q_i| * amax(group of i) / 64516 (plus float
+/// rounding). One rounding alone, a wrong nibble order, scale or group would move it more.
+#[test]
+fn int8_activations_stay_within_their_rounding_bound() {
+    for &(bits, group) in &[(4, 32), (4, 64), (4, 128), (8, 32), (8, 64), (8, 128)] {
+        for &m in &[1usize, 3, 8] {
+            let (n, k) = (70usize, 256usize);
+            let w = arr(&rand_vec(n * k, 40 + bits as u64), &[n as i32, k as i32]);
+            let xs = rand_vec(m * k, 41 + m as u64);
+            let x = arr(&xs, &[m as i32, k as i32]);
+            let (q, s, b) = ops::quantize(&w, group, bits).unwrap();
+            let exact = ops::qgemv_cpu(&x, &q, &s, &b, group, bits)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap();
+            // s_g * q_i: the dequantized weights without their group's bias
+            let deq = ops::dequantize(&q, &s, Some(&b), group, bits, Some(Dtype::Float32))
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap();
+            let biases = b.to_vec::<f32>().unwrap();
+            let got = qgemv_int8(&x, &w, group, bits);
+            let g = group as usize;
+            let mut moved = 0usize;
+            for row in 0..m {
+                let amax: Vec<f32> = xs[row * k..(row + 1) * k]
+                    .chunks(g)
+                    .map(|c| c.iter().fold(0f32, |a, v| a.max(v.abs())))
+                    .collect();
+                for col in 0..n {
+                    let bound: f32 = (0..k)
+                        .map(|i| {
+                            let scaled = deq[col * k + i] - biases[col * (k / g) + i / g];
+                            scaled.abs() * amax[i / g] / 64516.0
+                        })
+                        .sum::<f32>()
+                        + 1e-4;
+                    let (e, i8) = (exact[row * n + col], got[row * n + col]);
+                    assert!(
+                        (e - i8).abs() <= bound,
+                        "bits {bits} group {group} row {row} col {col}: int8 {i8}, float {e}, bound {bound}"
+                    );
+                    moved += usize::from(e != i8);
+                }
+            }
+            assert!(
+                moved > 0,
+                "bits {bits} group {group}: the int8 switch was not taken"
+            );
+        }
+    }
+}
+
+/// int8 results of a row do not depend on the rows beside it, bit for bit.
+#[test]
+fn int8_rows_are_batch_invariant() {
+    let (n, k) = (45usize, 256usize);
+    let w = arr(&rand_vec(n * k, 50), &[n as i32, k as i32]);
+    for &(bits, group) in &[(4, 64), (4, 32), (8, 64)] {
+        let x = arr(&rand_vec(8 * k, 51), &[8, k as i32]);
+        let all = qgemv_int8(&x, &w, group, bits);
+        for r in 0..8 {
+            let one = qgemv_int8(&x.slice_axis(0, r, r + 1).unwrap(), &w, group, bits);
+            let at = r as usize * n..(r as usize + 1) * n;
+            assert_eq!(one, all[at], "bits {bits} group {group} row {r}");
+        }
+    }
+}
+
+/// Every instruction set this CPU has (AVX-512 VNNI, AVX-VNNI, AVX2, scalar) gives the int8
+/// results of the portable kernel, up to float summation order (the integer dots are exact).
+/// Each runs in a child process of this test binary with CORTEX_QDOT_ISA capping the choice.
+#[test]
+fn int8_kernels_agree_across_instruction_sets() {
+    let run = || -> Vec<f32> {
+        let (n, k) = (37usize, 384usize);
+        let x = arr(&rand_vec(5 * k, 61), &[5, k as i32]);
+        let mut out = Vec::new();
+        for &(bits, group) in &[(4, 32), (4, 64), (4, 128), (8, 32), (8, 64), (8, 128)] {
+            let w = arr(&rand_vec(n * k, 60 + bits as u64), &[n as i32, k as i32]);
+            out.extend(qgemv_int8(&x, &w, group, bits));
+        }
+        out
+    };
+    if let Ok(path) = std::env::var("CORTEX_QDOT_TEST_OUT") {
+        let bytes: Vec<u8> = run().iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::write(format!("{path}.isa"), ops::int8_kernel_name()).unwrap();
+        return;
+    }
+    ops::set_scalar_kernels(true);
+    let scalar = run();
+    ops::set_scalar_kernels(false);
+    let best = ops::int8_kernel_name();
+    let order = ["avx512vnni", "avxvnni", "avx2", "scalar"];
+    let from = order.iter().position(|i| *i == best).unwrap();
+    let dir = std::env::temp_dir().join(format!("cortex-qdot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for isa in &order[from..] {
+        let out = dir.join(isa);
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "int8_kernels_agree_across_instruction_sets",
+                "--test-threads",
+                "1",
+            ])
+            .env("CORTEX_QDOT_TEST_OUT", &out)
+            .env("CORTEX_QDOT_ISA", isa)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{isa}: child failed");
+        let ran = std::fs::read_to_string(format!("{}.isa", out.display())).unwrap();
+        let got: Vec<f32> = std::fs::read(&out)
+            .unwrap()
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_close(&got, &scalar, 1e-5);
+        // avxvnni is skipped by a CPU with AVX-512 VNNI but no AVX-VNNI: it runs avx2 then
+        if *isa != "avxvnni" {
+            assert_eq!(ran, *isa, "CORTEX_QDOT_ISA={isa} ran {ran}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,382 @@
+// Integer-dot kernels (see qdot.h).
+#include "qdot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// GCC 12 reports its own AVX-512 intrinsics' "undefined" upper halves (cvtepi32_ps,
+// inserti64x4) as maybe-uninitialized once they are inlined here; nothing here reads them.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace cortex_mlx::qdot {
+namespace {
+
+// ---- activations ----
+
+// Byte position of value i (0 <= i < chunk) of a 4-bit chunk: the kernels unpack a chunk's
+// packed bytes into low nibbles (values 0, 2, 4, ...) then high nibbles (1, 3, 5, ...).
+inline int nibble_order(int i, int chunk) { return (i % 2) * (chunk / 2) + i / 2; }
+
+// ---- scalar (the reference every SIMD kernel agrees with) ----
+
+template <int M>
+void block_scalar(const Problem& p, int m0, int n0, int n1) {
+  const Activations& a = *p.a;
+  const int groups = a.k / a.group;
+  const size_t row_bytes = size_t(a.k) * p.bits / 8;
+  for (int r = n0; r < n1; ++r) {
+    const uint8_t* w = p.w + size_t(r) * row_bytes;
+    _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) {
+      const int8_t* xq = a.q.data() + size_t(m0 + j) * a.k;
+      const float* xs = a.scale.data() + size_t(m0 + j) * groups;
+      const float* xsum = a.sum.data() + size_t(m0 + j) * groups;
+      float acc = 0.f, bias = 0.f;
+      for (int g = 0; g < groups; ++g) {
+        int32_t d = 0;
+        for (int i = 0; i < a.group; ++i) {
+          const int idx = g * a.group + i;
+          const int q = p.bits == 8 ? w[idx] : (w[idx / 2] >> ((idx % 2) * 4)) & 0xF;
+          d += q * xq[idx];
+        }
+        acc += float(d) * (p.scales[size_t(r) * groups + g] * xs[g]);
+        bias += p.biases[size_t(r) * groups + g] * xsum[g];
+      }
+      p.out[size_t(m0 + j) * p.n + r] = acc + bias;
+    }
+  }
+}
+
+#if defined(__x86_64__)
+#define QDOT_X86 1
+
+__attribute__((target("avx2,fma"))) inline float hsum8(__m256 v) {
+  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  lo = _mm_hadd_ps(lo, lo);
+  lo = _mm_hadd_ps(lo, lo);
+  return _mm_cvtss_f32(lo);
+}
+
+// The bias term and the store, shared by the SIMD kernels: out = dots + sum_g b_g * xsum_g.
+inline void store_row(const Problem& p, int row, int r, float dots) {
+  const Activations& a = *p.a;
+  const int groups = a.k / a.group;
+  const float* b = p.biases + size_t(r) * groups;
+  const float* xsum = a.sum.data() + size_t(row) * groups;
+  float bias = 0.f;
+  for (int g = 0; g < groups; ++g) bias += b[g] * xsum[g];
+  p.out[size_t(row) * p.n + r] = dots + bias;
+}
+
+// 32 weights of a chunk as unsigned bytes in the kernel's order: 4-bit [low nibbles of 16
+// bytes | high nibbles], 8-bit as they are.
+__attribute__((target("avx2"))) inline __m256i chunk32(const uint8_t* w, int bits) {
+  if (bits == 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
+  const __m128i lo4 = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), lo4), _mm_and_si128(v, lo4));
+}
+
+// AVX2 without VNNI: vpmaddubsw (u8 x s8 pairs -> i16) then vpmaddwd into i32. 4-bit weights
+// cannot saturate the i16 pairs (2 * 15 * 127); 8-bit ones are split into two nibbles first.
+__attribute__((target("avx2"))) inline __m256i dot32_avx2(__m256i w, __m256i x, int bits) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  if (bits == 4) return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones);
+  const __m256i lo4 = _mm256_set1_epi8(0x0F);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), lo4), lo = _mm256_and_si256(w, lo4);
+  return _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(hi, x), _mm256_set1_epi16(16)),
+                          _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x), ones));
+}
+
+// One kernel body for the 256-bit paths; DOT(acc, w, x) adds dot products into acc's lanes.
+#define QDOT_BLOCK256(NAME, TARGET, DOT)                                                          \
+  template <int M>                                                                              \
+  __attribute__((target(TARGET))) void NAME(const Problem& p, int m0, int n0, int n1) {         \
+    const Activations& a = *p.a;                                                                \
+    const int groups = a.k / a.group;                                                           \
+    const size_t row_bytes = size_t(a.k) * p.bits / 8;                                          \
+    for (int r = n0; r < n1; ++r) {                                                             \
+      const uint8_t* w = p.w + size_t(r) * row_bytes;                                           \
+      const float* s = p.scales + size_t(r) * groups;                                           \
+      __m256 t[M];                                                                              \
+      _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) t[j] = _mm256_setzero_ps();                                   \
+      for (int g = 0; g < groups; ++g) {                                                        \
+        __m256i acc[M];                                                                         \
+        _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) acc[j] = _mm256_setzero_si256();                            \
+        for (int c = g * a.group; c < (g + 1) * a.group; c += 32) {                             \
+          const __m256i wv = chunk32(w + size_t(c) * p.bits / 8, p.bits);                       \
+          _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) {                                                         \
+            const __m256i xv =                                                                  \
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + size_t(m0 + j) * a.k + c)); \
+            acc[j] = DOT(acc[j], wv, xv);                                                       \
+          }                                                                                     \
+        }                                                                                       \
+        _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) {                                                           \
+          const float sc = s[g] * a.scale[size_t(m0 + j) * groups + g];                        \
+          t[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[j]), _mm256_set1_ps(sc), t[j]);         \
+        }                                                                                       \
+      }                                                                                         \
+      _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) store_row(p, m0 + j, r, hsum8(t[j]));                         \
+    }                                                                                           \
+  }
+
+#define DOT_AVX2(acc, w, x) _mm256_add_epi32(acc, dot32_avx2(w, x, p.bits))
+// vpdpbusd takes any unsigned byte, so 8-bit weights need no split with VNNI.
+#define DOT_AVXVNNI(acc, w, x) _mm256_dpbusd_avx_epi32(acc, w, x)
+#define DOT_EVEX256(acc, w, x) _mm256_dpbusd_epi32(acc, w, x)
+
+QDOT_BLOCK256(block_avx2, "avx2,fma", DOT_AVX2)
+QDOT_BLOCK256(block_avxvnni, "avx2,fma,avxvnni", DOT_AVXVNNI)
+QDOT_BLOCK256(block_evex256, "avx2,fma,avx512f,avx512vl,avx512vnni", DOT_EVEX256)
+
+// AVX-512 VNNI, 64 values per chunk (group a multiple of 64).
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) inline __m512i chunk64(const uint8_t* w, int bits) {
+  if (bits == 8) return _mm512_loadu_si512(w);
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+  return _mm512_and_si512(both, _mm512_set1_epi8(0x0F));
+}
+
+// t + the bias term of weight row r (sum over groups of b_g * xsum_g) spread over t's lanes,
+// which the caller's reduction adds up.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) inline __m512 bias512(const Problem& p, int r,
+                                                                                   const float* xsum, int groups,
+                                                                                   __m512 t) {
+  const float* b = p.biases + size_t(r) * groups;
+  for (int g = 0; g < groups; g += 16) {
+    const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1);
+    t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b + g), _mm512_maskz_loadu_ps(m, xsum + g), t);
+  }
+  return t;
+}
+
+// Two weight rows per pass (independent dependency chains), M activation rows each; the
+// group's chunks unrolled for the group sizes models use.
+template <int M, int BITS, int CHUNKS>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void block_avx512_t(const Problem& p, int m0, int n0,
+                                                                                   int n1) {
+  const Activations& a = *p.a;
+  const int groups = a.k / a.group;
+  const int chunks = CHUNKS > 0 ? CHUNKS : a.group / 64;
+  const size_t row_bytes = size_t(a.k) * BITS / 8;
+  const int8_t* xq[M];
+  const float* xs[M];
+  const float* xb[M];
+  _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) {
+    xq[j] = a.q.data() + size_t(m0 + j) * a.k;
+    xs[j] = a.scale.data() + size_t(m0 + j) * groups;
+    xb[j] = a.sum.data() + size_t(m0 + j) * groups;
+  }
+  int r = n0;
+  for (; r + 2 <= n1; r += 2) {
+    const uint8_t* w0 = p.w + size_t(r) * row_bytes;
+    const uint8_t* w1 = w0 + row_bytes;
+    const float* s0 = p.scales + size_t(r) * groups;
+    const float* s1 = s0 + groups;
+    __m512 t0[M], t1[M];
+    _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) t0[j] = t1[j] = _mm512_setzero_ps();
+    for (int g = 0; g < groups; ++g) {
+      __m512i acc0[M], acc1[M];
+      _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) acc0[j] = acc1[j] = _mm512_setzero_si512();
+      for (int c = 0; c < chunks; ++c) {
+        const size_t off = size_t(g) * a.group + size_t(c) * 64;
+        const __m512i wv0 = chunk64(w0 + off * BITS / 8, BITS);
+        const __m512i wv1 = chunk64(w1 + off * BITS / 8, BITS);
+        _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) {
+          const __m512i xv = _mm512_loadu_si512(xq[j] + off);
+          acc0[j] = _mm512_dpbusd_epi32(acc0[j], wv0, xv);
+          acc1[j] = _mm512_dpbusd_epi32(acc1[j], wv1, xv);
+        }
+      }
+      _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) {
+        const __m512 sx = _mm512_set1_ps(xs[j][g]);
+        t0[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc0[j]), _mm512_mul_ps(_mm512_set1_ps(s0[g]), sx), t0[j]);
+        t1[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc1[j]), _mm512_mul_ps(_mm512_set1_ps(s1[g]), sx), t1[j]);
+      }
+    }
+    _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) {
+      p.out[size_t(m0 + j) * p.n + r] = _mm512_reduce_add_ps(bias512(p, r, xb[j], groups, t0[j]));
+      p.out[size_t(m0 + j) * p.n + r + 1] = _mm512_reduce_add_ps(bias512(p, r + 1, xb[j], groups, t1[j]));
+    }
+  }
+  for (; r < n1; ++r) {
+    const uint8_t* w0 = p.w + size_t(r) * row_bytes;
+    const float* s0 = p.scales + size_t(r) * groups;
+    __m512 t0[M];
+    _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) t0[j] = _mm512_setzero_ps();
+    for (int g = 0; g < groups; ++g) {
+      __m512i acc0[M];
+      _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) acc0[j] = _mm512_setzero_si512();
+      for (int c = 0; c < chunks; ++c) {
+        const size_t off = size_t(g) * a.group + size_t(c) * 64;
+        const __m512i wv0 = chunk64(w0 + off * BITS / 8, BITS);
+        _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) acc0[j] = _mm512_dpbusd_epi32(acc0[j], wv0, _mm512_loadu_si512(xq[j] + off));
+      }
+      _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) {
+        const __m512 sx = _mm512_set1_ps(xs[j][g]);
+        t0[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc0[j]), _mm512_mul_ps(_mm512_set1_ps(s0[g]), sx), t0[j]);
+      }
+    }
+    _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) {
+      p.out[size_t(m0 + j) * p.n + r] = _mm512_reduce_add_ps(bias512(p, r, xb[j], groups, t0[j]));
+    }
+  }
+}
+
+template <int M>
+void block_avx512(const Problem& p, int m0, int n0, int n1) {
+  const int chunks = p.a->group / 64;
+  if (p.bits == 4) {
+    if (chunks == 1) return block_avx512_t<M, 4, 1>(p, m0, n0, n1);
+    if (chunks == 2) return block_avx512_t<M, 4, 2>(p, m0, n0, n1);
+    return block_avx512_t<M, 4, 0>(p, m0, n0, n1);
+  }
+  if (chunks == 1) return block_avx512_t<M, 8, 1>(p, m0, n0, n1);
+  if (chunks == 2) return block_avx512_t<M, 8, 2>(p, m0, n0, n1);
+  block_avx512_t<M, 8, 0>(p, m0, n0, n1);
+}
+
+#endif
+
+// Every activation row against weight rows n0..n1, in blocks of up to B activation rows
+// through K<M>; the weight rows go in tiles small enough to stay in L1 while every block of
+// activation rows passes over them, so a batch reads its weights from memory once.
+template <int B, void (*K1)(const Problem&, int, int, int), void (*K2)(const Problem&, int, int, int),
+          void (*K3)(const Problem&, int, int, int), void (*K4)(const Problem&, int, int, int)>
+void by_blocks(const Problem& p, int n0, int n1) {
+  constexpr int kTile = 16;
+  const int m = p.a->m;
+  for (int r0 = n0; r0 < n1; r0 += kTile) {
+    const int r1 = std::min(n1, r0 + kTile);
+    for (int m0 = 0; m0 < m; m0 += B) {
+      switch (std::min(B, m - m0)) {
+        case 1: K1(p, m0, r0, r1); break;
+        case 2: K2(p, m0, r0, r1); break;
+        case 3: K3(p, m0, r0, r1); break;
+        default: K4(p, m0, r0, r1); break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+static bool supported(Isa isa) {
+#ifdef QDOT_X86
+  switch (isa) {
+    case Isa::Avx512Vnni:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    case Isa::AvxVnni: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
+    case Isa::Avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::Scalar: return true;
+  }
+#endif
+  return isa == Isa::Scalar;
+}
+
+Isa best_isa() {
+  static const Isa isa = [] {
+    const Isa all[] = {Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2, Isa::Scalar};
+    int from = 0;
+    if (const char* cap = std::getenv("CORTEX_QDOT_ISA")) {
+      for (int i = 0; i < 4; ++i) {
+        if (std::string(cap) == isa_name(all[i])) from = i;
+      }
+    }
+    for (int i = from; i < 4; ++i) {
+      if (supported(all[i])) return all[i];
+    }
+    return Isa::Scalar;
+  }();
+  return isa;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512Vnni: return "avx512vnni";
+    case Isa::AvxVnni: return "avxvnni";
+    case Isa::Avx2: return "avx2";
+    case Isa::Scalar: return "scalar";
+  }
+  return "scalar";
+}
+
+int chunk_for(Isa isa, int bits, int group) {
+  if ((bits != 4 && bits != 8) || group <= 0 || group % 32 != 0) return 0;
+  if (isa == Isa::Scalar) return group;  // natural order: any chunk works
+  if (isa == Isa::Avx512Vnni && group % 64 == 0) return 64;
+  return 32;
+}
+
+void quantize(const float* x, int m, int k, int group, int bits, Isa isa, int passes, Activations& out) {
+  const int groups = k / group;
+  const int chunk = chunk_for(isa, bits, group);
+  const bool permute = bits == 4 && isa != Isa::Scalar;
+  out.m = m * passes;
+  out.k = k;
+  out.group = group;
+  out.chunk = chunk;
+  out.q.resize(size_t(out.m) * k);
+  out.scale.resize(size_t(out.m) * groups);
+  out.sum.resize(size_t(out.m) * groups);
+  std::vector<float> rest(group);
+  for (int row = 0; row < m; ++row) {
+    for (int g = 0; g < groups; ++g) {
+      const float* v = x + size_t(row) * k + size_t(g) * group;
+      std::copy(v, v + group, rest.begin());
+      float sum = 0.f;
+      for (int i = 0; i < group; ++i) sum += v[i];
+      // Pass 0 rounds x; pass 1 (if any) rounds what pass 0 left over, at its own scale.
+      for (int pass = 0; pass < passes; ++pass) {
+        const int out_row = row * passes + pass;
+        float amax = 0.f;
+        for (int i = 0; i < group; ++i) amax = std::max(amax, std::fabs(rest[i]));
+        const float scale = amax / 127.f;
+        const float inv = scale > 0.f ? 1.f / scale : 0.f;
+        int8_t* q = out.q.data() + size_t(out_row) * k + size_t(g) * group;
+        for (int i = 0; i < group; ++i) {
+          const int pos = permute ? (i / chunk) * chunk + nibble_order(i % chunk, chunk) : i;
+          const float r = std::nearbyint(rest[i] * inv);
+          q[pos] = int8_t(r);
+          rest[i] -= r * scale;
+        }
+        out.scale[size_t(out_row) * groups + g] = scale;
+        // The weights' bias term needs x's sum once: with the first pass.
+        out.sum[size_t(out_row) * groups + g] = pass == 0 ? sum : 0.f;
+      }
+    }
+  }
+}
+
+void rows(const Problem& p, int n0, int n1) {
+  switch (p.isa) {
+#ifdef QDOT_X86
+    case Isa::Avx512Vnni:
+      if (p.a->chunk == 64) {
+        by_blocks<4, block_avx512<1>, block_avx512<2>, block_avx512<3>, block_avx512<4>>(p, n0, n1);
+      } else {
+        by_blocks<4, block_evex256<1>, block_evex256<2>, block_evex256<3>, block_evex256<4>>(p, n0, n1);
+      }
+      return;
+    case Isa::AvxVnni:
+      by_blocks<4, block_avxvnni<1>, block_avxvnni<2>, block_avxvnni<3>, block_avxvnni<4>>(p, n0, n1);
+      return;
+    case Isa::Avx2:
+      by_blocks<4, block_avx2<1>, block_avx2<2>, block_avx2<3>, block_avx2<4>>(p, n0, n1);
+      return;
+#endif
+    default:
+      by_blocks<4, block_scalar<1>, block_scalar<2>, block_scalar<3>, block_scalar<4>>(p, n0, n1);
+  }
+}
+
+}  // namespace cortex_mlx::qdot
