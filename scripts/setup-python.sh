@@ -16,6 +16,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
+# A PYTHON left pointing at the venv this script is about to (re)create (the test scripts export
+# it) is no base interpreter: fall back to python3 rather than fail.
+if ! command -v "$PYTHON" >/dev/null 2>&1; then PYTHON=python3; fi
 VENV="$ROOT/.venv"
 REQ="$ROOT/scripts/requirements-test.txt"
 SMOLLM2_VERSION="0.1.2"
