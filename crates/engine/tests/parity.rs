@@ -214,35 +214,13 @@ fn decode_logits(
     options: &ComputeOptions,
     r: &common::Reference,
 ) -> (Vec<f32>, Vec<Vec<f32>>) {
-    use cortex_engine::cache::SimpleKvCache;
     let model = cortex_engine::load_with(&common::fixtures().join(name), options)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(
         model.compute.int8_activations,
         options.int8_activations == Some(true)
     );
-    let mut cache = SimpleKvCache::new(model.model.num_layers());
-    let tokens = cortex_engine::generate::tokens_array(&r.prompt).unwrap();
-    let prompt = model
-        .model
-        .forward(&tokens, &mut cache)
-        .unwrap()
-        .to_f32_vec()
-        .unwrap();
-    let steps = r
-        .decode
-        .iter()
-        .map(|&token| {
-            let x = cortex_mlx::Array::from_slice(&[token], &[1, 1]).unwrap();
-            model
-                .model
-                .forward(&x, &mut cache)
-                .unwrap()
-                .to_f32_vec()
-                .unwrap()
-        })
-        .collect();
-    (prompt, steps)
+    common::logits(&model, r, usize::MAX)
 }
 
 /// The prompt (more than 8 rows: dequantize + BLAS) is exactly as before; each decode step's

@@ -317,11 +317,11 @@ int chunk_for(Isa isa, int bits, int group) {
   return 32;
 }
 
-void quantize(const float* x, int m, int k, int group, int bits, Isa isa, int passes, Activations& out) {
+void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activations& out) {
   const int groups = k / group;
   const int chunk = chunk_for(isa, bits, group);
   const bool permute = bits == 4 && isa != Isa::Scalar;
-  out.m = m * passes;
+  out.m = m * kRoundings;
   out.k = k;
   out.group = group;
   out.chunk = chunk;
@@ -335,9 +335,8 @@ void quantize(const float* x, int m, int k, int group, int bits, Isa isa, int pa
       std::copy(v, v + group, rest.begin());
       float sum = 0.f;
       for (int i = 0; i < group; ++i) sum += v[i];
-      // Pass 0 rounds x; pass 1 (if any) rounds what pass 0 left over, at its own scale.
-      for (int pass = 0; pass < passes; ++pass) {
-        const int out_row = row * passes + pass;
+      for (int pass = 0; pass < kRoundings; ++pass) {
+        const int out_row = row * kRoundings + pass;
         float amax = 0.f;
         for (int i = 0; i < group; ++i) amax = std::max(amax, std::fabs(rest[i]));
         const float scale = amax / 127.f;

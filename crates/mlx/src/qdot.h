@@ -1,5 +1,5 @@
 // Integer-dot kernels for x @ dequantize(w).T with 4- and 8-bit affine weights (src/qgemv.cc
-// runs them): the activations are quantized to int8 per weight group (qgemv.cc uses two
+// runs them): the activations are quantized to int8 per weight group (two
 // roundings: x, then what that left over), and each group's
 // dot(q, x) becomes an exact integer dot product (VNNI's vpdpbusd: unsigned weight bytes times
 // signed activation bytes), scaled once per group. A row's result does not depend on how many
@@ -33,9 +33,11 @@ struct Activations {
 // The chunk (values per permuted block) the kernel for (isa, bits, group) reads; 0: none.
 int chunk_for(Isa isa, int bits, int group);
 
-// passes 1: each row of x becomes one row of int8; passes 2: two rows, the second rounding
-// what the first left over (x = q0 * scale0 + q1 * scale1 + a far smaller error).
-void quantize(const float* x, int m, int k, int group, int bits, Isa isa, int passes, Activations& out);
+// Each row of x becomes kRoundings rows of int8: the first rounds x, each next one rounds what
+// the rows before it left over, at its own scale (x = q0 * scale0 + q1 * scale1 + a far smaller
+// error). Only the first row carries x's group sums, so the bias term counts once.
+constexpr int kRoundings = 2;
+void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activations& out);
 
 struct Problem {
   const Activations* a;

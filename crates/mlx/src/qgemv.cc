@@ -321,18 +321,20 @@ bool run_int8(const Problem& p, bool force_scalar) {
   const qdot::Isa isa = force_scalar ? qdot::Isa::Scalar : qdot::best_isa();
   if (qdot::chunk_for(isa, p.bits, p.group) == 0) return false;
   thread_local qdot::Activations acts;
-  qdot::quantize(p.x, p.m, p.k, p.group, p.bits, isa, 2, acts);
-  // Each row of x is two activation rows (its int8 rounding and the rounding of what that left
-  // over), which the kernels take like a batch of two: the weights are read once.
+  qdot::quantize(p.x, p.m, p.k, p.group, p.bits, isa, acts);
+  // Each row of x is kRoundings activation rows, which the kernels take like a batch: the
+  // weights are read once; the row's result is the sum of its parts.
   thread_local std::vector<float> parts;
   parts.resize(size_t(acts.m) * p.n);
   const qdot::Problem q{&acts, p.w, p.scales, p.biases, parts.data(), p.n, p.bits, isa};
   Pool::get().run(p.n, [&q](int a, int b) { qdot::rows(q, a, b); });
   for (int row = 0; row < p.m; ++row) {
-    const float* a = parts.data() + size_t(2 * row) * p.n;
-    const float* b = a + p.n;
     float* o = p.out + size_t(row) * p.n;
-    for (int c = 0; c < p.n; ++c) o[c] = a[c] + b[c];
+    const float* part = parts.data() + size_t(row) * qdot::kRoundings * p.n;
+    std::copy(part, part + p.n, o);
+    for (int k = 1; k < qdot::kRoundings; ++k) {
+      for (int c = 0; c < p.n; ++c) o[c] += part[size_t(k) * p.n + c];
+    }
   }
   return true;
 }

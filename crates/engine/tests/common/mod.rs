@@ -109,28 +109,29 @@ pub struct Diffs {
     pub decode: Vec<f32>,
 }
 
-pub fn compare(model: &cortex_engine::LoadedModel, r: &Reference, decode_steps: usize) -> Diffs {
+/// `model`'s logits for the reference's prompt, then for each of its first `decode_steps`
+/// decode tokens, through a fresh cache exactly as the reference was made.
+pub fn logits(
+    model: &cortex_engine::LoadedModel,
+    r: &Reference,
+    decode_steps: usize,
+) -> (Vec<f32>, Vec<Vec<f32>>) {
     use cortex_engine::cache::{KvCache, SimpleKvCache};
     let mut cache = SimpleKvCache::new(model.model.num_layers());
-    let tokens = cortex_engine::generate::tokens_array(&r.prompt).unwrap();
-    let got = model
-        .model
-        .forward(&tokens, &mut cache)
-        .unwrap()
-        .to_f32_vec()
-        .unwrap();
-    let prompt = max_abs_diff(&got, &r.prompt_logits);
-    let v = r.vocab();
-    let decode = (0..decode_steps.min(r.decode.len()))
-        .map(|i| {
-            let x = cortex_mlx::Array::from_slice(&[r.decode[i]], &[1, 1]).unwrap();
-            let got = model
-                .model
-                .forward(&x, &mut cache)
-                .unwrap()
-                .to_f32_vec()
-                .unwrap();
-            max_abs_diff(&got, &r.decode_logits[i * v..(i + 1) * v])
+    let forward = |x: &cortex_mlx::Array, cache: &mut SimpleKvCache| {
+        model.model.forward(x, cache).unwrap().to_f32_vec().unwrap()
+    };
+    let prompt = forward(
+        &cortex_engine::generate::tokens_array(&r.prompt).unwrap(),
+        &mut cache,
+    );
+    let decode = r.decode[..decode_steps.min(r.decode.len())]
+        .iter()
+        .map(|&t| {
+            forward(
+                &cortex_mlx::Array::from_slice(&[t], &[1, 1]).unwrap(),
+                &mut cache,
+            )
         })
         .collect::<Vec<_>>();
     assert_eq!(
@@ -138,5 +139,18 @@ pub fn compare(model: &cortex_engine::LoadedModel, r: &Reference, decode_steps: 
         (r.prompt.len() + decode.len()) as i32,
         "cache length"
     );
-    Diffs { prompt, decode }
+    (prompt, decode)
+}
+
+pub fn compare(model: &cortex_engine::LoadedModel, r: &Reference, decode_steps: usize) -> Diffs {
+    let (got, steps) = logits(model, r, decode_steps);
+    let v = r.vocab();
+    Diffs {
+        prompt: max_abs_diff(&got, &r.prompt_logits),
+        decode: steps
+            .iter()
+            .enumerate()
+            .map(|(i, got)| max_abs_diff(got, &r.decode_logits[i * v..(i + 1) * v]))
+            .collect(),
+    }
 }
