@@ -65,15 +65,19 @@ __attribute__((target("avx2,fma"))) inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-// The bias term and the store, shared by the SIMD kernels: out = dots + sum_g b_g * xsum_g.
-inline void store_row(const Problem& p, int row, int r, float dots) {
+// The bias term and the store, shared by the 256-bit kernels: out = sum of t's lanes + sum_g
+// b_g * xsum_g, the bias term in 8-wide multiply-adds (a scalar loop here was a serial chain of
+// one add per group for every output, a third of the kernel's time).
+__attribute__((target("avx2,fma"))) inline void store_row(const Problem& p, int row, int r, __m256 t) {
   const Activations& a = *p.a;
   const int groups = a.k / a.group;
   const float* b = p.biases + size_t(r) * groups;
   const float* xsum = a.sum.data() + size_t(row) * groups;
-  float bias = 0.f;
-  for (int g = 0; g < groups; ++g) bias += b[g] * xsum[g];
-  p.out[size_t(row) * p.n + r] = dots + bias;
+  int g = 0;
+  for (; g + 8 <= groups; g += 8) t = _mm256_fmadd_ps(_mm256_loadu_ps(b + g), _mm256_loadu_ps(xsum + g), t);
+  float tail = 0.f;
+  for (; g < groups; ++g) tail += b[g] * xsum[g];
+  p.out[size_t(row) * p.n + r] = hsum8(t) + tail;
 }
 
 // 32 weights of a chunk as unsigned bytes in the kernel's order: 4-bit [low nibbles of 16
@@ -124,7 +128,7 @@ __attribute__((target("avx2"))) inline __m256i dot32_avx2(__m256i w, __m256i x, 
           t[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[j]), _mm256_set1_ps(sc), t[j]);         \
         }                                                                                       \
       }                                                                                         \
-      _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) store_row(p, m0 + j, r, hsum8(t[j]));                         \
+      _Pragma("GCC unroll 8") for (int j = 0; j < M; ++j) store_row(p, m0 + j, r, t[j]);                         \
     }                                                                                           \
   }
 

@@ -7,14 +7,21 @@
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*, which it reports as used
+// uninitialized once they are inlined (a known false positive).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #endif
 
 #include "mlx/backend/cpu/encoder.h"
@@ -80,6 +87,7 @@ class Pool {
 
   Pool() {
     unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+    if (const char* t = std::getenv("CORTEX_KERNEL_THREADS")) hw = std::max(1, std::atoi(t));
     for (unsigned i = 0; i + 1 < hw && i < 15; ++i) {
       threads_.emplace_back([this, i] { loop(i + 1); });
       threads_.back().detach();
@@ -151,55 +159,147 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-// M rows of x (M <= 8) against weight rows n0..n1: each packed group of 8 weights is unpacked
-// and scaled once and used for all M rows, so a batch of decode rows costs little more than
-// one. Per row: out = sum over groups of (s * q) . x + b * sum(x); that arithmetic is the same
-// whatever M is, so a sequence gets bit-identical results alone or inside a batch.
+// What a block of the quantized kernels reads: its M rows of x with their per-group sums, and
+// for weight row r the packed values, scales and biases.
 template <int M>
-__attribute__((target("avx2,fma"))) void rows_avx2_block(const Problem& p, int m0, int n0, int n1) {
-  const int groups = p.k / p.group;
-  const int row_bytes = p.k * p.bits / 8;
-  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-  const __m256i nibble = _mm256_set1_epi32(0xF);
+struct Operands {
+  const Problem& p;
+  const int groups;
   const float* x[M];
   const float* xs[M];
-  for (int j = 0; j < M; ++j) {
-    x[j] = p.x + size_t(m0 + j) * p.k;
-    xs[j] = p.xsums + size_t(m0 + j) * groups;
-  }
-  for (int r = n0; r < n1; ++r) {
-    const uint8_t* wrow = p.w + size_t(r) * row_bytes;
-    const float* srow = p.scales + size_t(r) * groups;
-    const float* brow = p.biases + size_t(r) * groups;
-    __m256 total[M];
-    float bias_part[M];
+  Operands(const Problem& p, int m0) : p(p), groups(p.k / p.group) {
     for (int j = 0; j < M; ++j) {
-      total[j] = _mm256_setzero_ps();
-      bias_part[j] = 0.f;
+      x[j] = p.x + size_t(m0 + j) * p.k;
+      xs[j] = p.xsums + size_t(m0 + j) * groups;
     }
+  }
+  const uint8_t* w(int r) const { return p.w + size_t(r) * (size_t(p.k) * p.bits / 8); }
+  const float* s(int r) const { return p.scales + size_t(r) * groups; }
+  const float* b(int r) const { return p.biases + size_t(r) * groups; }
+};
+
+// M rows of x (M <= 4) against weight rows n0..n1. Per row and group: d = q . x over the
+// group's unscaled weights (each unpacked slice shared by the M rows), then total += s_g * d;
+// after the groups, the bias term sum_g b_g * xsum_g. The scale is applied once per group, not
+// per weight, and the groups' dot products are independent, so the CPU overlaps them: only the
+// one multiply-add per group is a chain (the old order, scale per slice into one accumulator,
+// made every slice wait on the last). The arithmetic is the same whatever M is, so a sequence
+// gets bit-identical results alone or inside a batch.
+// 4-bit weights come in 16-weight slices (8 bytes): low nibbles are the even elements, high
+// nibbles the odd ones; `p.x` is then permuted to match (permute_for_nibbles), so a slice is
+// two vectors with no shuffles. Groups that are not a multiple of 16 use x as it is and unpack
+// 8 weights at a time.
+template <int M>
+__attribute__((target("avx2,fma"))) void rows_avx2_block(const Problem& p, int m0, int n0, int n1) {
+  const Operands<M> o(p, m0);
+  const int groups = o.groups;
+  const auto& x = o.x;
+  const auto& xs = o.xs;
+  const bool slices16 = p.group % 16 == 0;
+  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  const __m256i nibble = _mm256_set1_epi32(0xF);
+  const __m128i lo4 = _mm_set1_epi8(0x0F);
+  for (int r = n0; r < n1; ++r) {
+    const uint8_t* wrow = o.w(r);
+    const float* srow = o.s(r);
+    const float* brow = o.b(r);
+    __m256 total[M];
+    for (int j = 0; j < M; ++j) total[j] = _mm256_setzero_ps();
     for (int g = 0; g < groups; ++g) {
       const int base = g * p.group;
-      const __m256 sc = _mm256_set1_ps(srow[g]);
-      if (p.bits == 4) {
+      __m256 d[M];
+      for (int j = 0; j < M; ++j) d[j] = _mm256_setzero_ps();
+      if (p.bits == 4 && slices16) {
+        const uint8_t* q = wrow + base / 2;
+        for (int i = 0; i < p.group; i += 16) {
+          const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i / 2));
+          const __m256 even = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(v, lo4)));
+          const __m256 odd = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), lo4)));
+          for (int j = 0; j < M; ++j) {
+            d[j] = _mm256_fmadd_ps(even, _mm256_loadu_ps(x[j] + base + i), d[j]);
+            d[j] = _mm256_fmadd_ps(odd, _mm256_loadu_ps(x[j] + base + i + 8), d[j]);
+          }
+        }
+      } else if (p.bits == 4) {
         const uint8_t* q = wrow + base / 2;
         for (int i = 0; i < p.group; i += 8) {
           uint32_t word;
           std::memcpy(&word, q + i / 2, 4);
-          __m256i v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(word)), shifts), nibble);
-          const __m256 w = _mm256_mul_ps(_mm256_cvtepi32_ps(v), sc);
-          for (int j = 0; j < M; ++j) total[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), total[j]);
+          const __m256 w = _mm256_cvtepi32_ps(
+              _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(word)), shifts), nibble));
+          for (int j = 0; j < M; ++j) d[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), d[j]);
         }
       } else {
         const uint8_t* q = wrow + base;
         for (int i = 0; i < p.group; i += 8) {
-          __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i)));
-          const __m256 w = _mm256_mul_ps(_mm256_cvtepi32_ps(v), sc);
-          for (int j = 0; j < M; ++j) total[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), total[j]);
+          const __m256 w =
+              _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i))));
+          for (int j = 0; j < M; ++j) d[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), d[j]);
         }
       }
-      for (int j = 0; j < M; ++j) bias_part[j] += brow[g] * xs[j][g];
+      const __m256 sc = _mm256_set1_ps(srow[g]);
+      for (int j = 0; j < M; ++j) total[j] = _mm256_fmadd_ps(d[j], sc, total[j]);
     }
-    for (int j = 0; j < M; ++j) p.out[size_t(m0 + j) * p.n + r] = hsum(total[j]) + bias_part[j];
+    for (int j = 0; j < M; ++j) {
+      __m256 bias = _mm256_setzero_ps();
+      int g = 0;
+      for (; g + 8 <= groups; g += 8) bias = _mm256_fmadd_ps(_mm256_loadu_ps(brow + g), _mm256_loadu_ps(xs[j] + g), bias);
+      float tail = 0.f;
+      for (; g < groups; ++g) tail += brow[g] * xs[j][g];
+      p.out[size_t(m0 + j) * p.n + r] = hsum(_mm256_add_ps(total[j], bias)) + tail;
+    }
+  }
+}
+
+// The same arithmetic 16 lanes wide, for CPUs with AVX-512: 4-bit slices of 32 weights (16
+// bytes: 16 even elements, then 16 odd ones; x permuted to match), 8-bit slices of 16. Half the
+// instructions per weight of the 8-lane kernel. Used when the group is a multiple of the slice.
+template <int M>
+__attribute__((target("avx2,fma,avx512f,avx512bw"))) void rows_avx512_block(const Problem& p, int m0, int n0, int n1) {
+  const Operands<M> o(p, m0);
+  const int groups = o.groups;
+  const auto& x = o.x;
+  const auto& xs = o.xs;
+  const __m128i lo4 = _mm_set1_epi8(0x0F);
+  for (int r = n0; r < n1; ++r) {
+    const uint8_t* wrow = o.w(r);
+    const float* srow = o.s(r);
+    const float* brow = o.b(r);
+    __m512 total[M];
+    for (int j = 0; j < M; ++j) total[j] = _mm512_setzero_ps();
+    for (int g = 0; g < groups; ++g) {
+      const int base = g * p.group;
+      __m512 d[M];
+      for (int j = 0; j < M; ++j) d[j] = _mm512_setzero_ps();
+      if (p.bits == 4) {
+        const uint8_t* q = wrow + base / 2;
+        for (int i = 0; i < p.group; i += 32) {
+          const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i / 2));
+          const __m512 even = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, lo4)));
+          const __m512 odd = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), lo4)));
+          for (int j = 0; j < M; ++j) {
+            d[j] = _mm512_fmadd_ps(even, _mm512_loadu_ps(x[j] + base + i), d[j]);
+            d[j] = _mm512_fmadd_ps(odd, _mm512_loadu_ps(x[j] + base + i + 16), d[j]);
+          }
+        }
+      } else {
+        const uint8_t* q = wrow + base;
+        for (int i = 0; i < p.group; i += 16) {
+          const __m512 w = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i))));
+          for (int j = 0; j < M; ++j) d[j] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x[j] + base + i), d[j]);
+        }
+      }
+      const __m512 sc = _mm512_set1_ps(srow[g]);
+      for (int j = 0; j < M; ++j) total[j] = _mm512_fmadd_ps(d[j], sc, total[j]);
+    }
+    for (int j = 0; j < M; ++j) {
+      __m512 t = total[j];
+      for (int g = 0; g < groups; g += 16) {
+        const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1);
+        t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, brow + g), _mm512_maskz_loadu_ps(m, xs[j] + g), t);
+      }
+      p.out[size_t(m0 + j) * p.n + r] = _mm512_reduce_add_ps(t);
+    }
   }
 }
 
@@ -253,20 +353,34 @@ struct QuantBlock {
   static void run(const Problem& p, int m0, int n0, int n1) { rows_avx2_block<M>(p, m0, n0, n1); }
 };
 template <int M>
+struct Quant512Block {
+  static void run(const Problem& p, int m0, int n0, int n1) { rows_avx512_block<M>(p, m0, n0, n1); }
+};
+template <int M>
 struct DenseBlock {
   static void run(const Problem& p, int m0, int n0, int n1) { dense_rows_avx2_block<M>(p, m0, n0, n1); }
 };
 
-void rows_avx2(const Problem& p, int n0, int n1) { by_blocks<8, QuantBlock>(p, n0, n1); }
+void rows_avx2(const Problem& p, int n0, int n1) { by_blocks<4, QuantBlock>(p, n0, n1); }
+void rows_avx512(const Problem& p, int n0, int n1) { by_blocks<8, Quant512Block>(p, n0, n1); }
 void dense_rows_avx2(const Problem& p, int n0, int n1) { by_blocks<4, DenseBlock>(p, n0, n1); }
 
 bool have_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return yes;
 }
+
+// CORTEX_QGEMV_ISA=avx2 keeps the float kernels at 8 lanes on an AVX-512 CPU (tests of the
+// path other CPUs take, A/B benchmarks).
+bool have_avx512() {
+  static const bool yes = have_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          std::string(std::getenv("CORTEX_QGEMV_ISA") ? std::getenv("CORTEX_QGEMV_ISA") : "") != "avx2";
+  return yes;
+}
 #define AVX2_KERNEL(f) f
 #else
 bool have_avx2() { return false; }
+bool have_avx512() { return false; }
 #define AVX2_KERNEL(f) nullptr
 #endif
 
@@ -339,6 +453,18 @@ bool run_int8(const Problem& p, bool force_scalar) {
   return true;
 }
 
+// x in the order of the SIMD kernels' unpacked 4-bit slices: in each run of `slice` values
+// (16 or 32), the even-indexed ones, then the odd-indexed ones. `n` is a multiple of `slice`.
+void permute_for_nibbles(const float* x, size_t n, int slice, float* out) {
+  const int half = slice / 2;
+  for (size_t c = 0; c < n; c += slice) {
+    for (int t = 0; t < half; ++t) {
+      out[c + t] = x[c + 2 * t];
+      out[c + half + t] = x[c + 2 * t + 1];
+    }
+  }
+}
+
 void run_problem(const Problem& p, bool force_scalar, bool int8 = false) {
   if (p.bits == 32) {
     run_dense(p, force_scalar);
@@ -357,7 +483,21 @@ void run_problem(const Problem& p, bool force_scalar, bool int8 = false) {
   }
   Problem q = p;
   q.xsums = xsums.data();
-  run_kernel<Problem>(q, p.n, AVX2_KERNEL(rows_avx2), rows_scalar, force_scalar);
+  const bool simd = have_avx2() && !force_scalar;
+  // 16 lanes where the CPU has them and the group holds whole slices (32 4-bit or 16 8-bit weights)
+  const bool wide = simd && have_avx512() && p.group % (p.bits == 4 ? 32 : 16) == 0;
+  const int slice = wide ? 32 : 16;
+  if (simd && p.bits == 4 && p.group % slice == 0) {
+    thread_local std::vector<float> permuted;
+    permuted.resize(size_t(p.m) * p.k);
+    permute_for_nibbles(p.x, size_t(p.m) * p.k, slice, permuted.data());
+    q.x = permuted.data();
+  }
+  if (wide) {
+    Pool::get().run(p.n, [&q](int a, int b) { AVX2_KERNEL(rows_avx512)(q, a, b); });
+  } else {
+    run_kernel<Problem>(q, p.n, AVX2_KERNEL(rows_avx2), rows_scalar, force_scalar);
+  }
 }
 
 // Row-major copy of a strided array (an activation MLX left as a view).

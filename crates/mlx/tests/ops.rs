@@ -539,6 +539,57 @@ fn qgemv_matches_quantized_matmul() {
     assert!(ops::qgemv_cpu(&arr(&rand_vec(64, 2), &[1, 64]), &q, &s, &b, 32, 3).is_err());
 }
 
+/// Groups that are not a multiple of 16 (the SIMD kernel's 4-bit slices) take the 8-at-a-time
+/// unpack; against a plain-Rust reference, since MLX quantizes only to 32, 64 and 128.
+#[test]
+fn qgemv_takes_groups_of_any_multiple_of_8() {
+    let (n, k) = (37usize, 120usize);
+    for &(bits, group) in &[(4u32, 8usize), (4, 24), (4, 40), (8, 8), (8, 24)] {
+        let per_word = (32 / bits) as usize;
+        let levels = (1u32 << bits) - 1;
+        let codes: Vec<u32> = rand_vec(n * k, 41 + bits as u64)
+            .iter()
+            .map(|v| ((v + 1.0) * 0.5 * levels as f32) as u32 % (levels + 1))
+            .collect();
+        let mut packed = vec![0u32; n * k / per_word];
+        for (i, &c) in codes.iter().enumerate() {
+            packed[i / per_word] |= c << (bits as usize * (i % per_word));
+        }
+        let groups = k / group;
+        let scales: Vec<f32> = rand_vec(n * groups, 43)
+            .iter()
+            .map(|v| 0.01 + v.abs() * 0.1)
+            .collect();
+        let biases = rand_vec(n * groups, 44);
+        for &m in &[1usize, 3, 5] {
+            let x = rand_vec(m * k, 45 + m as u64);
+            let got = ops::qgemv_cpu(
+                &arr(&x, &[m as i32, k as i32]),
+                &Array::from_slice(&packed, &[n as i32, (k / per_word) as i32]).unwrap(),
+                &arr(&scales, &[n as i32, groups as i32]),
+                &arr(&biases, &[n as i32, groups as i32]),
+                group as i32,
+                bits as i32,
+            )
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+            let mut want = vec![0f32; m * n];
+            for row in 0..m {
+                for r in 0..n {
+                    want[row * n + r] = (0..k)
+                        .map(|i| {
+                            let g = r * groups + i / group;
+                            (scales[g] * codes[r * k + i] as f32 + biases[g]) * x[row * k + i]
+                        })
+                        .sum();
+                }
+            }
+            assert_close(&got, &want, 1e-4);
+        }
+    }
+}
+
 /// A row's result does not depend on the rows beside it (batched decode must not change
 /// what a sequence gets), for quantized and dense weights.
 #[test]
@@ -562,6 +613,94 @@ fn gemv_rows_are_batch_invariant() {
         let at = r as usize * n..(r as usize + 1) * n;
         assert_eq!(one_q, all_q[at.clone()], "quantized row {r}");
         assert_eq!(one_d, all_d[at], "dense row {r}");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn cpu_has_avx512() -> bool {
+    std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn cpu_has_avx512() -> bool {
+    false
+}
+
+/// The float kernels at 16 lanes (AVX-512) and at 8 (AVX2, what other x86 CPUs run) give the
+/// portable kernel's results up to summation order, and each is batch invariant (9 rows at once
+/// = each row alone: blocks of 8 and 4 rows and the tail blocks). The 8-lane run is a child
+/// process of this test binary with CORTEX_QGEMV_ISA=avx2.
+#[test]
+fn float_kernels_agree_across_instruction_sets() {
+    let (n, k, m) = (37usize, 384usize, 9usize);
+    // all rows at once, then each row alone, for every layout
+    let run = || -> (Vec<f32>, Vec<f32>) {
+        let x = arr(&rand_vec(m * k, 71), &[m as i32, k as i32]);
+        let (mut all, mut alone) = (Vec::new(), Vec::new());
+        for &(bits, group) in &[(4, 32), (4, 64), (4, 128), (8, 32), (8, 64), (8, 128)] {
+            let w = arr(&rand_vec(n * k, 70 + bits as u64), &[n as i32, k as i32]);
+            let (q, s, b) = ops::quantize(&w, group, bits).unwrap();
+            let mm = |x: &Array| {
+                ops::qgemv_cpu(x, &q, &s, &b, group, bits)
+                    .unwrap()
+                    .to_vec::<f32>()
+                    .unwrap()
+            };
+            all.extend(mm(&x));
+            for r in 0..m as i32 {
+                alone.extend(mm(&x.slice_axis(0, r, r + 1).unwrap()));
+            }
+        }
+        (all, alone)
+    };
+    let to_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|f| f.to_le_bytes()).collect() };
+    let from_bytes = |b: Vec<u8>| -> Vec<f32> {
+        b.chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    if let Ok(path) = std::env::var("CORTEX_QGEMV_TEST_OUT") {
+        let (all, alone) = run();
+        std::fs::write(&path, to_bytes(&all)).unwrap();
+        std::fs::write(format!("{path}.alone"), to_bytes(&alone)).unwrap();
+        return;
+    }
+    ops::set_scalar_kernels(true);
+    let (scalar, _) = run();
+    ops::set_scalar_kernels(false);
+    let (best, best_alone) = run();
+    assert_close(&best, &scalar, 1e-5);
+    assert_eq!(
+        best, best_alone,
+        "batch invariance, the CPU's widest kernel"
+    );
+    if !ops::cpu_has_avx2() {
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("cortex-qgemv-{}", std::process::id()));
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "float_kernels_agree_across_instruction_sets",
+            "--test-threads",
+            "1",
+        ])
+        .env("CORTEX_QGEMV_TEST_OUT", &out)
+        .env("CORTEX_QGEMV_ISA", "avx2")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "avx2 child failed");
+    let avx2 = from_bytes(std::fs::read(&out).unwrap());
+    let avx2_alone = from_bytes(std::fs::read(format!("{}.alone", out.display())).unwrap());
+    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(format!("{}.alone", out.display()));
+    assert_close(&avx2, &scalar, 1e-5);
+    assert_eq!(avx2, avx2_alone, "batch invariance, the 8-lane kernel");
+    if cpu_has_avx512() {
+        assert_ne!(
+            avx2, best,
+            "CORTEX_QGEMV_ISA=avx2 gave the 16-lane results: the switch was not taken"
+        );
     }
 }
 
