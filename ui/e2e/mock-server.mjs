@@ -7,12 +7,14 @@
 //
 // Mock-only controls (not part of the API): POST /__mock/reset, POST /__mock/config
 // {delay_ms?, fail_next?: "model_load_failed"|..., download_speed?, api_key?: string|null,
-//  reply_tokens?: number|null}, POST /__mock/seed {messages: n} (one conversation of n alternating
+//  reply_tokens?: number|null, library_only?: boolean}, POST /__mock/seed {messages: n} (one conversation of n alternating
 // user/assistant messages; answers {conversation_id}).
 // api_key (opt-in, like `cortex serve --api-key`): every /api route then needs
 // `Authorization: Bearer <key>` and answers 401 {"error":{message,type,code:"invalid_api_key"}}
 // otherwise; the UI's files and /__mock stay open. reply_tokens: every reply is exactly that many
-// tokens (delay_ms 0 = as fast as the socket takes them).
+// tokens (delay_ms 0 = as fast as the socket takes them). library_only: /api/system says so and
+// downloads, imports, conversions and settings changes answer 403 forbidden, as an exposed
+// `cortex serve --library-only` does.
 import { createServer } from 'node:http';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize } from 'node:path';
@@ -256,7 +258,7 @@ function reset() {
   for (const c of state?.clients ?? []) c.end();
   for (const t of state?.timers ?? []) clearInterval(t);
   state = {
-    config: { delay_ms: 18, fail_next: null, download_speed: 120 * MB, api_key: API_KEY, reply_tokens: null },
+    config: { delay_ms: 18, fail_next: null, download_speed: 120 * MB, api_key: API_KEY, reply_tokens: null, library_only: false },
     settings: {
       models_dir: '/home/me/.cortexstream/models',
       hf_endpoint: null,
@@ -771,7 +773,11 @@ async function handleApi(req, res, url) {
       models_dir: state.settings.models_dir,
       hf_endpoint: state.settings.hf_endpoint,
       has_hf_token: state.settings.has_hf_token,
+      library_only: state.config.library_only,
     });
+  }
+  if (state.config.library_only && refusedInLibraryMode(method, parts)) {
+    throw new ApiError(403, 'forbidden', 'this server serves its library only: downloads, imports, conversions and settings changes are turned off (start it with --allow-pulls to allow them)');
   }
   if (a === 'settings') {
     if (method === 'GET') return send(res, 200, state.settings);
@@ -948,6 +954,18 @@ async function handleApi(req, res, url) {
     }
   }
   throw notFound(`${method} ${url.pathname}`);
+}
+
+/** The requests `cortex serve --library-only` refuses (crates/server app_api::refused_in_library_mode). */
+function refusedInLibraryMode(method, parts) {
+  const [a, b, c] = parts;
+  return (
+    ((method === 'PUT' || method === 'PATCH') && a === 'settings' && parts.length === 1) ||
+    (method === 'POST' && a === 'models' && b === 'import' && parts.length === 2) ||
+    (method === 'POST' && a === 'downloads' && parts.length === 1) ||
+    (method === 'POST' && a === 'downloads' && c === 'resume' && parts.length === 3) ||
+    (method === 'POST' && a === 'convert' && parts.length === 1)
+  );
 }
 
 async function handleMock(req, res, url) {

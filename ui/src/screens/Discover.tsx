@@ -12,7 +12,7 @@ import { api } from '../services';
 import { AppError } from '../services/errors';
 import type { HubModel, HubSearchQuery, HubSort, HubVariant, Verdict } from '../services/types';
 import { downloads, upsertDownload } from '../stores/downloads';
-import { system } from '../stores/models';
+import { libraryOnly, system } from '../stores/models';
 
 export default function DiscoverScreen(): JSX.Element {
   return (
@@ -329,6 +329,11 @@ function ModelPage(props: { id: string }): JSX.Element {
                     <Show
                       when={dl() && (isActive(dl()!) || dl()!.state === 'completed')}
                       fallback={
+                        libraryOnly() ? (
+                          <p class="notice compact" data-tone="warn" role="status">
+                            This server serves its library only: downloads are made on the machine that runs it.
+                          </p>
+                        ) : (
                         <button
                           type="button"
                           class="btn btn-primary btn-block"
@@ -338,6 +343,7 @@ function ModelPage(props: { id: string }): JSX.Element {
                           <Icon name="download" size={16} />
                           {starting() ? 'Starting…' : `Download ${formatBytes(chosen()?.size ?? m().total_size)}`}
                         </button>
+                        )
                       }
                     >
                       <div class="inline-progress">

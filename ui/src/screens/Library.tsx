@@ -6,7 +6,7 @@ import { api } from '../services';
 import { AppError } from '../services/errors';
 import type { Conversion, ConvertOptions, Dtype, Id, LocalModel } from '../services/types';
 import { conversions, upsertConversion } from '../stores/downloads';
-import { dropModel, models, putModel, refreshModels, system } from '../stores/models';
+import { dropModel, libraryOnly, models, putModel, refreshModels } from '../stores/models';
 import { toast } from '../stores/toasts';
 import { startChat } from './Downloads';
 
@@ -46,6 +46,11 @@ export default function LibraryScreen(): JSX.Element {
               {models.ids().length} {models.ids().length === 1 ? 'model' : 'models'} · {formatBytes(models.totalSize())} on disk
             </Show>
           </p>
+          <Show when={libraryOnly()}>
+            <p class="muted small library-only-hint">
+              <Icon name="lock" size={13} /> This server serves its library only: models are added on the machine that runs it.
+            </p>
+          </Show>
         </div>
         <Show when={!libraryOnly()}>
           <button type="button" class="btn" onClick={() => setImportOpen(true)}>
@@ -78,17 +83,25 @@ export default function LibraryScreen(): JSX.Element {
         <Show
           when={models.ids().length > 0}
           fallback={
-            <EmptyState icon="library" title="No models yet" text="Download one from Discover, or import a .gguf file or a model folder.">
-              <div class="row-gap">
-                <a class="btn btn-primary" href="#/discover">
-                  Browse models
-                </a>
-                <Show when={!libraryOnly()}>
+            <EmptyState
+              icon="library"
+              title="No models yet"
+              text={
+                libraryOnly()
+                  ? 'This server serves its library only, and its library is empty. Models are added on the machine that runs it.'
+                  : 'Download one from Discover, or import a .gguf file or a model folder.'
+              }
+            >
+              <Show when={!libraryOnly()}>
+                <div class="row-gap">
+                  <a class="btn btn-primary" href="#/discover">
+                    Browse models
+                  </a>
                   <button type="button" class="btn" onClick={() => setImportOpen(true)}>
                     Import
                   </button>
-                </Show>
-              </div>
+                </div>
+              </Show>
             </EmptyState>
           }
         >
@@ -120,9 +133,6 @@ export default function LibraryScreen(): JSX.Element {
     </div>
   );
 }
-
-/** A server others can reach refuses imports and conversions (its settings say so). */
-const libraryOnly = () => system()?.library_only === true;
 
 function sourceLabel(m: LocalModel): string {
   switch (m.source.kind) {

@@ -7,7 +7,7 @@ import { api, platform, verifyApiKey } from '../services';
 import { readStoredKey, submitKey, writeStoredKey } from '../stores/auth';
 import { AppError } from '../services/errors';
 import type { Settings, SettingsUpdate, Theme } from '../services/types';
-import { refreshSystem, system } from '../stores/models';
+import { libraryOnly, refreshSystem, system } from '../stores/models';
 import { toast } from '../stores/toasts';
 
 const ApiServerSettings = lazy(() => import('../components/ApiServerSettings'));
@@ -40,8 +40,6 @@ export default function SettingsScreen(): JSX.Element {
       return false;
     }
   };
-
-  const libraryOnly = () => system()?.library_only === true;
 
   const chooseTheme = (t: Theme) => {
     setTheme(t); // applied at once

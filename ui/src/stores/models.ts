@@ -68,3 +68,7 @@ export const models = {
 };
 
 export { system };
+
+/** The server refuses downloads, imports, conversions and settings changes: an exposed
+ * `cortex serve --library-only` (docs/APP_API.md). The UI offers none of them there. */
+export const libraryOnly = (): boolean => system()?.library_only === true;
