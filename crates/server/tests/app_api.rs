@@ -432,6 +432,9 @@ async fn a_reply_stops_on_request_or_when_the_client_goes_away_and_is_kept() {
     assert_eq!(reply["stats"]["finish_reason"], "cancelled");
     let n = reply["stats"]["completion_tokens"].as_i64().unwrap();
     assert!(n >= 1 && n < 2000, "{reply}");
+    // the text is saved a moment before the reply frees the conversation: nothing told this
+    // client (it hung up), so it waits for that before sending again
+    wait_until_no_reply_runs(&a, &cid).await;
 
     // stop while it runs: the stream ends with done, finish_reason cancelled. A new first
     // message (no parent), so the reply has the whole context to fill: under the first reply
@@ -455,7 +458,15 @@ async fn a_reply_stops_on_request_or_when_the_client_goes_away_and_is_kept() {
         .as_i64()
         .unwrap();
     assert!(n >= 1 && n < 2000, "{text}");
-    // the reply's task ends after its last event: then a second stop finds nothing
+    // a client that saw `done` may send again at once: the reply freed the conversation before
+    // its last event (no 409 "a reply is still being written")
+    let (resp, _) = send_until_delta(&a, &cid, "And once more").await;
+    drop(resp);
+    wait_until_no_reply_runs(&a, &cid).await;
+}
+
+/// Waits until no reply runs in conversation `cid`: a stop request then finds nothing to stop.
+async fn wait_until_no_reply_runs(a: &App, cid: &str) {
     wait_for(Duration::from_secs(30), || async {
         let (_, v) = a
             .req(
@@ -480,7 +491,9 @@ async fn send_until_delta(a: &App, cid: &str, content: &str) -> (reqwest::Respon
         .await;
     let mut text = String::new();
     while !text.contains("\"delta\"") {
-        let chunk = resp.chunk().await.unwrap().expect("stream ended early");
+        let Some(chunk) = resp.chunk().await.unwrap() else {
+            panic!("the stream ended before a delta: {text}");
+        };
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
     (resp, text)

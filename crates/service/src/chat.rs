@@ -131,8 +131,11 @@ struct RunningGuard {
     stop: Arc<Notify>,
 }
 
-impl Drop for RunningGuard {
-    fn drop(&mut self) {
+impl RunningGuard {
+    /// Frees the conversation for its next reply (once this reply's text is saved, before its
+    /// last event goes out: a client that sees the end may send again at once). Idempotent, and
+    /// never frees a newer reply's claim.
+    fn release(&self) {
         let mut running = crate::registry::lock(&self.app.inner.replies.running);
         if running
             .get(&self.conversation)
@@ -140,6 +143,12 @@ impl Drop for RunningGuard {
         {
             running.remove(&self.conversation);
         }
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -348,7 +357,7 @@ impl App {
         };
         let app = self.clone();
         tokio::spawn(async move {
-            let _guard = guard;
+            let guard = guard;
             if announce_user {
                 let _ = tx
                     .send(ChatEvent::UserMessage {
@@ -362,6 +371,7 @@ impl App {
                 conv: &conv,
                 user: &user,
                 stop: &stop,
+                running: &guard,
             };
             reply.run().await;
         });
@@ -376,6 +386,7 @@ struct Reply<'a> {
     conv: &'a Conversation,
     user: &'a Message,
     stop: &'a Notify,
+    running: &'a RunningGuard,
 }
 
 impl Reply<'_> {
@@ -412,6 +423,7 @@ impl Reply<'_> {
                 match catalog.update_message(&msg.id, &update).await {
                     Ok(saved) => {
                         let _ = catalog.touch_model(&model.id).await;
+                        self.running.release();
                         let _ = self.tx.send(ChatEvent::Done { message: saved }).await;
                     }
                     Err(e) => self.fail(Some(msg), e.into()).await,
@@ -517,6 +529,7 @@ impl Reply<'_> {
             };
             saved = self.app.catalog().update_message(&m.id, &update).await.ok();
         }
+        self.running.release();
         let _ = self
             .tx
             .send(ChatEvent::Error {
