@@ -493,11 +493,7 @@ void run_problem(const Problem& p, bool force_scalar, bool int8 = false) {
     permute_for_nibbles(p.x, size_t(p.m) * p.k, slice, permuted.data());
     q.x = permuted.data();
   }
-  if (wide) {
-    Pool::get().run(p.n, [&q](int a, int b) { AVX2_KERNEL(rows_avx512)(q, a, b); });
-  } else {
-    run_kernel<Problem>(q, p.n, AVX2_KERNEL(rows_avx2), rows_scalar, force_scalar);
-  }
+  run_kernel<Problem>(q, p.n, wide ? AVX2_KERNEL(rows_avx512) : AVX2_KERNEL(rows_avx2), rows_scalar, force_scalar);
 }
 
 // Row-major copy of a strided array (an activation MLX left as a view).
