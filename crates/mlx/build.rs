@@ -76,6 +76,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CORTEX_OPENBLAS");
     println!("cargo:rerun-if-changed=src/shim.cc");
     println!("cargo:rerun-if-changed=src/qgemv.cc");
+    println!("cargo:rerun-if-changed=src/attention.cc");
+    println!("cargo:rerun-if-changed=src/kernels.h");
     println!("cargo:rerun-if-changed=src/qdot.cc");
     println!("cargo:rerun-if-changed=src/qdot.h");
     println!("cargo:rerun-if-changed=include/shim.h");
@@ -98,6 +100,7 @@ fn main() {
     cxx_build::bridge("src/ffi.rs")
         .file("src/shim.cc")
         .file("src/qgemv.cc")
+        .file("src/attention.cc")
         .file("src/qdot.cc")
         .include(&include)
         .include("include")

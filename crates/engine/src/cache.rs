@@ -4,7 +4,7 @@
 //! Models see only the [`KvCache`] trait; the paged, shared cache of the serving layer
 //! implements the same trait.
 use crate::error::Result;
-use cortex_mlx::{ops, Array};
+use cortex_mlx::{ops, Array, Dtype};
 
 pub trait KvCache {
     /// Positions already cached for `layer` before the current forward pass.
@@ -51,18 +51,14 @@ pub trait KvCache {
             "layer {layer}: this cache has no batched decode"
         )))
     }
-    /// With `decode_offsets`, where the cache can do it (the paged pool on the CPU): appends
-    /// k/v ([B, Hkv, 1, D], RoPE applied) for `layer` and attends q ([B, Hq, 1, D]) straight
-    /// from its storage. Some([B, Hq, 1, D]); None when the caller must attend over
-    /// `update_and_fetch_padded` itself (nothing was written then).
-    fn attend_decode_paged(
+    /// On the CPU path, for a step of one new token per sequence, where the cache can do it:
+    /// RoPE, the cache write and attention in one kernel (`cortex_mlx::ops::decode_attention`).
+    /// Some(output [.., Hq * D], heads merged); None when this cache or step cannot, and then
+    /// nothing was written (the caller attends the general way).
+    fn attend_decode_fused(
         &mut self,
         _layer: usize,
-        _q: &Array,
-        _k: Array,
-        _v: Array,
-        _scale: f32,
-        _opts: crate::nn::AttentionOptions,
+        _step: &crate::nn::FusedDecode<'_>,
     ) -> Result<Option<Array>> {
         Ok(None)
     }
@@ -125,10 +121,12 @@ impl SimpleKvCache {
     }
 }
 
-fn grow(buf: Option<Array>, used: i32, new: &Array) -> Result<Array> {
-    let (b, h, l, d) = (new.dim(0), new.dim(1), new.dim(2), new.dim(3));
-    let steps = (l + STEP - 1) / STEP;
-    let fresh = Array::zeros(&[b, h, steps * STEP, d], new.dtype())?;
+/// A buffer [B, H, capacity, D] with room for `more` positions after the first `used` of
+/// `buf` (kept), in steps of [`STEP`].
+fn grow(buf: Option<Array>, used: i32, more: i32, shape: [i32; 3], dtype: Dtype) -> Result<Array> {
+    let [b, h, d] = shape;
+    let steps = (more + STEP - 1) / STEP;
+    let fresh = Array::zeros(&[b, h, steps * STEP, d], dtype)?;
     Ok(match buf {
         None => fresh,
         Some(old) => {
@@ -142,23 +140,38 @@ fn grow(buf: Option<Array>, used: i32, new: &Array) -> Result<Array> {
     })
 }
 
+impl SimpleKvCache {
+    /// Layer `layer`'s entry, with room for `more` positions past its offset; `like` gives the
+    /// shape ([B, H, _, D]) and dtype of new buffers.
+    fn reserve(
+        &mut self,
+        layer: usize,
+        more: i32,
+        like: [i32; 3],
+        dtype: Dtype,
+    ) -> Result<&mut LayerKv> {
+        if layer >= self.layers.len() {
+            self.layers.resize_with(layer + 1, LayerKv::default);
+        }
+        let entry = &mut self.layers[layer];
+        let capacity = entry.keys.as_ref().map_or(0, |a| a.dim(2));
+        if entry.offset + more > capacity {
+            entry.keys = Some(grow(entry.keys.take(), entry.offset, more, like, dtype)?);
+            entry.values = Some(grow(entry.values.take(), entry.offset, more, like, dtype)?);
+        }
+        Ok(entry)
+    }
+}
+
 impl KvCache for SimpleKvCache {
     fn layer_offset(&self, layer: usize) -> i32 {
         self.layers.get(layer).map_or(0, |l| l.offset)
     }
 
     fn update_and_fetch(&mut self, layer: usize, k: Array, v: Array) -> Result<(Array, Array)> {
-        if layer >= self.layers.len() {
-            self.layers.resize_with(layer + 1, LayerKv::default);
-        }
-        let entry = &mut self.layers[layer];
-        let prev = entry.offset;
         let l = k.dim(2);
-        let capacity = entry.keys.as_ref().map_or(0, |a| a.dim(2));
-        if prev + l > capacity {
-            entry.keys = Some(grow(entry.keys.take(), prev, &k)?);
-            entry.values = Some(grow(entry.values.take(), prev, &v)?);
-        }
+        let entry = self.reserve(layer, l, [k.dim(0), k.dim(1), k.dim(3)], k.dtype())?;
+        let prev = entry.offset;
         let end = prev + l;
         let write = |buf: &Array, upd: &Array| -> Result<Array> {
             let (b, h, d) = (buf.dim(0), buf.dim(1), buf.dim(3));
@@ -178,5 +191,37 @@ impl KvCache for SimpleKvCache {
         entry.keys = Some(keys);
         entry.values = Some(values);
         Ok(out)
+    }
+
+    fn attend_decode_fused(
+        &mut self,
+        layer: usize,
+        step: &crate::nn::FusedDecode<'_>,
+    ) -> Result<Option<Array>> {
+        let (q, dims) = (step.q, step.dims);
+        let f32 = Dtype::Float32;
+        let cached = self.layers.get(layer).and_then(|l| l.keys.as_ref());
+        let other = |k: &Array| k.dtype() != f32 || k.dim(0) != 1;
+        if q.ndim() != 3
+            || q.dim(0) != 1
+            || q.dim(1) != 1
+            || q.dtype() != f32
+            || cached.is_some_and(other)
+        {
+            return Ok(None);
+        }
+        let entry = self.reserve(layer, 1, [1, dims.n_kv_heads, dims.head_dim], f32)?;
+        let position = Array::from_slice(&[entry.offset], &[1])?;
+        let (out, keys, values) = ops::decode_attention(
+            &step.kernel_step(&position),
+            ops::KvStorage::Sequence {
+                keys: entry.keys.as_ref().expect("reserved"),
+                values: entry.values.as_ref().expect("reserved"),
+            },
+        )?;
+        entry.keys = Some(keys);
+        entry.values = Some(values);
+        entry.offset += 1;
+        Ok(Some(out))
     }
 }

@@ -1,9 +1,11 @@
 //! Which code path a model runs, as an explicit setting.
 //!
 //! A model's forward pass can be built two ways:
-//! - the **CPU path**: our kernels (src/qgemv.cc in cortex-mlx): multi-threaded SIMD gemv for
-//!   quantized and dense matmuls of few rows, dequantize + BLAS for many, decode attention
-//!   straight from the paged KV pool;
+//! - the **CPU path**: our kernels (src/qgemv.cc and src/attention.cc in cortex-mlx):
+//!   multi-threaded SIMD gemv for quantized and dense matmuls of few rows (q/k/v, and gate/up
+//!   with SwiGLU, as one node each), dequantize + BLAS for many, and a decode step's RoPE,
+//!   cache write and attention as one node, straight from the cache (one sequence's buffer or
+//!   the paged KV pool);
 //! - the **GPU path**: MLX's own `quantized_matmul` and a padded batched decode attention
 //!   (gather the cached keys, one fused SDPA with a keep-mask), as on Metal and CUDA.
 //!

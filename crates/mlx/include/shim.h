@@ -83,10 +83,21 @@ ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array&
 
 // x @ w.T for a dense [N, K] weight on the CPU, few rows of x (src/qgemv.cc)
 ArrayPtr gemv_f32(const Array& x, const Array& w);
-// Decode attention on the CPU straight from a paged KV pool (src/qgemv.cc): q [B, Hq, D], keys and
-// values [slots, Hkv, D], table [B, S] slots per position, lens [B]; softcap 0 and window 0 = off.
-ArrayPtr paged_attention(const Array& q, const Array& keys, const Array& values, const Array& table,
-                         const Array& lens, float scale, float softcap, int32_t window);
+// Several weights against the same x in one node (src/qgemv.cc): `weights` holds (w, scales,
+// biases) triples, or dense [N, K] float32 weights when bits is 32. One output per weight, or
+// with `swiglu` two weights (gate, up) and the one output silu(x @ gate.T) * (x @ up.T).
+std::unique_ptr<ArrayList> gemv_many(const Array& x, const ArrayList& weights, int32_t group_size, int32_t bits,
+                                     bool swiglu);
+// A decode step's attention on the CPU (src/attention.cc): RoPE on each row's new query and
+// key, the key and value written into the cache storage in place, attention over the cached
+// positions. Storage is one sequence's [1, Hkv, capacity, D] (write and table null) or a paged
+// pool [slots, Hkv, D] with write slots [R] and a slot table [R, S]. Returns the attention
+// output (q's shape), then the keys and values storage (sharing the given memory).
+std::unique_ptr<ArrayList> decode_attention(const Array& q, const Array& k, const Array& v, const Array& keys,
+                                            const Array& values, const Array& positions, const Array& inv_freq,
+                                            const Array* write, const Array* table, int32_t head_dim,
+                                            int32_t rope_dims, bool traditional, float rope_scale,
+                                            float input_scale, float scale, float softcap, int32_t window);
 // Kernels made on the calling thread after this use the portable (non-AVX2) code when `scalar`.
 void set_scalar_kernels(bool scalar);
 // Whether this CPU runs the AVX2/FMA kernels.

@@ -100,22 +100,38 @@ pub(crate) mod bridge {
         ) -> Result<UniquePtr<Array>>;
 
         fn gemv_f32(x: &Array, w: &Array) -> Result<UniquePtr<Array>>;
+        fn gemv_many(
+            x: &Array,
+            weights: &ArrayList,
+            group_size: i32,
+            bits: i32,
+            swiglu: bool,
+        ) -> Result<UniquePtr<ArrayList>>;
         fn set_scalar_kernels(scalar: bool);
         fn cpu_has_avx2() -> bool;
         fn set_int8_activations(int8: bool);
         fn int8_kernel_name() -> String;
 
         #[allow(clippy::too_many_arguments)]
-        fn paged_attention(
+        unsafe fn decode_attention(
             q: &Array,
+            k: &Array,
+            v: &Array,
             keys: &Array,
             values: &Array,
-            table: &Array,
-            lens: &Array,
+            positions: &Array,
+            inv_freq: &Array,
+            write: *const Array,
+            table: *const Array,
+            head_dim: i32,
+            rope_dims: i32,
+            traditional: bool,
+            rope_scale: f32,
+            input_scale: f32,
             scale: f32,
             softcap: f32,
             window: i32,
-        ) -> Result<UniquePtr<Array>>;
+        ) -> Result<UniquePtr<ArrayList>>;
 
         unsafe fn rms_norm(x: &Array, weight: *const Array, eps: f32) -> Result<UniquePtr<Array>>;
         unsafe fn layer_norm(

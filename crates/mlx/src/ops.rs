@@ -192,7 +192,43 @@ pub fn gemv_cpu(x: &Array, w: &Array) -> Result<Array> {
     wrap("gemv", bridge::gemv_f32(&x.0, &w.0))
 }
 
-/// Makes the CPU kernels ([`qgemv_cpu`], [`gemv_cpu`], [`paged_attention`]) built on this
+/// The weights of one [`gemv_many`] node: all quantized alike (packed w, scales, biases), or all
+/// dense [N, K].
+#[derive(Clone, Copy)]
+pub enum GemvWeights<'a> {
+    Quantized {
+        weights: &'a [(&'a Array, &'a Array, &'a Array)],
+        group_size: i32,
+        bits: i32,
+    },
+    Dense(&'a [&'a Array]),
+}
+
+/// Several matmuls of the same x in one CPU node ([`qgemv_cpu`] / [`gemv_cpu`] each): x's
+/// per-group sums are computed once and one pool dispatch covers every weight's rows. Returns
+/// x @ W_i.T for each weight; with `swiglu`, two weights (gate, up) and the one array
+/// silu(x @ gate.T) * (x @ up.T), the gated MLP's hidden state.
+pub fn gemv_many(x: &Array, weights: GemvWeights<'_>, swiglu: bool) -> Result<Vec<Array>> {
+    let (list, group_size, bits) = match weights {
+        GemvWeights::Quantized {
+            weights,
+            group_size,
+            bits,
+        } => (
+            to_list(weights.iter().flat_map(|(w, s, b)| [*w, *s, *b])),
+            group_size,
+            bits,
+        ),
+        GemvWeights::Dense(weights) => (to_list(weights.iter().copied()), 0, 32),
+    };
+    let out = bridge::gemv_many(&x.0, &list, group_size, bits, swiglu).map_err(mlx_err("qgemv"))?;
+    Ok(from_list("qgemv", &out)?
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect())
+}
+
+/// Makes the CPU kernels ([`qgemv_cpu`], [`gemv_cpu`], [`decode_attention`]) built on this
 /// thread from now on run their portable code instead of AVX2/FMA (what a CPU without AVX2
 /// runs), or again pick by CPU. The choice is fixed per graph node when it is built, so threads
 /// building graphs at the same time do not affect each other.
@@ -220,60 +256,180 @@ pub fn int8_kernel_name() -> String {
     bridge::int8_kernel_name()
 }
 
-/// Decode attention on the CPU read straight from a paged KV pool (src/qgemv.cc): one query per
-/// sequence, q float32 [B, Hq, D]; keys/values [slots, Hkv, D]; `table` int32 [B, S] holds the
-/// slot of each sequence's positions (padding past `lens[b]` is never read); `lens` int32 [B]
-/// counts each one's keys (its query is the last position). `softcap` (0 = off) caps scores
-/// as cap * tanh(s / cap); `window` (0 = off) limits a query to its last `window` keys.
-/// Returns float32 [B, Hq, D]. The kernel indexes the pool with the table unchecked, so this
-/// reads `table` and `lens` back (small int32 arrays) and refuses a length outside the table or
-/// a slot outside the pool.
-#[allow(clippy::too_many_arguments)]
-pub fn paged_attention(
-    q: &Array,
-    keys: &Array,
-    values: &Array,
-    table: &Array,
-    lens: &Array,
-    scale: f32,
-    softcap: f32,
-    window: i32,
-) -> Result<Array> {
-    check_paged_table(keys, table, lens, window)?;
-    wrap(
-        "paged_attention",
-        bridge::paged_attention(
-            &q.0, &keys.0, &values.0, &table.0, &lens.0, scale, softcap, window,
-        ),
-    )
+/// RoPE for [`decode_attention`], as [`crate::fast::rope`] applies it: over the first `dims`
+/// features of each head, angle (position x `scale`) x `inv_freq[i]` (float32 [dims / 2]),
+/// pairs (i, i + dims/2) or, when `traditional`, (2i, 2i + 1); the rotated features are first
+/// multiplied by `input_scale`.
+#[derive(Clone, Copy)]
+pub struct RopeTable<'a> {
+    pub inv_freq: &'a Array,
+    pub dims: i32,
+    pub traditional: bool,
+    pub scale: f32,
+    pub input_scale: f32,
 }
 
-/// Every slot a sequence reads (its last `lens[b]` positions, or the last `window` of them)
-/// lies in the pool, and every length within the table.
-fn check_paged_table(keys: &Array, table: &Array, lens: &Array, window: i32) -> Result<()> {
-    let bad = |message: String| Error::InvalidArgument {
-        op: "paged_attention",
-        message,
+/// Where [`decode_attention`] keeps keys and values.
+#[derive(Clone, Copy)]
+pub enum KvStorage<'a> {
+    /// One sequence: keys and values [1, Hkv, capacity, D]; the new token's row goes to its
+    /// position.
+    Sequence { keys: &'a Array, values: &'a Array },
+    /// A pool shared by sequences: keys and values [slots, Hkv, D]; `write` int32 [R] is the
+    /// slot of each row's new token and `table` int32 [R, S] the slot of each of its positions
+    /// (padding past a row's length is never read).
+    Paged {
+        keys: &'a Array,
+        values: &'a Array,
+        write: &'a Array,
+        table: &'a Array,
+    },
+}
+
+/// A decode step's attention, one new token per row: q [.., Hq * D] and k, v [.., Hkv * D]
+/// (float32, R rows), each row's token at `positions[r]` (int32 [R]); it sees positions
+/// 0..=positions[r] (or its last `window`; 0 = all) and its scores are capped as
+/// cap x tanh(s / cap) when `softcap` > 0.
+#[derive(Clone, Copy)]
+pub struct DecodeStep<'a> {
+    pub q: &'a Array,
+    pub k: &'a Array,
+    pub v: &'a Array,
+    pub positions: &'a Array,
+    pub head_dim: i32,
+    pub rope: RopeTable<'a>,
+    pub scale: f32,
+    pub softcap: f32,
+    pub window: i32,
+}
+
+/// RoPE on each row's query and key, the key and value written into `storage`, attention over
+/// the row's cached positions: one CPU primitive (src/attention.cc) for what is otherwise about
+/// twenty MLX nodes per layer. Returns the attention output (q's shape, heads merged) and the
+/// keys and values storage after the write.
+///
+/// The write is in place: the returned storage shares the given arrays' memory (a view or a
+/// broadcast is copied first), so a holder of the old arrays sees the new rows appear. That is
+/// sound for a cache, where the rows written are ones no earlier reader was shown. The kernel
+/// indexes the storage unchecked, so this reads `positions`, `write` and `table` back (small
+/// int32 arrays) and refuses a position or slot outside the storage.
+pub fn decode_attention(
+    step: &DecodeStep<'_>,
+    storage: KvStorage<'_>,
+) -> Result<(Array, Array, Array)> {
+    let (keys, values, paged) = match storage {
+        KvStorage::Sequence { keys, values } => {
+            check_sequence_positions(keys, step.positions)?;
+            (keys, values, None)
+        }
+        KvStorage::Paged {
+            keys,
+            values,
+            write,
+            table,
+        } => {
+            check_paged_table(keys, write, table, step.positions, step.window)?;
+            (keys, values, Some((write, table)))
+        }
     };
-    if keys.ndim() != 3 || table.ndim() != 2 || lens.ndim() != 1 || lens.dim(0) != table.dim(0) {
-        return Err(bad(
-            "a pool [slots, Hkv, D], table [B, S] and lens [B] expected".into(),
+    let r = step.rope;
+    // Safety: the pointers are null or borrow Arrays that outlive the call.
+    let list = unsafe {
+        bridge::decode_attention(
+            &step.q.0,
+            &step.k.0,
+            &step.v.0,
+            &keys.0,
+            &values.0,
+            &step.positions.0,
+            &r.inv_freq.0,
+            ptr(paged.map(|p| p.0)),
+            ptr(paged.map(|p| p.1)),
+            step.head_dim,
+            r.dims,
+            r.traditional,
+            r.scale,
+            r.input_scale,
+            step.scale,
+            step.softcap,
+            step.window,
+        )
+    }
+    .map_err(mlx_err("decode_attention"))?;
+    let mut parts = from_list("decode_attention", &list)?
+        .into_iter()
+        .map(|(_, a)| a);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(out), Some(k), Some(v)) => Ok((out, k, v)),
+        _ => Err(invalid(
+            "the kernel returned fewer than three arrays".into(),
+        )),
+    }
+}
+
+fn invalid(message: String) -> Error {
+    Error::InvalidArgument {
+        op: "decode_attention",
+        message,
+    }
+}
+
+/// One sequence's new token lies within its cache buffer [1, Hkv, capacity, D].
+fn check_sequence_positions(keys: &Array, positions: &Array) -> Result<()> {
+    if keys.ndim() != 4 || positions.size() != 1 {
+        return Err(invalid(
+            "one sequence's cache [1, Hkv, capacity, D] and one position expected".into(),
         ));
     }
-    let (positions, slots) = (table.dim(1), keys.dim(0));
+    let p = positions.astype(Dtype::Int32)?.to_vec::<i32>()?[0];
+    if !(0..keys.dim(2)).contains(&p) {
+        return Err(invalid(format!(
+            "position {p} is outside the cache's {} positions",
+            keys.dim(2)
+        )));
+    }
+    Ok(())
+}
+
+/// Every slot a row writes or reads (its positions 0..=positions[r], or the last `window` of
+/// them) lies in the pool, and every length within the table.
+fn check_paged_table(
+    keys: &Array,
+    write: &Array,
+    table: &Array,
+    positions: &Array,
+    window: i32,
+) -> Result<()> {
+    if keys.ndim() != 3
+        || table.ndim() != 2
+        || positions.ndim() != 1
+        || write.size() != positions.size()
+        || positions.dim(0) != table.dim(0)
+    {
+        return Err(invalid(
+            "a pool [slots, Hkv, D], write slots [R], table [R, S] and positions [R] expected"
+                .into(),
+        ));
+    }
+    let (width, slots) = (table.dim(1), keys.dim(0));
     let table = table.astype(Dtype::Int32)?.to_vec::<i32>()?;
-    let lens = lens.astype(Dtype::Int32)?.to_vec::<i32>()?;
-    for (seq, &len) in lens.iter().enumerate() {
-        if !(0..=positions).contains(&len) {
-            return Err(bad(format!(
-                "sequence {seq} has length {len}; the table holds {positions} positions"
+    let positions = positions.astype(Dtype::Int32)?.to_vec::<i32>()?;
+    let write = write.astype(Dtype::Int32)?.to_vec::<i32>()?;
+    for (row, (&pos, &slot)) in positions.iter().zip(&write).enumerate() {
+        if !(0..width).contains(&pos) {
+            return Err(invalid(format!(
+                "row {row} is at position {pos}; the table holds {width} positions"
             )));
         }
+        let len = pos + 1;
         let start = if window > 0 { (len - window).max(0) } else { 0 };
-        let row = &table[seq * positions as usize..][start as usize..len as usize];
-        if let Some(slot) = row.iter().find(|s| !(0..slots).contains(*s)) {
-            return Err(bad(format!(
-                "sequence {seq} reads slot {slot}; the pool has {slots}"
+        let seen = &table[row * width as usize..][start as usize..len as usize];
+        if let Some(bad) = std::iter::once(&slot)
+            .chain(seen)
+            .find(|s| !(0..slots).contains(*s))
+        {
+            return Err(invalid(format!(
+                "row {row} uses slot {bad}; the pool has {slots}"
             )));
         }
     }

@@ -26,6 +26,7 @@
 
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
+#include "kernels.h"
 #include "qdot.h"
 #include "shim.h"
 
@@ -33,6 +34,14 @@ namespace mx = mlx::core;
 
 namespace cortex_mlx {
 namespace {
+
+using kernels::gather_contiguous;
+using kernels::have_avx2;
+using kernels::have_avx512;
+using kernels::run_kernel;
+#if defined(__x86_64__)
+using kernels::hsum;
+#endif
 
 inline void cpu_relax() {
 #if defined(__x86_64__)
@@ -151,14 +160,6 @@ inline float dot_group_scalar(const uint8_t* q, const float* x, int group, int b
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  lo = _mm_hadd_ps(lo, lo);
-  lo = _mm_hadd_ps(lo, lo);
-  return _mm_cvtss_f32(lo);
-}
-
 // What a block of the quantized kernels reads: its M rows of x with their per-group sums, and
 // for weight row r the packed values, scales and biases.
 template <int M>
@@ -365,23 +366,6 @@ void rows_avx2(const Problem& p, int n0, int n1) { by_blocks<4, QuantBlock>(p, n
 void rows_avx512(const Problem& p, int n0, int n1) { by_blocks<8, Quant512Block>(p, n0, n1); }
 void dense_rows_avx2(const Problem& p, int n0, int n1) { by_blocks<4, DenseBlock>(p, n0, n1); }
 
-bool have_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
-
-// CORTEX_QGEMV_ISA=avx2 keeps the float kernels at 8 lanes on an AVX-512 CPU (tests of the
-// path other CPUs take, A/B benchmarks).
-bool have_avx512() {
-  static const bool yes = have_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          std::string(std::getenv("CORTEX_QGEMV_ISA") ? std::getenv("CORTEX_QGEMV_ISA") : "") != "avx2";
-  return yes;
-}
-#define AVX2_KERNEL(f) f
-#else
-bool have_avx2() { return false; }
-bool have_avx512() { return false; }
-#define AVX2_KERNEL(f) nullptr
 #endif
 
 void dense_rows_scalar(const Problem& p, int n0, int n1) {
@@ -410,21 +394,6 @@ void rows_scalar(const Problem& p, int n0, int n1) {
       p.out[size_t(m) * p.n + r] = acc;
     }
   }
-}
-
-// Runs items 0..n on the pool with the AVX2 kernel where there is one and the CPU has it,
-// else the scalar one; both take (problem, first, end).
-// `scalar`: the caller asked for the portable kernels (tests of the path a CPU without AVX2
-// takes); captured per primitive when its graph node is made (see set_scalar_kernels).
-template <class P>
-void run_kernel(const P& p, int n, void (*avx)(const P&, int, int), void (*scalar)(const P&, int, int),
-                bool force_scalar) {
-  auto kernel = avx != nullptr && have_avx2() && !force_scalar ? avx : scalar;
-  Pool::get().run(n, [&p, kernel](int a, int b) { kernel(p, a, b); });
-}
-
-void run_dense(const Problem& p, bool force_scalar) {
-  run_kernel<Problem>(p, p.n, AVX2_KERNEL(dense_rows_avx2), dense_rows_scalar, force_scalar);
 }
 
 // The int8-activation path (qdot.h): activations quantized per weight group on this thread,
@@ -465,12 +434,39 @@ void permute_for_nibbles(const float* x, size_t n, int slice, float* out) {
   }
 }
 
-void run_problem(const Problem& p, bool force_scalar, bool int8 = false) {
+// Several weights against the same rows of x (q/k/v, gate/up), their output rows numbered one
+// after another: a chunk of rows may span two weights.
+struct Batch {
+  const Problem* ps;
+  int count;
+};
+
+template <void (*K)(const Problem&, int, int)>
+void batch_rows(const Batch& b, int r0, int r1) {
+  int off = 0;
+  for (int i = 0; i < b.count; ++i) {
+    const Problem& p = b.ps[i];
+    const int lo = std::max(r0, off), hi = std::min(r1, off + p.n);
+    if (lo < hi) K(p, lo - off, hi - off);
+    off += p.n;
+  }
+}
+
+// Runs the problems (which share x, m, k, group and bits) in one pool dispatch; x's group sums
+// and its permutation for the 4-bit kernels are computed once for all of them.
+void run_problems(std::vector<Problem>& ps, bool force_scalar, bool int8) {
+  int total = 0;
+  for (auto& q : ps) total += q.n;
+  const Problem& p = ps[0];
   if (p.bits == 32) {
-    run_dense(p, force_scalar);
+    run_kernel<Batch>(Batch{ps.data(), int(ps.size())}, total, AVX2_KERNEL(batch_rows<dense_rows_avx2>),
+                      batch_rows<dense_rows_scalar>, force_scalar);
     return;
   }
-  if (int8 && run_int8(p, force_scalar)) return;
+  if (int8 && run_int8(ps[0], force_scalar)) {
+    for (size_t i = 1; i < ps.size(); ++i) run_int8(ps[i], force_scalar);
+    return;
+  }
   const int groups = p.k / p.group;
   thread_local std::vector<float> xsums;
   xsums.resize(size_t(p.m) * groups);
@@ -481,8 +477,7 @@ void run_problem(const Problem& p, bool force_scalar, bool int8 = false) {
       xsums[size_t(m) * groups + g] = s;
     }
   }
-  Problem q = p;
-  q.xsums = xsums.data();
+  const float* x = p.x;
   const bool simd = have_avx2() && !force_scalar;
   // 16 lanes where the CPU has them and the group holds whole slices (32 4-bit or 16 8-bit weights)
   const bool wide = simd && have_avx512() && p.group % (p.bits == 4 ? 32 : 16) == 0;
@@ -491,59 +486,71 @@ void run_problem(const Problem& p, bool force_scalar, bool int8 = false) {
     thread_local std::vector<float> permuted;
     permuted.resize(size_t(p.m) * p.k);
     permute_for_nibbles(p.x, size_t(p.m) * p.k, slice, permuted.data());
-    q.x = permuted.data();
+    x = permuted.data();
   }
-  run_kernel<Problem>(q, p.n, wide ? AVX2_KERNEL(rows_avx512) : AVX2_KERNEL(rows_avx2), rows_scalar, force_scalar);
+  for (auto& q : ps) {
+    q.xsums = xsums.data();
+    q.x = x;
+  }
+  run_kernel<Batch>(Batch{ps.data(), int(ps.size())}, total,
+                    wide ? AVX2_KERNEL(batch_rows<rows_avx512>) : AVX2_KERNEL(batch_rows<rows_avx2>),
+                    batch_rows<rows_scalar>, force_scalar);
 }
 
-// Row-major copy of a strided array (an activation MLX left as a view).
-void gather_contiguous(const float* src, const mx::Shape& shape, const mx::Strides& strides, float* dst) {
-  size_t total = 1;
-  for (auto d : shape) total *= size_t(d);
-  std::vector<int> idx(shape.size(), 0);
-  for (size_t i = 0; i < total; ++i) {
-    int64_t off = 0;
-    for (size_t d = 0; d < shape.size(); ++d) off += int64_t(idx[d]) * strides[d];
-    dst[i] = src[off];
-    for (int d = int(shape.size()) - 1; d >= 0; --d) {
-      if (++idx[d] < shape[d]) break;
-      idx[d] = 0;
-    }
-  }
-}
+// What a QGemv node computes after its matmuls.
+enum class Epilogue : int { None = 0, SwiGlu = 1 };
 
-class QGemv : public mx::UnaryPrimitive {
+// x @ W_i.T for one or more weights W_i (quantized: packed w, scales, biases; or dense float32
+// when bits is 32), one output each; with the SwiGLU epilogue two weights (gate, up) and one
+// output, silu(x @ gate.T) * (x @ up.T).
+class QGemv : public mx::Primitive {
  public:
-  QGemv(mx::Stream s, int group, int bits, bool scalar, bool int8)
-      : mx::UnaryPrimitive(s), group_(group), bits_(bits), scalar_(scalar), int8_(int8) {}
+  QGemv(mx::Stream s, int group, int bits, int count, Epilogue epilogue, bool scalar, bool int8)
+      : mx::Primitive(s), group_(group), bits_(bits), count_(count), epilogue_(epilogue), scalar_(scalar), int8_(int8) {}
 
-  // inputs: x, w and, for quantized weights (bits 4 or 8), scales and biases; bits 32 means
-  // w is a dense float32 [N, K] matrix.
-  void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
-    const auto &x = inputs[0], &w = inputs[1];
-    const bool quantized = inputs.size() == 4;
-    out.set_data(mx::allocator::malloc(out.nbytes()));
+  // inputs: x, then per weight w and, for quantized weights (bits 4 or 8), scales and biases.
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
+    const auto& x = inputs[0];
+    const int per = bits_ == 32 ? 1 : 3;
+    for (auto& o : outputs) o.set_data(mx::allocator::malloc(o.nbytes()));
     auto& enc = mx::cpu::get_command_encoder(stream());
     for (auto& in : inputs) enc.set_input_array(in);
-    enc.set_output_array(out);
-    Problem p{x.data<float>(), w.data<uint8_t>(), quantized ? inputs[2].data<float>() : nullptr,
-              quantized ? inputs[3].data<float>() : nullptr, nullptr, out.data<float>(),
-              int(x.size() / x.shape(-1)), int(w.shape(0)), int(x.shape(-1)), group_, bits_};
-    if (x.flags().row_contiguous) {
-      enc.dispatch([p, scalar = scalar_, int8 = int8_]() { run_problem(p, scalar, int8); });
-    } else {
-      // x is a view (transposed heads, a slice): gather it when its data is ready.
-      enc.dispatch([p, shape = x.shape(), strides = x.strides(), scalar = scalar_, int8 = int8_]() mutable {
-        thread_local std::vector<float> buf;
-        buf.resize(size_t(p.m) * p.k);
-        gather_contiguous(p.x, shape, strides, buf.data());
-        p.x = buf.data();
-        run_problem(p, scalar, int8);
-      });
+    for (auto& o : outputs) enc.set_output_array(o);
+    const bool swiglu = epilogue_ == Epilogue::SwiGlu;
+    std::vector<Problem> ps;
+    for (int i = 0; i < count_; ++i) {
+      const auto& w = inputs[1 + i * per];
+      ps.push_back(Problem{x.data<float>(), w.data<uint8_t>(), per == 3 ? inputs[2 + i * per].data<float>() : nullptr,
+                           per == 3 ? inputs[3 + i * per].data<float>() : nullptr, nullptr,
+                           swiglu ? nullptr : outputs[i].data<float>(), int(x.size() / x.shape(-1)), int(w.shape(0)),
+                           int(x.shape(-1)), group_, bits_});
     }
+    float* fused = swiglu ? outputs[0].data<float>() : nullptr;
+    // x may be a view (transposed heads, a slice): gathered when its data is ready.
+    enc.dispatch([ps = std::move(ps), fused, gather = !x.flags().row_contiguous, shape = x.shape(),
+                  strides = x.strides(), scalar = scalar_, int8 = int8_]() mutable {
+      thread_local std::vector<float> buf, gate, up;
+      if (gather) {
+        buf.resize(size_t(ps[0].m) * ps[0].k);
+        gather_contiguous(ps[0].x, shape, strides, buf.data());
+        for (auto& p : ps) p.x = buf.data();
+      }
+      const size_t outs = size_t(ps[0].m) * ps[0].n;
+      if (fused != nullptr) {
+        gate.resize(outs);
+        up.resize(outs);
+        ps[0].out = gate.data();
+        ps[1].out = up.data();
+      }
+      run_problems(ps, scalar, int8);
+      if (fused != nullptr) {
+        // silu(g) = g * sigmoid(g), as MLX computes it
+        for (size_t i = 0; i < outs; ++i) fused[i] = gate[i] * (1.f / (1.f + std::exp(-gate[i]))) * up[i];
+      }
+    });
   }
 
-  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
     throw std::runtime_error("cortex qgemv runs on the CPU only");
   }
 
@@ -551,180 +558,14 @@ class QGemv : public mx::UnaryPrimitive {
 
   bool is_equivalent(const mx::Primitive& other) const override {
     auto& o = static_cast<const QGemv&>(other);
-    return group_ == o.group_ && bits_ == o.bits_ && scalar_ == o.scalar_ && int8_ == o.int8_;
+    return group_ == o.group_ && bits_ == o.bits_ && count_ == o.count_ && epilogue_ == o.epilogue_ &&
+           scalar_ == o.scalar_ && int8_ == o.int8_;
   }
 
  private:
-  int group_, bits_;
+  int group_, bits_, count_;
+  Epilogue epilogue_;
   bool scalar_, int8_;
-};
-
-// ---- Paged decode attention ----
-// One query token per sequence against keys/values that live in a KV pool ([slots, Hkv, D]),
-// found through each sequence's slot table: no gathered copy of the cache, no padded scores.
-struct Attn {
-  const float* q;        // [B, Hq, D]
-  const float* k;        // [slots, Hkv, D]
-  const float* v;        // [slots, Hkv, D]
-  const int32_t* table;  // [B, S]: slot of position j of sequence b
-  const int32_t* lens;   // [B]: keys of sequence b (its query sits at position lens[b] - 1)
-  float* out;            // [B, Hq, D]
-  int hq, hkv, d, s;
-  float scale, softcap;
-  int window;            // 0: none; else the query sees its last `window` positions
-};
-
-#if defined(__x86_64__)
-// exp for x <= 0 (scores minus their max), accurate to a few ulp: 2^n * p(r), r in [-ln2/2, ln2/2].
-__attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-  const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
-__attribute__((target("avx2,fma"))) inline float dot_avx2(const float* a, const float* b, int d) {
-  __m256 acc = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 8 <= d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-  float r = hsum(acc);
-  for (; i < d; ++i) r += a[i] * b[i];
-  return r;
-}
-
-__attribute__((target("avx2,fma"))) void attn_jobs_avx2(const Attn& a, int j0, int j1) {
-  thread_local std::vector<float> sc;
-  for (int job = j0; job < j1; ++job) {
-    const int b = job / a.hq, h = job % a.hq, kvh = h / (a.hq / a.hkv);
-    const int len = a.lens[b];
-    const int start = a.window > 0 ? std::max(0, len - a.window) : 0;
-    const int n = len - start;
-    const float* q = a.q + (size_t(b) * a.hq + h) * a.d;
-    const int32_t* slots = a.table + size_t(b) * a.s + start;
-    float* o = a.out + (size_t(b) * a.hq + h) * a.d;
-    if (n <= 0) {
-      std::fill(o, o + a.d, 0.f);
-      continue;
-    }
-    sc.resize(size_t(n) + 8);
-    float mx = -INFINITY;
-    for (int j = 0; j < n; ++j) {
-      float x = dot_avx2(q, a.k + (size_t(slots[j]) * a.hkv + kvh) * a.d, a.d) * a.scale;
-      if (a.softcap > 0.f) x = a.softcap * std::tanh(x / a.softcap);
-      sc[j] = x;
-      mx = std::max(mx, x);
-    }
-    __m256 vsum = _mm256_setzero_ps();
-    const __m256 vmax = _mm256_set1_ps(mx);
-    int j = 0;
-    for (; j + 8 <= n; j += 8) {
-      __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(&sc[j]), vmax));
-      _mm256_storeu_ps(&sc[j], e);
-      vsum = _mm256_add_ps(vsum, e);
-    }
-    float sum = hsum(vsum);
-    for (; j < n; ++j) {
-      sc[j] = std::exp(sc[j] - mx);
-      sum += sc[j];
-    }
-    const float inv = 1.f / sum;
-    for (int i = 0; i < a.d; i += 8) {
-      if (i + 8 > a.d) break;
-      __m256 acc = _mm256_setzero_ps();
-      for (int t = 0; t < n; ++t) {
-        const float* vr = a.v + (size_t(slots[t]) * a.hkv + kvh) * a.d + i;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[t]), _mm256_loadu_ps(vr), acc);
-      }
-      _mm256_storeu_ps(o + i, _mm256_mul_ps(acc, _mm256_set1_ps(inv)));
-    }
-    for (int i = a.d - a.d % 8; i < a.d; ++i) {
-      float acc = 0.f;
-      for (int t = 0; t < n; ++t) acc += sc[t] * a.v[(size_t(slots[t]) * a.hkv + kvh) * a.d + i];
-      o[i] = acc * inv;
-    }
-  }
-}
-#endif
-
-void attn_jobs_scalar(const Attn& a, int j0, int j1) {
-  thread_local std::vector<float> sc;
-  for (int job = j0; job < j1; ++job) {
-    const int b = job / a.hq, h = job % a.hq, kvh = h / (a.hq / a.hkv);
-    const int len = a.lens[b];
-    const int start = a.window > 0 ? std::max(0, len - a.window) : 0;
-    const int n = len - start;
-    const float* q = a.q + (size_t(b) * a.hq + h) * a.d;
-    const int32_t* slots = a.table + size_t(b) * a.s + start;
-    float* o = a.out + (size_t(b) * a.hq + h) * a.d;
-    std::fill(o, o + a.d, 0.f);
-    if (n <= 0) continue;
-    sc.resize(n);
-    float mx = -INFINITY;
-    for (int j = 0; j < n; ++j) {
-      const float* kr = a.k + (size_t(slots[j]) * a.hkv + kvh) * a.d;
-      float x = 0.f;
-      for (int i = 0; i < a.d; ++i) x += q[i] * kr[i];
-      x *= a.scale;
-      if (a.softcap > 0.f) x = a.softcap * std::tanh(x / a.softcap);
-      sc[j] = x;
-      mx = std::max(mx, x);
-    }
-    float sum = 0.f;
-    for (int j = 0; j < n; ++j) sum += (sc[j] = std::exp(sc[j] - mx));
-    for (int t = 0; t < n; ++t) {
-      const float* vr = a.v + (size_t(slots[t]) * a.hkv + kvh) * a.d;
-      for (int i = 0; i < a.d; ++i) o[i] += sc[t] * vr[i];
-    }
-    for (int i = 0; i < a.d; ++i) o[i] /= sum;
-  }
-}
-
-class PagedAttention : public mx::UnaryPrimitive {
- public:
-  PagedAttention(mx::Stream s, float scale, float softcap, int window, bool scalar)
-      : mx::UnaryPrimitive(s), scale_(scale), softcap_(softcap), window_(window), scalar_(scalar) {}
-
-  // inputs: q [B, Hq, D], keys and values [slots, Hkv, D], table [B, S], lens [B]
-  void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
-    const auto &q = inputs[0], &k = inputs[1], &v = inputs[2], &t = inputs[3], &l = inputs[4];
-    out.set_data(mx::allocator::malloc(out.nbytes()));
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    for (auto& in : inputs) enc.set_input_array(in);
-    enc.set_output_array(out);
-    Attn a{q.data<float>(), k.data<float>(), v.data<float>(), t.data<int32_t>(), l.data<int32_t>(),
-           out.data<float>(), int(q.shape(1)), int(k.shape(1)), int(q.shape(2)), int(t.shape(1)),
-           scale_, softcap_, window_};
-    const int jobs = int(q.shape(0)) * a.hq;
-    enc.dispatch([a, jobs, scalar = scalar_]() {
-      run_kernel<Attn>(a, jobs, AVX2_KERNEL(attn_jobs_avx2), attn_jobs_scalar, scalar);
-    });
-  }
-
-  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
-    throw std::runtime_error("cortex paged attention runs on the CPU only");
-  }
-
-  const char* name() const override { return "CortexPagedAttention"; }
-
-  bool is_equivalent(const mx::Primitive& other) const override {
-    auto& o = static_cast<const PagedAttention&>(other);
-    return scale_ == o.scale_ && softcap_ == o.softcap_ && window_ == o.window_ && scalar_ == o.scalar_;
-  }
-
- private:
-  float scale_, softcap_;
-  int window_;
-  bool scalar_;
 };
 
 // Whether kernels made on this thread use the portable code only.
@@ -742,81 +583,153 @@ rust::String int8_kernel_name() { return qdot::isa_name(qdot::best_isa()); }
 
 bool cpu_has_avx2() { return have_avx2(); }
 
-// Inputs as the kernel reads them: float32, and row-contiguous for weights. Each MLX op here is
-// a graph node evaluated on every call, so arrays that already qualify (evaluated weights) go
-// in as they are; activations may stay views (the kernel gathers them).
-mx::array as_f32(const mx::array& a, mx::Stream s) {
-  return a.dtype() == mx::float32 ? a : mx::astype(a, mx::float32, s);
+namespace kernels {
+
+void parallel_for(int n, const std::function<void(int, int)>& f) { Pool::get().run(n, f); }
+
+#if defined(__x86_64__)
+bool have_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+
+// CORTEX_QGEMV_ISA=avx2 keeps the float kernels at 8 lanes on an AVX-512 CPU (tests of the
+// path other CPUs take, A/B benchmarks).
+bool have_avx512() {
+  static const bool yes = have_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          std::string(std::getenv("CORTEX_QGEMV_ISA") ? std::getenv("CORTEX_QGEMV_ISA") : "") != "avx2";
+  return yes;
+}
+#else
+bool have_avx2() { return false; }
+bool have_avx512() { return false; }
+#endif
+
+bool scalar_now() { return scalar_kernels; }
+
+// Row-major copy of a strided array (an activation MLX left as a view).
+void gather_contiguous(const float* src, const mx::Shape& shape, const mx::Strides& strides, float* dst) {
+  size_t total = 1;
+  for (auto d : shape) total *= size_t(d);
+  std::vector<int> idx(shape.size(), 0);
+  for (size_t i = 0; i < total; ++i) {
+    int64_t off = 0;
+    for (size_t d = 0; d < shape.size(); ++d) off += int64_t(idx[d]) * strides[d];
+    dst[i] = src[off];
+    for (int d = int(shape.size()) - 1; d >= 0; --d) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+  }
 }
 
 mx::array weight_input(const mx::array& a, mx::Stream s, bool to_f32) {
-  mx::array b = to_f32 ? as_f32(a, s) : a;
+  mx::array b = to_f32 && a.dtype() != mx::float32 ? mx::astype(a, mx::float32, s) : a;
   bool ready = b.status() != mx::array::Status::unscheduled && b.flags().row_contiguous;
   return ready ? b : mx::contiguous(b, false, s);
 }
 
+}  // namespace kernels
+
+using kernels::weight_input;
+
+mx::array as_f32(const mx::array& a, mx::Stream s) {
+  return a.dtype() == mx::float32 ? a : mx::astype(a, mx::float32, s);
+}
+
+// The rows of x checked and made float32; the kernel divides by k, so rows may not be empty.
+mx::array input_rows(const Array& x, mx::Stream s, const char* op) {
+  if (x.inner.ndim() < 1 || x.inner.shape(-1) <= 0) throw std::invalid_argument(std::string(op) + ": the input rows are empty");
+  return as_f32(x.inner, s);
+}
+
+// A dense [N, K] weight for x's K, as the kernel reads it.
+void push_dense(std::vector<mx::array>& inputs, const mx::array& w, int64_t k, mx::Stream s) {
+  if (w.ndim() != 2 || w.shape(1) != k) throw std::invalid_argument("gemv: weight [N, K] does not match the input size");
+  inputs.push_back(weight_input(w, s, true));
+}
+
+// A quantized weight (packed w [N, K * bits / 32], scales and biases [N, K / group]) for x's K.
+void push_quantized(std::vector<mx::array>& inputs, const mx::array& w, const mx::array& scales,
+                    const mx::array& biases, int64_t k, int group_size, int bits, mx::Stream s) {
+  if (bits != 4 && bits != 8) throw std::invalid_argument("qgemv supports 4 and 8 bits");
+  // The kernel divides by the group size: it must be positive.
+  if (group_size <= 0 || group_size % 8 != 0) {
+    throw std::invalid_argument("qgemv needs a positive group size divisible by 8");
+  }
+  // Sizes in int64: packed words x 32 overflows int32 for a wide enough (hostile) weight.
+  if (w.dtype() != mx::uint32 || w.ndim() != 2 || int64_t(w.shape(1)) * 32 / bits != k) {
+    throw std::invalid_argument("qgemv: packed weight does not match the input size");
+  }
+  const auto n = w.shape(0);
+  if (scales.ndim() != 2 || scales.shape(0) != n || int64_t(scales.shape(1)) * group_size != k ||
+      biases.shape() != scales.shape()) {
+    throw std::invalid_argument("qgemv: scales/biases do not match the weight");
+  }
+  inputs.push_back(weight_input(w, s, false));
+  inputs.push_back(weight_input(scales, s, true));
+  inputs.push_back(weight_input(biases, s, true));
+}
+
+// The node for inputs (x, then the weights' arrays): one output per weight, or the SwiGLU of
+// the two.
+std::vector<mx::array> gemv_node(std::vector<mx::array> inputs, int group, int bits, bool swiglu, mx::Stream s) {
+  const int per = bits == 32 ? 1 : 3;
+  const int count = int(inputs.size() - 1) / per;
+  if (count < 1) throw std::invalid_argument("qgemv: no weights");
+  if (swiglu && count != 2) throw std::invalid_argument("qgemv: SwiGLU takes a gate and an up weight");
+  std::vector<mx::Shape> shapes;
+  for (int i = 0; i < (swiglu ? 1 : count); ++i) {
+    shapes.push_back(inputs[0].shape());
+    shapes.back().back() = inputs[1 + i * per].shape(0);
+  }
+  if (swiglu && inputs[1].shape(0) != inputs[1 + per].shape(0)) {
+    throw std::invalid_argument("qgemv: SwiGLU's gate and up weights have different output sizes");
+  }
+  const bool int8 = bits != 32 && int8_activations;
+  return mx::array::make_arrays(
+      shapes, std::vector<mx::Dtype>(shapes.size(), mx::float32),
+      std::make_shared<QGemv>(s, group, bits, count, swiglu ? Epilogue::SwiGlu : Epilogue::None, scalar_kernels, int8),
+      std::move(inputs));
+}
+
+std::unique_ptr<ArrayList> as_list(std::vector<mx::array> arrays) {
+  auto list = std::make_unique<ArrayList>();
+  for (auto& a : arrays) {
+    list->items.push_back(std::move(a));
+    list->names.emplace_back();
+  }
+  return list;
+}
+
 ArrayPtr gemv_f32(const Array& x, const Array& w) {
-  if (x.inner.ndim() < 1 || x.inner.shape(-1) <= 0) {
-    throw std::invalid_argument("gemv: the input rows are empty");  // the kernel divides by k
-  }
-  auto k = x.inner.shape(-1);
-  if (w.inner.ndim() != 2 || w.inner.shape(1) != k) {
-    throw std::invalid_argument("gemv: weight [N, K] does not match the input size");
-  }
   auto s = mx::default_stream(mx::Device::cpu);
-  auto out_shape = x.inner.shape();
-  out_shape.back() = w.inner.shape(0);
-  std::vector<mx::array> inputs{as_f32(x.inner, s), weight_input(w.inner, s, true)};
-  return std::make_unique<Array>(
-      mx::array(out_shape, mx::float32, std::make_shared<QGemv>(s, 0, 32, scalar_kernels, false), std::move(inputs)));
+  std::vector<mx::array> inputs{input_rows(x, s, "gemv")};
+  push_dense(inputs, w.inner, x.inner.shape(-1), s);
+  return std::make_unique<Array>(gemv_node(std::move(inputs), 0, 32, false, s)[0]);
 }
 
 ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array& biases, int32_t group_size,
                int32_t bits) {
-  if (bits != 4 && bits != 8) throw std::invalid_argument("qgemv supports 4 and 8 bits");
-  // The kernel divides by the group size and by k: both must be positive.
-  if (group_size <= 0 || group_size % 8 != 0) {
-    throw std::invalid_argument("qgemv needs a positive group size divisible by 8");
-  }
-  if (x.inner.ndim() < 1 || x.inner.shape(-1) <= 0) throw std::invalid_argument("qgemv: the input rows are empty");
-  // Sizes in int64: packed words x 32 overflows int32 for a wide enough (hostile) weight.
-  const int64_t k = x.inner.shape(-1);
-  if (w.inner.dtype() != mx::uint32 || w.inner.ndim() != 2 || int64_t(w.inner.shape(1)) * 32 / bits != k) {
-    throw std::invalid_argument("qgemv: packed weight does not match the input size");
-  }
-  auto n = w.inner.shape(0);
-  if (scales.inner.ndim() != 2 || scales.inner.shape(0) != n || int64_t(scales.inner.shape(1)) * group_size != k ||
-      biases.inner.shape() != scales.inner.shape()) {
-    throw std::invalid_argument("qgemv: scales/biases do not match the weight");
-  }
   auto s = mx::default_stream(mx::Device::cpu);
-  auto out_shape = x.inner.shape();
-  out_shape.back() = n;
-  std::vector<mx::array> inputs{as_f32(x.inner, s), weight_input(w.inner, s, false),
-                                weight_input(scales.inner, s, true), weight_input(biases.inner, s, true)};
-  return std::make_unique<Array>(
-      mx::array(out_shape, mx::float32, std::make_shared<QGemv>(s, group_size, bits, scalar_kernels, int8_activations), std::move(inputs)));
+  std::vector<mx::array> inputs{input_rows(x, s, "qgemv")};
+  push_quantized(inputs, w.inner, scales.inner, biases.inner, x.inner.shape(-1), group_size, bits, s);
+  return std::make_unique<Array>(gemv_node(std::move(inputs), group_size, bits, false, s)[0]);
 }
 
-ArrayPtr paged_attention(const Array& q, const Array& keys, const Array& values, const Array& table,
-                         const Array& lens, float scale, float softcap, int32_t window) {
-  const auto &qi = q.inner, &ki = keys.inner, &vi = values.inner;
-  if (qi.ndim() != 3 || ki.ndim() != 3 || vi.shape() != ki.shape() || qi.shape(2) != ki.shape(2)) {
-    throw std::invalid_argument("paged_attention: q [B, Hq, D] and a pool [slots, Hkv, D] expected");
-  }
-  if (ki.shape(1) == 0 || qi.shape(1) % ki.shape(1) != 0) {
-    throw std::invalid_argument("paged_attention: query heads must be a multiple of KV heads");
-  }
-  if (table.inner.ndim() != 2 || table.inner.shape(0) != qi.shape(0) || lens.inner.size() != size_t(qi.shape(0))) {
-    throw std::invalid_argument("paged_attention: table [B, S] and lens [B] expected");
-  }
+std::unique_ptr<ArrayList> gemv_many(const Array& x, const ArrayList& weights, int32_t group_size, int32_t bits,
+                                     bool swiglu) {
   auto s = mx::default_stream(mx::Device::cpu);
-  auto i32 = [&](const mx::array& a) { return weight_input(a.dtype() == mx::int32 ? a : mx::astype(a, mx::int32, s), s, false); };
-  std::vector<mx::array> inputs{weight_input(qi, s, true), weight_input(ki, s, true), weight_input(vi, s, true),
-                                i32(table.inner), i32(lens.inner)};
-  return std::make_unique<Array>(mx::array(qi.shape(), mx::float32,
-                                           std::make_shared<PagedAttention>(s, scale, softcap, window, scalar_kernels),
-                                           std::move(inputs)));
+  std::vector<mx::array> inputs{input_rows(x, s, "qgemv")};
+  const int64_t k = x.inner.shape(-1);
+  const auto& w = weights.items;
+  if (bits == 32) {
+    for (const auto& a : w) push_dense(inputs, a, k, s);
+  } else {
+    if (w.size() % 3 != 0) throw std::invalid_argument("qgemv: weights come as (w, scales, biases) triples");
+    for (size_t i = 0; i < w.size(); i += 3) push_quantized(inputs, w[i], w[i + 1], w[i + 2], k, group_size, bits, s);
+  }
+  return as_list(gemv_node(std::move(inputs), group_size, bits, swiglu, s));
 }
 
 }  // namespace cortex_mlx

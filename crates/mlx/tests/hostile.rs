@@ -63,34 +63,78 @@ fn shapes_whose_element_count_overflows_are_refused() {
 }
 
 #[test]
-fn paged_attention_checks_slots_and_lengths_against_the_pool() {
+fn decode_attention_checks_positions_and_slots_against_the_storage() {
     let (slots, hkv, d) = (4, 1, 8);
     let pool = f32s(&[slots, hkv, d]);
-    let run = |table: &[i32], lens: &[i32]| {
-        ops::paged_attention(
-            &f32s(&[1, 1, d]),
-            &pool,
-            &pool,
-            &Array::from_slice(table, &[1, table.len() as i32]).unwrap(),
-            &Array::from_slice(lens, &[1]).unwrap(),
-            0.5,
-            0.0,
-            0,
+    let (q, kv) = (f32s(&[1, 1, d]), f32s(&[1, 1, d]));
+    let inv = f32s(&[d / 2]);
+    fn step<'a>(
+        q: &'a Array,
+        kv: &'a Array,
+        inv: &'a Array,
+        pos: &'a Array,
+    ) -> ops::DecodeStep<'a> {
+        ops::DecodeStep {
+            q,
+            k: kv,
+            v: kv,
+            positions: pos,
+            head_dim: q.dim(-1),
+            rope: ops::RopeTable {
+                inv_freq: inv,
+                dims: q.dim(-1),
+                traditional: false,
+                scale: 1.0,
+                input_scale: 1.0,
+            },
+            scale: 0.5,
+            softcap: 0.0,
+            window: 0,
+        }
+    }
+    let ints = |v: &[i32]| Array::from_slice(v, &[v.len() as i32]).unwrap();
+    let paged = |table: &[i32], position: i32, write: i32| {
+        let pos = ints(&[position]);
+        ops::decode_attention(
+            &step(&q, &kv, &inv, &pos),
+            ops::KvStorage::Paged {
+                keys: &pool,
+                values: &pool,
+                write: &ints(&[write]),
+                table: &Array::from_slice(table, &[1, table.len() as i32]).unwrap(),
+            },
         )
     };
-    let ok = run(&[3, 0, 1, 2], &[2]).unwrap();
+    let (ok, _, _) = paged(&[3, 0, 1, 2], 1, 0).unwrap();
     assert_eq!(ok.to_vec::<f32>().unwrap().len(), d as usize);
-    // Padding past the length is never read, so it may be anything.
-    run(&[3, 1 << 30, -5, 2], &[1]).unwrap();
-    for (what, table, lens) in [
-        ("slot == pool size", [slots, 0, 0, 0], 1),
-        ("slot far past the pool", [1 << 20, 0, 0, 0], 1),
-        ("negative slot", [-1, 0, 0, 0], 1),
-        ("length past the table", [0, 1, 2, 3], 5),
-        ("negative length", [0, 1, 2, 3], -1),
+    // Padding past the position is never read, so it may be anything.
+    paged(&[3, 1, 1 << 30, -5], 1, 1).unwrap();
+    for (what, table, position, write) in [
+        ("slot == pool size", [slots, 0, 0, 0], 0, 0),
+        ("slot far past the pool", [1 << 20, 0, 0, 0], 0, 0),
+        ("negative slot", [-1, 0, 0, 0], 0, 0),
+        ("write slot past the pool", [0, 1, 2, 3], 0, slots),
+        ("negative write slot", [0, 1, 2, 3], 0, -1),
+        ("position past the table", [0, 1, 2, 3], 4, 0),
+        ("negative position", [0, 1, 2, 3], -1, 0),
     ] {
-        assert!(run(&table, &[lens]).is_err(), "{what} accepted");
+        assert!(paged(&table, position, write).is_err(), "{what} accepted");
     }
+    // One sequence: the position must lie within the buffer.
+    let cache = f32s(&[1, hkv, 6, d]);
+    let sequence = |position: i32| {
+        let pos = ints(&[position]);
+        ops::decode_attention(
+            &step(&q, &kv, &inv, &pos),
+            ops::KvStorage::Sequence {
+                keys: &cache,
+                values: &cache,
+            },
+        )
+    };
+    sequence(5).unwrap();
+    assert!(sequence(6).is_err(), "position == capacity accepted");
+    assert!(sequence(-1).is_err(), "negative position accepted");
 }
 
 #[test]

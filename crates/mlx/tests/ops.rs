@@ -704,90 +704,383 @@ fn float_kernels_agree_across_instruction_sets() {
     }
 }
 
-/// Paged decode attention equals attention computed directly (f64) over each sequence's keys
-/// found through its slot table, with GQA, sliding windows and soft-capping.
-#[test]
-fn paged_attention_matches_a_direct_computation() {
-    let (b, hq, hkv, d, slots) = (3usize, 4usize, 2usize, 16usize, 64usize);
-    let lens = [5i32, 17, 1];
-    let s = 20usize;
-    // each sequence's positions in scattered, distinct slots
-    let table: Vec<i32> = (0..b * s).map(|i| ((i * 37 + 11) % slots) as i32).collect();
-    let q = rand_vec(b * hq * d, 1);
-    let kp = rand_vec(slots * hkv * d, 2);
-    let vp = rand_vec(slots * hkv * d, 3);
-    let scale = 0.3f32;
-    for (softcap, window) in [(0.0f32, 0i32), (0.0, 4), (2.5, 0), (2.5, 6)] {
-        let got = ops::paged_attention(
-            &arr(&q, &[b as i32, hq as i32, d as i32]),
-            &arr(&kp, &[slots as i32, hkv as i32, d as i32]),
-            &arr(&vp, &[slots as i32, hkv as i32, d as i32]),
-            &Array::from_slice(&table, &[b as i32, s as i32]).unwrap(),
-            &Array::from_slice(&lens, &[b as i32]).unwrap(),
-            scale,
-            softcap,
-            window,
+/// Attention of one query over keys/values (rows of f64, already visible), scores scaled and
+/// capped, softmax in f64: the reference for the decode kernels.
+fn attend_f64(
+    q: &[f64],
+    keys: &[Vec<f64>],
+    values: &[Vec<f64>],
+    scale: f64,
+    softcap: f64,
+) -> Vec<f64> {
+    let scores: Vec<f64> = keys
+        .iter()
+        .map(|k| {
+            let x = q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() * scale;
+            if softcap > 0.0 {
+                softcap * (x / softcap).tanh()
+            } else {
+                x
+            }
+        })
+        .collect();
+    let m = scores.iter().cloned().fold(f64::MIN, f64::max);
+    let e: Vec<f64> = scores.iter().map(|x| (x - m).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    let mut out = vec![0.0; q.len()];
+    for (w, v) in e.iter().zip(values) {
+        for (o, x) in out.iter_mut().zip(v) {
+            *o += w / sum * x;
+        }
+    }
+    out
+}
+
+/// One decode case: rows of new q/k/v, storage, and how the kernel is asked to rotate.
+struct DecodeCase {
+    hq: usize,
+    hkv: usize,
+    d: usize,
+    rope_dims: i32,
+    traditional: bool,
+    rope_scale: f32,
+    input_scale: f32,
+}
+
+impl DecodeCase {
+    /// `x` ([heads, d] for one token at `pos`) rotated by MLX's own fast::rope (the
+    /// reference the kernel must match), as f64 rows.
+    fn mlx_rope(&self, x: &[f32], heads: usize, pos: i32, inv: &[f32]) -> Vec<Vec<f64>> {
+        let freqs: Vec<f32> = inv.iter().map(|f| 1.0 / f).collect();
+        let freqs = arr(&freqs, &[freqs.len() as i32]);
+        let mut x = x.to_vec();
+        for h in 0..heads {
+            for v in &mut x[h * self.d..][..self.rope_dims as usize] {
+                *v *= self.input_scale;
+            }
+        }
+        let rotated = fast::rope(
+            &arr(&x, &[1, heads as i32, 1, self.d as i32]),
+            &Rope {
+                dims: self.rope_dims,
+                traditional: self.traditional,
+                base: None,
+                scale: self.rope_scale,
+                freqs: Some(&freqs),
+            },
+            pos,
         )
         .unwrap()
         .to_vec::<f32>()
         .unwrap();
-        let mut want = vec![0f32; b * hq * d];
-        for bi in 0..b {
-            let len = lens[bi] as usize;
+        rotated
+            .chunks(self.d)
+            .map(|c| c.iter().map(|&v| v as f64).collect())
+            .collect()
+    }
+}
+
+/// The fused decode step (RoPE, cache write, attention: `ops::decode_attention`) on a paged
+/// pool equals MLX's RoPE followed by attention computed directly (f64) over each row's slots,
+/// with GQA, partial and traditional RoPE, position scaling, Phi-3's input scale, sliding
+/// windows and soft-capping; and the returned pool holds the new rows at their slots and
+/// every other row unchanged.
+#[test]
+fn decode_attention_on_a_pool_matches_rope_then_direct_attention() {
+    let (rows, slots, width) = (3usize, 64usize, 20usize);
+    let positions = [4i32, 16, 0];
+    // each row's positions in scattered, distinct slots
+    let table: Vec<i32> = (0..rows * width)
+        .map(|i| ((i * 37 + 11) % slots) as i32)
+        .collect();
+    let write: Vec<i32> = (0..rows)
+        .map(|r| table[r * width + positions[r] as usize])
+        .collect();
+    let cases = [
+        (16, true, 1.0, 1.0, 0.0, 0),
+        (8, false, 0.5, 1.0, 0.0, 4),
+        (16, false, 1.0, 1.3, 2.5, 0),
+        (12, true, 1.0, 1.0, 2.5, 6),
+    ];
+    for (i, &(rope_dims, traditional, rope_scale, input_scale, softcap, window)) in
+        cases.iter().enumerate()
+    {
+        let c = DecodeCase {
+            hq: 4,
+            hkv: 2,
+            d: 16,
+            rope_dims,
+            traditional,
+            rope_scale,
+            input_scale,
+        };
+        let (hq, hkv, d) = (c.hq, c.hkv, c.d);
+        let seed = 10 * i as u64;
+        let q = rand_vec(rows * hq * d, seed + 1);
+        let k = rand_vec(rows * hkv * d, seed + 2);
+        let v = rand_vec(rows * hkv * d, seed + 3);
+        let kp = rand_vec(slots * hkv * d, seed + 4);
+        let vp = rand_vec(slots * hkv * d, seed + 5);
+        let inv: Vec<f32> = (0..rope_dims / 2)
+            .map(|j| 10000f32.powf(-2.0 * j as f32 / rope_dims as f32))
+            .collect();
+        let inv_arr = arr(&inv, &[inv.len() as i32]);
+        let (q_a, k_a, v_a) = (
+            arr(&q, &[1, rows as i32, (hq * d) as i32]),
+            arr(&k, &[1, rows as i32, (hkv * d) as i32]),
+            arr(&v, &[1, rows as i32, (hkv * d) as i32]),
+        );
+        let pos_a = Array::from_slice(&positions, &[rows as i32]).unwrap();
+        let (out, keys, values) = ops::decode_attention(
+            &ops::DecodeStep {
+                q: &q_a,
+                k: &k_a,
+                v: &v_a,
+                positions: &pos_a,
+                head_dim: d as i32,
+                rope: ops::RopeTable {
+                    inv_freq: &inv_arr,
+                    dims: rope_dims,
+                    traditional,
+                    scale: rope_scale,
+                    input_scale,
+                },
+                scale: 0.3,
+                softcap,
+                window,
+            },
+            ops::KvStorage::Paged {
+                keys: &arr(&kp, &[slots as i32, hkv as i32, d as i32]),
+                values: &arr(&vp, &[slots as i32, hkv as i32, d as i32]),
+                write: &Array::from_slice(&write, &[rows as i32]).unwrap(),
+                table: &Array::from_slice(&table, &[rows as i32, width as i32]).unwrap(),
+            },
+        )
+        .unwrap();
+        assert_eq!(out.shape(), vec![1, rows as i32, (hq * d) as i32]);
+        // the pool after the write: the new rows (k rotated) at their slots, the rest as it was
+        let (mut kp_want, mut vp_want): (Vec<f64>, Vec<f64>) = (
+            kp.iter().map(|&x| x as f64).collect(),
+            vp.iter().map(|&x| x as f64).collect(),
+        );
+        for r in 0..rows {
+            let kr = c.mlx_rope(&k[r * hkv * d..][..hkv * d], hkv, positions[r], &inv);
+            for h in 0..hkv {
+                let at = (write[r] as usize * hkv + h) * d;
+                kp_want[at..at + d].copy_from_slice(&kr[h]);
+                for j in 0..d {
+                    vp_want[at + j] = v[(r * hkv + h) * d + j] as f64;
+                }
+            }
+        }
+        let f32s = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<_>>();
+        assert_close(&keys.to_vec::<f32>().unwrap(), &f32s(&kp_want), 1e-5);
+        assert_eq!(
+            values.to_vec::<f32>().unwrap(),
+            f32s(&vp_want),
+            "values are copied as they are"
+        );
+        let mut want = Vec::new();
+        for r in 0..rows {
+            let qr = c.mlx_rope(&q[r * hq * d..][..hq * d], hq, positions[r], &inv);
+            let len = positions[r] as usize + 1;
             let start = if window > 0 {
                 len.saturating_sub(window as usize)
             } else {
                 0
             };
-            for h in 0..hq {
+            for (h, qh) in qr.iter().enumerate() {
                 let kvh = h / (hq / hkv);
-                let qv = &q[(bi * hq + h) * d..][..d];
-                let row = |pool: &[f32], j: usize| -> Vec<f64> {
-                    let slot = table[bi * s + j] as usize;
-                    pool[(slot * hkv + kvh) * d..][..d]
-                        .iter()
-                        .map(|&x| x as f64)
-                        .collect()
+                let row = |pool: &[f64], j: usize| {
+                    let at = (table[r * width + j] as usize * hkv + kvh) * d;
+                    pool[at..at + d].to_vec()
                 };
-                let scores: Vec<f64> = (start..len)
-                    .map(|j| {
-                        let k = row(&kp, j);
-                        let mut x = qv.iter().zip(&k).map(|(a, b)| *a as f64 * b).sum::<f64>()
-                            * scale as f64;
-                        if softcap > 0.0 {
-                            x = softcap as f64 * (x / softcap as f64).tanh();
-                        }
-                        x
-                    })
-                    .collect();
-                let m = scores.iter().cloned().fold(f64::MIN, f64::max);
-                let e: Vec<f64> = scores.iter().map(|x| (x - m).exp()).collect();
-                let sum: f64 = e.iter().sum();
-                for (t, j) in (start..len).enumerate() {
-                    let v = row(&vp, j);
-                    for i in 0..d {
-                        want[(bi * hq + h) * d + i] += (e[t] / sum * v[i]) as f32;
-                    }
-                }
+                let ks: Vec<_> = (start..len).map(|j| row(&kp_want, j)).collect();
+                let vs: Vec<_> = (start..len).map(|j| row(&vp_want, j)).collect();
+                want.extend(attend_f64(qh, &ks, &vs, 0.3, softcap as f64));
             }
         }
-        assert_close(&got, &want, 1e-5);
+        assert_close(&out.to_vec::<f32>().unwrap(), &f32s(&want), 1e-5);
     }
-    // shapes are checked
-    let bad = ops::paged_attention(
-        &arr(&q, &[b as i32, hq as i32, d as i32]),
-        &arr(
-            &kp[..slots * hkv * d / 2],
-            &[slots as i32, hkv as i32, (d / 2) as i32],
-        ),
-        &arr(&vp, &[slots as i32, hkv as i32, d as i32]),
-        &Array::from_slice(&table, &[b as i32, s as i32]).unwrap(),
-        &Array::from_slice(&lens, &[b as i32]).unwrap(),
-        scale,
-        0.0,
-        0,
+}
+
+/// One sequence's cache [1, Hkv, capacity, D]: the new token's key and value land at its
+/// position, it attends to positions 0..=position, and the storage is written in place (the
+/// array handed in sees the new row) unless it is a broadcast, which is copied first.
+#[test]
+fn decode_attention_on_one_sequence_writes_in_place_and_attends_its_prefix() {
+    let (hq, hkv, d, cap, pos) = (6usize, 2usize, 8usize, 24usize, 9i32);
+    let c = DecodeCase {
+        hq,
+        hkv,
+        d,
+        rope_dims: 8,
+        traditional: false,
+        rope_scale: 1.0,
+        input_scale: 1.0,
+    };
+    let inv: Vec<f32> = (0..4).map(|j| 500f32.powf(-(j as f32) / 4.0)).collect();
+    let inv_arr = arr(&inv, &[4]);
+    let (q, k, v) = (
+        rand_vec(hq * d, 31),
+        rand_vec(hkv * d, 32),
+        rand_vec(hkv * d, 33),
     );
-    assert!(bad.is_err());
+    let cache_k = rand_vec(hkv * cap * d, 34);
+    let cache_v = rand_vec(hkv * cap * d, 35);
+    let (q_a, k_a, v_a) = (
+        arr(&q, &[1, 1, (hq * d) as i32]),
+        arr(&k, &[1, 1, (hkv * d) as i32]),
+        arr(&v, &[1, 1, (hkv * d) as i32]),
+    );
+    let pos_a = Array::from_slice(&[pos], &[1]).unwrap();
+    let step = ops::DecodeStep {
+        q: &q_a,
+        k: &k_a,
+        v: &v_a,
+        positions: &pos_a,
+        head_dim: d as i32,
+        rope: ops::RopeTable {
+            inv_freq: &inv_arr,
+            dims: 8,
+            traditional: false,
+            scale: 1.0,
+            input_scale: 1.0,
+        },
+        scale: 0.5,
+        softcap: 0.0,
+        window: 0,
+    };
+    let shape = [1, hkv as i32, cap as i32, d as i32];
+    let (keys_in, values_in) = (arr(&cache_k, &shape), arr(&cache_v, &shape));
+    keys_in.eval().unwrap();
+    let sequence = |keys: &Array, values: &Array| {
+        ops::decode_attention(&step, ops::KvStorage::Sequence { keys, values }).unwrap()
+    };
+    let (out, keys, values) = sequence(&keys_in, &values_in);
+    ops::eval([&out, &keys, &values]).unwrap();
+    let got_k = keys.to_vec::<f32>().unwrap();
+    assert_eq!(keys_in.to_vec::<f32>().unwrap(), got_k, "written in place");
+    let at = |h: usize, j: usize| (h * cap + j) * d;
+    let kr = c.mlx_rope(&k, hkv, pos, &inv);
+    let mut want_k: Vec<f64> = cache_k.iter().map(|&x| x as f64).collect();
+    let mut want_v: Vec<f64> = cache_v.iter().map(|&x| x as f64).collect();
+    for h in 0..hkv {
+        want_k[at(h, pos as usize)..][..d].copy_from_slice(&kr[h]);
+        for j in 0..d {
+            want_v[at(h, pos as usize) + j] = v[h * d + j] as f64;
+        }
+    }
+    let f32s = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<_>>();
+    assert_close(&got_k, &f32s(&want_k), 1e-5);
+    assert_eq!(values.to_vec::<f32>().unwrap(), f32s(&want_v));
+    let qr = c.mlx_rope(&q, hq, pos, &inv);
+    let mut want = Vec::new();
+    for (h, qh) in qr.iter().enumerate() {
+        let kvh = h / (hq / hkv);
+        let rows = |buf: &[f64]| {
+            (0..=pos as usize)
+                .map(|j| buf[at(kvh, j)..][..d].to_vec())
+                .collect::<Vec<_>>()
+        };
+        want.extend(attend_f64(qh, &rows(&want_k), &rows(&want_v), 0.5, 0.0));
+    }
+    assert_close(&out.to_vec::<f32>().unwrap(), &f32s(&want), 1e-5);
+
+    // A broadcast (zeros never written) is copied, not written through.
+    let zero = Array::full(&[], 0.0, Dtype::Float32)
+        .unwrap()
+        .broadcast_to(&shape)
+        .unwrap();
+    let (_, keys, _) = sequence(&zero, &zero);
+    let got = keys.to_vec::<f32>().unwrap();
+    assert_eq!(
+        got.iter().filter(|x| **x != 0.0).count(),
+        hkv * d,
+        "only the new row is set"
+    );
+    assert!(
+        zero.to_vec::<f32>().unwrap().iter().all(|x| *x == 0.0),
+        "the broadcast is untouched"
+    );
+}
+
+/// Several matmuls of one x in one node (`gemv_many`: q/k/v, gate/up) give each matmul's own
+/// result bit for bit (the same kernel per row, the rows only numbered across weights), for
+/// 4- and 8-bit weights, dense ones and int8 activations; the SwiGLU epilogue gives
+/// silu(gate) * up; mismatched weights are refused.
+#[test]
+fn gemv_many_equals_its_matmuls_one_by_one() {
+    let (k, m) = (128usize, 3usize);
+    let x = arr(&rand_vec(m * k, 41), &[m as i32, k as i32]);
+    let dense: Vec<Array> = [40usize, 24, 40]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| arr(&rand_vec(n * k, 42 + i as u64), &[n as i32, k as i32]))
+        .collect();
+    let vecs = |a: &[Array]| {
+        a.iter()
+            .map(|a| a.to_vec::<f32>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    for int8 in [false, true] {
+        ops::set_int8_activations(int8);
+        for (bits, group) in [(4, 32), (8, 64), (4, 64)] {
+            let q: Vec<_> = dense
+                .iter()
+                .map(|w| ops::quantize(w, group, bits).unwrap())
+                .collect();
+            let triples: Vec<_> = q.iter().map(|(w, s, b)| (w, s, b)).collect();
+            let one_by_one: Vec<Array> = q
+                .iter()
+                .map(|(w, s, b)| ops::qgemv_cpu(&x, w, s, b, group, bits).unwrap())
+                .collect();
+            let weights = ops::GemvWeights::Quantized {
+                weights: &triples,
+                group_size: group,
+                bits,
+            };
+            let together = ops::gemv_many(&x, weights, false).unwrap();
+            assert_eq!(
+                vecs(&together),
+                vecs(&one_by_one),
+                "{bits}-bit, group {group}, int8 {int8}"
+            );
+            let pair = ops::GemvWeights::Quantized {
+                weights: &[triples[0], triples[2]],
+                group_size: group,
+                bits,
+            };
+            let fused = ops::gemv_many(&x, pair, true).unwrap();
+            assert_eq!(fused.len(), 1);
+            let (g, u) = (&vecs(&one_by_one)[0], &vecs(&one_by_one)[2]);
+            let want: Vec<f32> = g
+                .iter()
+                .zip(u)
+                .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+                .collect();
+            assert_close(&fused[0].to_vec::<f32>().unwrap(), &want, 1e-6);
+            let mismatched = ops::GemvWeights::Quantized {
+                weights: &triples[..2],
+                group_size: group,
+                bits,
+            };
+            assert!(
+                ops::gemv_many(&x, mismatched, true).is_err(),
+                "SwiGLU of 40 and 24 outputs"
+            );
+        }
+    }
+    ops::set_int8_activations(false);
+    let refs: Vec<&Array> = dense.iter().collect();
+    let together = ops::gemv_many(&x, ops::GemvWeights::Dense(&refs), false).unwrap();
+    let one_by_one: Vec<Array> = dense
+        .iter()
+        .map(|w| ops::gemv_cpu(&x, w).unwrap())
+        .collect();
+    assert_eq!(vecs(&together), vecs(&one_by_one), "dense");
+    let short = arr(&rand_vec(8 * (k / 2), 49), &[8, (k / 2) as i32]);
+    assert!(ops::gemv_many(&x, ops::GemvWeights::Dense(&[&dense[0], &short]), false).is_err());
 }
 
 /// Regression: MLX gives each thread its own stream, so the kernel's thread pool is entered
@@ -894,19 +1187,42 @@ fn scalar_kernels_agree_with_the_simd_ones() {
         out.extend(ops::gemv_cpu(&x, &w).unwrap().to_vec::<f32>().unwrap());
         let (b, hq, hkv, d, slots) = (2i32, 4i32, 2i32, 16i32, 32i32);
         let table: Vec<i32> = (0..b * 20).map(|i| (i * 7 + 3) % slots).collect();
+        let inv = arr(&[1.0, 0.1, 0.01, 0.001], &[4]);
+        let (q, k, v) = (
+            arr(&rand_vec((b * hq * d) as usize, 23), &[1, b, hq * d]),
+            arr(&rand_vec((b * hkv * d) as usize, 26), &[1, b, hkv * d]),
+            arr(&rand_vec((b * hkv * d) as usize, 27), &[1, b, hkv * d]),
+        );
+        let positions = Array::from_slice(&[8i32, 19], &[b]).unwrap();
         for (softcap, window) in [(0.0, 0), (2.5, 6)] {
-            let att = ops::paged_attention(
-                &arr(&rand_vec((b * hq * d) as usize, 23), &[b, hq, d]),
-                &arr(&rand_vec((slots * hkv * d) as usize, 24), &[slots, hkv, d]),
-                &arr(&rand_vec((slots * hkv * d) as usize, 25), &[slots, hkv, d]),
-                &Array::from_slice(&table, &[b, 20]).unwrap(),
-                &Array::from_slice(&[9i32, 20], &[b]).unwrap(),
-                0.25,
-                softcap,
-                window,
+            let (att, keys, _) = ops::decode_attention(
+                &ops::DecodeStep {
+                    q: &q,
+                    k: &k,
+                    v: &v,
+                    positions: &positions,
+                    head_dim: d,
+                    rope: ops::RopeTable {
+                        inv_freq: &inv,
+                        dims: 8,
+                        traditional: false,
+                        scale: 1.0,
+                        input_scale: 1.0,
+                    },
+                    scale: 0.25,
+                    softcap,
+                    window,
+                },
+                ops::KvStorage::Paged {
+                    keys: &arr(&rand_vec((slots * hkv * d) as usize, 24), &[slots, hkv, d]),
+                    values: &arr(&rand_vec((slots * hkv * d) as usize, 25), &[slots, hkv, d]),
+                    write: &Array::from_slice(&[table[8], table[20 + 19]], &[b]).unwrap(),
+                    table: &Array::from_slice(&table, &[b, 20]).unwrap(),
+                },
             )
             .unwrap();
             out.extend(att.to_vec::<f32>().unwrap());
+            out.extend(keys.to_vec::<f32>().unwrap());
         }
         ops::set_scalar_kernels(false);
         out

@@ -2,8 +2,7 @@
 use super::BlockId;
 use crate::cache::{KvCache, Segment};
 use crate::error::{EngineError, Result};
-use crate::nn::AttentionOptions;
-use cortex_mlx::Array;
+use cortex_mlx::{Array, Dtype};
 
 /// Per layer, keys and values of shape [capacity, kv_heads, head_dim], created on first write
 /// (their head layout comes from the model's k/v). The budget is `slots`; the buffers start
@@ -102,8 +101,6 @@ impl KvPool {
 struct DecodeBatch {
     /// int32 [B]: the position of each sequence's new token.
     offsets: Array,
-    /// int32 [B]: keys per sequence (offset + 1).
-    lens: Array,
     /// int32 [B * S]: every sequence's slots padded to the longest (padding repeats a valid
     /// slot; it is masked or never read).
     padded: Array,
@@ -165,11 +162,9 @@ impl<'a> BatchView<'a> {
                 padded.extend(std::iter::repeat_n(sl[0], longest - sl.len()));
             }
             let offsets: Vec<i32> = segments.iter().map(|s| s.offset).collect();
-            let lens: Vec<i32> = offsets.iter().map(|o| o + 1).collect();
             let b = offsets.len() as i32;
             Some(DecodeBatch {
                 offsets: Array::from_slice(&offsets, &[b])?,
-                lens: Array::from_slice(&lens, &[b])?,
                 padded: Array::from_slice(&padded, &[padded.len() as i32])?,
                 longest: longest as i32,
             })
@@ -250,32 +245,49 @@ impl KvCache for BatchView<'_> {
         self.decode.as_ref().map(|d| &d.offsets)
     }
 
-    fn attend_decode_paged(
+    fn attend_decode_fused(
         &mut self,
         layer: usize,
-        q: &Array,
-        k: Array,
-        v: Array,
-        scale: f32,
-        opts: AttentionOptions,
+        step: &crate::nn::FusedDecode<'_>,
     ) -> Result<Option<Array>> {
         let Some(d) = self.decode.clone() else {
             return Ok(None);
         };
-        // [B, H, 1, D] -> [B, H, D]
-        let (keys, values) = self.write(layer, &k.squeeze(&[2])?, &v.squeeze(&[2])?)?;
-        let b = q.dim(0);
-        let out = cortex_mlx::ops::paged_attention(
-            &q.squeeze(&[2])?,
-            &keys,
-            &values,
-            &d.padded.reshape(&[b, d.longest])?,
-            &d.lens,
-            scale,
-            opts.softcap.unwrap_or(0.0),
-            opts.window.unwrap_or(0),
+        let f32 = Dtype::Float32;
+        let stored = self.pool.keys.get(layer).and_then(Option::as_ref);
+        if step.q.dtype() != f32 || stored.is_some_and(|k| k.dtype() != f32) {
+            return Ok(None);
+        }
+        if layer >= self.pool.keys.len() {
+            return Err(EngineError::InvalidRequest(format!(
+                "layer {layer} is beyond the pool's {} layers",
+                self.pool.keys.len()
+            )));
+        }
+        let shape = [self.pool.capacity, step.dims.n_kv_heads, step.dims.head_dim];
+        let storage = |buf: &Option<Array>| -> Result<Array> {
+            Ok(match buf {
+                Some(a) => a.clone(),
+                None => Array::zeros(&shape, f32)?,
+            })
+        };
+        let (keys, values) = (
+            storage(&self.pool.keys[layer])?,
+            storage(&self.pool.values[layer])?,
+        );
+        let b = d.offsets.dim(0);
+        let (out, keys, values) = cortex_mlx::ops::decode_attention(
+            &step.kernel_step(&d.offsets),
+            cortex_mlx::ops::KvStorage::Paged {
+                keys: &keys,
+                values: &values,
+                write: &self.write.reshape(&[b])?,
+                table: &d.padded.reshape(&[b, d.longest])?,
+            },
         )?;
-        Ok(Some(out.expand_dims(2)?))
+        self.pool.keys[layer] = Some(keys);
+        self.pool.values[layer] = Some(values);
+        Ok(Some(out))
     }
 
     fn decode_keep_mask(&mut self, window: Option<i32>) -> Result<Array> {

@@ -126,12 +126,12 @@ impl Config {
         } else {
             (1.0 + ratio.ln() / orig.ln()).sqrt()
         };
-        Ok(RotaryEmbedding::with_freqs(
+        RotaryEmbedding::with_freqs(
             dims,
             false,
             Array::from_slice(&freqs, &[half as i32])?,
             scale,
-        ))
+        )
     }
 }
 

@@ -2,7 +2,7 @@
 //! fused SDPA (causal, sliding windows) or soft-capped attention spelled out, for one sequence,
 //! several sequences back to back (continuous batching) or a batched decode step (padded keys
 //! with a keep-mask, or the paged CPU kernel reading the KV pool directly).
-use super::{cpu_kernels, RotaryEmbedding};
+use super::RotaryEmbedding;
 use crate::cache::KvCache;
 use crate::error::{EngineError, Result};
 use cortex_mlx::fast::{self, Mask};
@@ -108,6 +108,35 @@ fn rope_and_cache(
     Ok((q, k, v))
 }
 
+/// A decode step's attention as `KvCache::attend_decode_fused` takes it: the projections
+/// ([.., H * D], q/k norms applied, heads not split), RoPE and the attention's options.
+pub struct FusedDecode<'a> {
+    pub q: &'a Array,
+    pub k: &'a Array,
+    pub v: &'a Array,
+    pub rope: &'a RotaryEmbedding,
+    pub dims: AttentionDims,
+    pub scale: f32,
+    pub opts: AttentionOptions,
+}
+
+impl FusedDecode<'_> {
+    /// The kernel's view of the step, each row's new token at `positions` (int32 [R]).
+    pub fn kernel_step<'b>(&'b self, positions: &'b Array) -> ops::DecodeStep<'b> {
+        ops::DecodeStep {
+            q: self.q,
+            k: self.k,
+            v: self.v,
+            positions,
+            head_dim: self.dims.head_dim,
+            rope: self.rope.table(),
+            scale: self.scale,
+            softcap: self.opts.softcap.unwrap_or(0.0),
+            window: self.opts.window.unwrap_or(0),
+        }
+    }
+}
+
 /// How a layer's attention departs from plain causal softmax attention.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct AttentionOptions {
@@ -182,7 +211,8 @@ pub fn decode_keep_mask(offsets: &Array, s: i32, window: Option<i32>) -> Result<
 /// Attention for a decode step of B sequences (one new token each) in one go: the tokens
 /// become a batch of B single-token queries with RoPE at each one's own position, keys and
 /// values come padded to the longest sequence, and a keep-mask hides the padding (and keys
-/// outside a sliding window).
+/// outside a sliding window). (The CPU path reads the pool directly instead:
+/// `KvCache::attend_decode_fused`.)
 fn attend_decode_batch(
     inp: AttentionInputs<'_>,
     cache: &mut dyn KvCache,
@@ -199,13 +229,6 @@ fn attend_decode_batch(
     let v = per_row(&inp.v)?;
     // [B, H, 1, D] -> [1, H, B, D] -> [1, B, H*D]
     let back = |out: &Array| merge_heads(&out.transpose(&[2, 1, 0, 3])?);
-    if cpu_kernels() {
-        let out =
-            cache.attend_decode_paged(inp.layer, &q, k.clone(), v.clone(), inp.scale, opts)?;
-        if let Some(out) = out {
-            return back(&out.astype(q.dtype())?);
-        }
-    }
     let (k, v) = cache.update_and_fetch_padded(inp.layer, k, v)?;
     let (b, s) = (k.dim(0), k.dim(2));
     let keep = cache.decode_keep_mask(opts.window)?;

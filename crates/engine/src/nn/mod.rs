@@ -94,6 +94,61 @@ pub fn quantized_path(rows: usize, bits: i32, group_size: i32) -> QuantPath {
     }
 }
 
+/// Several linears of the same x as one CPU node (`ops::gemv_many`) on the decode path: q/k/v,
+/// or gate/up with `swiglu` (then one output, silu(gate) * up). None when the path or the
+/// weights do not allow it (not the CPU kernels, too many rows, weights of different kinds,
+/// linear biases under SwiGLU); the caller then runs them one by one.
+fn fused_linears(x: &Array, linears: &[&Linear], swiglu: bool) -> Result<Option<Vec<Array>>> {
+    let rows = x.size() / x.dim(-1).max(1) as usize;
+    let has_bias = linears.iter().any(|l| l.bias.is_some());
+    if !cpu_kernels() || rows > CPU_GEMV_MAX_ROWS || (swiglu && has_bias) {
+        return Ok(None);
+    }
+    let mut dense = Vec::new();
+    let mut quantized = Vec::new();
+    let mut shape = None;
+    for l in linears {
+        match &l.weight {
+            LinearWeight::Dense(w) if w.dtype() == Dtype::Float32 => dense.push(w),
+            LinearWeight::Quantized {
+                w,
+                scales,
+                biases: Some(b),
+                group_size,
+                bits,
+            } if quantized_path(rows, *bits, *group_size) == QuantPath::CpuGemv
+                && shape.is_none_or(|s| s == (*group_size, *bits)) =>
+            {
+                shape = Some((*group_size, *bits));
+                quantized.push((w, scales, b));
+            }
+            _ => return Ok(None),
+        }
+    }
+    let weights = match shape {
+        Some(_) if !dense.is_empty() => return Ok(None),
+        Some((group_size, bits)) => ops::GemvWeights::Quantized {
+            weights: &quantized,
+            group_size,
+            bits,
+        },
+        None => ops::GemvWeights::Dense(&dense),
+    };
+    let outs = ops::gemv_many(x, weights, swiglu)?;
+    let outs = outs
+        .into_iter()
+        .zip(linears)
+        .map(|(y, l)| {
+            let y = y.astype(x.dtype())?;
+            Ok(match &l.bias {
+                Some(b) => y.add(b)?,
+                None => y,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(outs))
+}
+
 pub struct Linear {
     pub weight: LinearWeight,
     pub bias: Option<Array>,
@@ -168,6 +223,9 @@ pub struct RotaryEmbedding {
     freqs: Option<Array>,
     /// Multiplies the rotated part of the input before rotating (Phi-3's long-context mscale).
     input_scale: f32,
+    /// float32 [dims / 2]: the angle per position of each rotated pair, as MLX's RoPE derives
+    /// it (base^(-i / (dims/2)), or 1 / freqs), for the CPU decode kernel.
+    inv_freq: Array,
 }
 
 impl RotaryEmbedding {
@@ -177,42 +235,62 @@ impl RotaryEmbedding {
         traditional: bool,
         scaling: Option<&RopeScaling>,
     ) -> Result<Self> {
-        let plain = |scale| RotaryEmbedding {
-            dims,
-            traditional,
-            base: Some(base),
-            scale,
-            freqs: None,
-            input_scale: 1.0,
-        };
-        let Some(s) = scaling else {
-            return Ok(plain(1.0));
-        };
-        match s.rope_type.as_deref().unwrap_or("default") {
-            "linear" => Ok(plain(1.0 / s.factor.unwrap_or(1.0))),
-            "llama3" => Ok(RotaryEmbedding {
+        let plain = |scale| -> Result<RotaryEmbedding> {
+            let half = dims / 2;
+            let step = base.ln() / half.max(1) as f32;
+            let inv: Vec<f32> = (0..half).map(|i| (-(i as f32) * step).exp()).collect();
+            Ok(RotaryEmbedding {
                 dims,
                 traditional,
-                base: None,
-                scale: 1.0,
-                freqs: Some(llama3_freqs(dims, base, s)?),
+                base: Some(base),
+                scale,
+                freqs: None,
                 input_scale: 1.0,
-            }),
+                inv_freq: Array::from_slice(&inv, &[half])?,
+            })
+        };
+        let Some(s) = scaling else {
+            return plain(1.0);
+        };
+        match s.rope_type.as_deref().unwrap_or("default") {
+            "linear" => plain(1.0 / s.factor.unwrap_or(1.0)),
+            "llama3" => Self::with_freqs(dims, traditional, llama3_freqs(dims, base, s)?, 1.0),
             // "default" and types whose effect at our context lengths is nil
-            _ => Ok(plain(1.0)),
+            _ => plain(1.0),
         }
     }
 
     /// RoPE over the first `dims` features with an explicit inverse-frequency table ([dims/2]),
     /// the rotated features first multiplied by `input_scale` (Phi-3's "su"/"longrope").
-    pub fn with_freqs(dims: i32, traditional: bool, freqs: Array, input_scale: f32) -> Self {
-        RotaryEmbedding {
+    pub fn with_freqs(
+        dims: i32,
+        traditional: bool,
+        freqs: Array,
+        input_scale: f32,
+    ) -> Result<Self> {
+        let inv_freq =
+            Array::full(&[], 1.0, Dtype::Float32)?.divide(&freqs.astype(Dtype::Float32)?)?;
+        // evaluated now: models are shared across threads, and an array is evaluated once
+        inv_freq.eval()?;
+        Ok(RotaryEmbedding {
             dims,
             traditional,
             base: None,
             scale: 1.0,
             freqs: Some(freqs),
             input_scale,
+            inv_freq,
+        })
+    }
+
+    /// The same rotation as the CPU decode kernel takes it.
+    pub fn table(&self) -> cortex_mlx::ops::RopeTable<'_> {
+        cortex_mlx::ops::RopeTable {
+            inv_freq: &self.inv_freq,
+            dims: self.dims,
+            traditional: self.traditional,
+            scale: self.scale,
+            input_scale: self.input_scale,
         }
     }
 
@@ -294,7 +372,14 @@ impl QkvProj {
                 q_proj,
                 k_proj,
                 v_proj,
-            } => (q_proj.forward(x)?, k_proj.forward(x)?, v_proj.forward(x)?),
+            } => match fused_linears(x, &[q_proj, k_proj, v_proj], false)? {
+                Some(mut qkv) if qkv.len() == 3 => {
+                    let v = qkv.pop().expect("three");
+                    let k = qkv.pop().expect("three");
+                    (qkv.pop().expect("three"), k, v)
+                }
+                _ => (q_proj.forward(x)?, k_proj.forward(x)?, v_proj.forward(x)?),
+            },
             QkvProj::Fused(qkv) => {
                 let y = qkv.forward(x)?;
                 let (nq, nkv) = (d.n_heads * d.head_dim, d.n_kv_heads * d.head_dim);
@@ -371,6 +456,29 @@ impl SelfAttention {
             Some(n) => n.forward(&a),
             None => Ok(a),
         };
+        if cpu_kernels() {
+            // q/k norms per head on [.., H, D] views; the kernel takes heads unsplit
+            let per_head = |n: &Option<RmsNorm>, a: &Array, heads: i32| -> Result<Array> {
+                let Some(n) = n else {
+                    return Ok(a.clone());
+                };
+                let (b, l) = (a.dim(0), a.dim(1));
+                let normed = n.forward(&a.reshape(&[b, l, heads, d.head_dim])?)?;
+                Ok(normed.reshape(&[b, l, heads * d.head_dim])?)
+            };
+            let step = FusedDecode {
+                q: &per_head(&self.q_norm, &q, d.n_heads)?,
+                k: &per_head(&self.k_norm, &k, d.n_kv_heads)?,
+                v: &v,
+                rope,
+                dims: d,
+                scale: self.scale,
+                opts: self.options,
+            };
+            if let Some(out) = cache.attend_decode_fused(layer, &step)? {
+                return self.o_proj.forward(&out);
+            }
+        }
         let inputs = AttentionInputs {
             q: norm(&self.q_norm, split_heads(&q, d.n_heads, d.head_dim)?)?,
             k: norm(&self.k_norm, split_heads(&k, d.n_kv_heads, d.head_dim)?)?,
@@ -447,6 +555,13 @@ impl GatedMlp {
     pub fn forward(&self, x: &Array) -> Result<Array> {
         let (gate, up) = match &self.gate_up {
             GateUpProj::Separate { gate_proj, up_proj } => {
+                if self.act == Activation::Silu {
+                    if let Some(mut h) = fused_linears(x, &[gate_proj, up_proj], true)? {
+                        if let Some(h) = h.pop() {
+                            return self.down_proj.forward(&h);
+                        }
+                    }
+                }
                 (gate_proj.forward(x)?, up_proj.forward(x)?)
             }
             GateUpProj::Fused(gate_up) => {

@@ -1,0 +1,378 @@
+// A decode step's attention on the CPU as one MLX primitive: for each sequence's one new
+// token, RoPE on its query and key, the key and value written into the KV cache, and attention
+// over the cached positions. MLX's own path for the same step is about twenty graph nodes per
+// layer (head reshapes and transposes, RoPE, the cache update, SDPA's fallback ops, the merge),
+// each with a fixed cost on the CPU stream; decode of a small model was bound by them.
+//
+// The cache comes in two layouts: one sequence's buffer [1, Hkv, capacity, D] (position j of
+// head h at (h * capacity + j) * D), or a paged pool [slots, Hkv, D] shared by many sequences,
+// each of which names its slots through a table. The kernel writes the new rows into the
+// storage it is given and returns that storage as two more outputs sharing its memory, so the
+// cache never copies: only rows nobody has read yet change (see decode_attention's contract).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels.h"
+#include "mlx/backend/cpu/encoder.h"
+#include "mlx/primitives.h"
+#include "shim.h"
+
+namespace mx = mlx::core;
+
+namespace cortex_mlx {
+namespace {
+
+using kernels::run_kernel;
+#if defined(__x86_64__)
+using kernels::hsum;
+#endif
+
+// Attention for one query per sequence over its cached keys and values.
+struct Attn {
+  const float* q;        // [B, Hq, D], RoPE applied
+  const float* k;        // storage, see pos_stride / head_stride
+  const float* v;
+  const int32_t* table;  // [B, S]: slot of position j of sequence b; null: slot j is position j
+  const int32_t* lens;   // [B]: keys of sequence b (its query sits at position lens[b] - 1)
+  float* out;            // [B, Hq, D]
+  int hq, hkv, d, s;
+  int64_t pos_stride, head_stride;  // floats between slots, and between heads of a slot
+  float scale, softcap;
+  int window;            // 0: none; else the query sees its last `window` positions
+
+  const float* at(const float* base, int b, int j, int kvh) const {
+    const int64_t slot = table != nullptr ? table[size_t(b) * s + j] : j;
+    return base + slot * pos_stride + kvh * head_stride;
+  }
+};
+
+// What one (sequence, head) job reads: its query, the first visible position and how many.
+struct Job {
+  int b, kvh, start, n;
+  const float* q;
+  float* o;
+  Job(const Attn& a, int job) : b(job / a.hq) {
+    const int h = job % a.hq;
+    kvh = h / (a.hq / a.hkv);
+    const int len = a.lens[b];
+    start = a.window > 0 ? std::max(0, len - a.window) : 0;
+    n = len - start;
+    q = a.q + (size_t(b) * a.hq + h) * a.d;
+    o = a.out + (size_t(b) * a.hq + h) * a.d;
+  }
+};
+
+inline float capped(const Attn& a, float x) { return a.softcap > 0.f ? a.softcap * std::tanh(x / a.softcap) : x; }
+
+#if defined(__x86_64__)
+// exp for x <= 0 (scores minus their max), accurate to a few ulp: 2^n * p(r), r in [-ln2/2, ln2/2].
+__attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+  const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+__attribute__((target("avx2,fma"))) inline float dot_avx2(const float* a, const float* b, int d) {
+  __m256 acc = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  float r = hsum(acc);
+  for (; i < d; ++i) r += a[i] * b[i];
+  return r;
+}
+
+__attribute__((target("avx2,fma"))) void attn_jobs_avx2(const Attn& a, int j0, int j1) {
+  thread_local std::vector<float> sc;
+  for (int job = j0; job < j1; ++job) {
+    const Job t(a, job);
+    if (t.n <= 0) {
+      std::fill(t.o, t.o + a.d, 0.f);
+      continue;
+    }
+    sc.resize(size_t(t.n) + 8);
+    float mx = -INFINITY;
+    for (int j = 0; j < t.n; ++j) {
+      const float x = capped(a, dot_avx2(t.q, a.at(a.k, t.b, t.start + j, t.kvh), a.d) * a.scale);
+      sc[j] = x;
+      mx = std::max(mx, x);
+    }
+    __m256 vsum = _mm256_setzero_ps();
+    const __m256 vmax = _mm256_set1_ps(mx);
+    int j = 0;
+    for (; j + 8 <= t.n; j += 8) {
+      __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(&sc[j]), vmax));
+      _mm256_storeu_ps(&sc[j], e);
+      vsum = _mm256_add_ps(vsum, e);
+    }
+    float sum = hsum(vsum);
+    for (; j < t.n; ++j) {
+      sc[j] = std::exp(sc[j] - mx);
+      sum += sc[j];
+    }
+    const float inv = 1.f / sum;
+    int i = 0;
+    for (; i + 8 <= a.d; i += 8) {
+      __m256 acc = _mm256_setzero_ps();
+      for (int u = 0; u < t.n; ++u) {
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[u]), _mm256_loadu_ps(a.at(a.v, t.b, t.start + u, t.kvh) + i), acc);
+      }
+      _mm256_storeu_ps(t.o + i, _mm256_mul_ps(acc, _mm256_set1_ps(inv)));
+    }
+    for (; i < a.d; ++i) {
+      float acc = 0.f;
+      for (int u = 0; u < t.n; ++u) acc += sc[u] * a.at(a.v, t.b, t.start + u, t.kvh)[i];
+      t.o[i] = acc * inv;
+    }
+  }
+}
+#endif
+
+void attn_jobs_scalar(const Attn& a, int j0, int j1) {
+  thread_local std::vector<float> sc;
+  for (int job = j0; job < j1; ++job) {
+    const Job t(a, job);
+    std::fill(t.o, t.o + a.d, 0.f);
+    if (t.n <= 0) continue;
+    sc.resize(t.n);
+    float mx = -INFINITY;
+    for (int j = 0; j < t.n; ++j) {
+      const float* kr = a.at(a.k, t.b, t.start + j, t.kvh);
+      float x = 0.f;
+      for (int i = 0; i < a.d; ++i) x += t.q[i] * kr[i];
+      sc[j] = capped(a, x * a.scale);
+      mx = std::max(mx, sc[j]);
+    }
+    float sum = 0.f;
+    for (int j = 0; j < t.n; ++j) sum += (sc[j] = std::exp(sc[j] - mx));
+    for (int u = 0; u < t.n; ++u) {
+      const float* vr = a.at(a.v, t.b, t.start + u, t.kvh);
+      for (int i = 0; i < a.d; ++i) t.o[i] += sc[u] * vr[i];
+    }
+    for (int i = 0; i < a.d; ++i) t.o[i] /= sum;
+  }
+}
+
+// Rotary embedding as MLX's fast::rope computes it: theta_i = (position * scale) * inv_freq[i]
+// over the first `dims` features, pairs (i, i + dims/2), or (2i, 2i + 1) when traditional;
+// the rotated features first multiplied by `input_scale`.
+struct Rope {
+  const float* inv_freq;  // [dims / 2]
+  int dims;
+  bool traditional;
+  float scale, input_scale;
+
+  // Rotates `heads` heads of `d` features from src into dst (which may be src).
+  void apply(const float* src, float* dst, int heads, int d, int position, std::vector<float>& cs) const {
+    const int half = dims / 2;
+    cs.resize(size_t(2) * half);
+    const float p = float(position) * scale;
+    for (int i = 0; i < half; ++i) {
+      const float theta = p * inv_freq[i];
+      cs[i] = std::cos(theta);
+      cs[half + i] = std::sin(theta);
+    }
+    for (int h = 0; h < heads; ++h) {
+      const float* x = src + size_t(h) * d;
+      float* y = dst + size_t(h) * d;
+      for (int i = 0; i < half; ++i) {
+        const int i1 = traditional ? 2 * i : i, i2 = traditional ? 2 * i + 1 : i + half;
+        const float a = x[i1] * input_scale, b = x[i2] * input_scale;
+        y[i1] = a * cs[i] - b * cs[half + i];
+        y[i2] = a * cs[half + i] + b * cs[i];
+      }
+      if (y != x) std::copy(x + dims, x + d, y + dims);
+    }
+  }
+};
+
+// inputs: q [R, Hq*D], k and v [R, Hkv*D] (any leading shape), keys and values (storage),
+// positions int32 [R], inv_freq float32 [dims / 2]; paged storage adds write slots int32 [R]
+// and the table int32 [R, S]. outputs: attention [R, Hq*D] (q's shape), keys, values.
+class DecodeAttention : public mx::Primitive {
+ public:
+  DecodeAttention(mx::Stream s, int head_dim, int rope_dims, bool traditional, float rope_scale, float input_scale,
+                  float scale, float softcap, int window, bool scalar)
+      : mx::Primitive(s),
+        d_(head_dim),
+        rope_dims_(rope_dims),
+        traditional_(traditional),
+        rope_scale_(rope_scale),
+        input_scale_(input_scale),
+        scale_(scale),
+        softcap_(softcap),
+        window_(window),
+        scalar_(scalar) {}
+
+  void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
+    const auto &q = in[0], &k = in[1], &v = in[2], &positions = in[5], &inv_freq = in[6];
+    const bool paged = in.size() == 9;
+    auto& enc = mx::cpu::get_command_encoder(stream());
+    for (auto& a : in) enc.set_input_array(a);
+    out[0].set_data(mx::allocator::malloc(out[0].nbytes()));
+    // The storage: shared, and written in place, when it is a plain buffer; a copy otherwise
+    // (a broadcast or a view), made on the stream before the write.
+    struct Copy {
+      const float* src;
+      mx::Shape shape;
+      mx::Strides strides;
+      float* dst;
+    };
+    std::vector<Copy> copies;
+    for (int i : {1, 2}) {
+      const auto& src = in[2 + i];
+      if (src.flags().row_contiguous && src.data_size() == src.size()) {
+        out[i].copy_shared_buffer(src);
+      } else {
+        out[i].set_data(mx::allocator::malloc(out[i].nbytes()));
+        copies.push_back({src.data<float>(), src.shape(), src.strides(), out[i].data<float>()});
+      }
+    }
+    for (auto& a : out) enc.set_output_array(a);
+    // q, k and v as rows; views (Phi-3's slices of one qkv matmul) are gathered.
+    struct Rows {
+      const float* data;
+      mx::Shape shape;
+      mx::Strides strides;
+      bool contiguous;
+    };
+    auto rows = [](const mx::array& a) { return Rows{a.data<float>(), a.shape(), a.strides(), a.flags().row_contiguous}; };
+    const int r = int(positions.size());
+    const int hq = int(q.shape(-1)) / d_, hkv = int(k.shape(-1)) / d_;
+    const auto& keys = out[1];
+    Attn a{nullptr, keys.data<float>(), out[2].data<float>(),
+           paged ? in[8].data<int32_t>() : nullptr, nullptr, out[0].data<float>(), hq, hkv, d_,
+           paged ? int(in[8].shape(1)) : 0,
+           // paged [slots, Hkv, D]; one sequence [1, Hkv, capacity, D]
+           paged ? int64_t(hkv) * d_ : int64_t(d_), paged ? int64_t(d_) : int64_t(keys.shape(2)) * d_,
+           scale_, softcap_, window_};
+    const Rope rope{inv_freq.data<float>(), rope_dims_, traditional_, rope_scale_, input_scale_};
+    enc.dispatch([a, rope, r, copies = std::move(copies), qr = rows(q), kr = rows(k), vr = rows(v),
+                  pos = positions.data<int32_t>(), write = paged ? in[7].data<int32_t>() : nullptr,
+                  scalar = scalar_]() mutable {
+      for (auto& c : copies) kernels::gather_contiguous(c.src, c.shape, c.strides, c.dst);
+      thread_local std::vector<float> qbuf, kbuf, vbuf, cs;
+      thread_local std::vector<int32_t> lens;
+      auto contiguous = [](const Rows& x, std::vector<float>& buf) {
+        if (x.contiguous) return x.data;
+        size_t n = 1;
+        for (auto s : x.shape) n *= size_t(s);
+        buf.resize(n);
+        kernels::gather_contiguous(x.data, x.shape, x.strides, buf.data());
+        return static_cast<const float*>(buf.data());
+      };
+      const float* q = contiguous(qr, qbuf);
+      const float* k = contiguous(kr, kbuf);
+      const float* v = contiguous(vr, vbuf);
+      thread_local std::vector<float> rotated;
+      rotated.resize(size_t(r) * a.hq * a.d);
+      lens.resize(r);
+      float* kst = const_cast<float*>(a.k);
+      float* vst = const_cast<float*>(a.v);
+      for (int row = 0; row < r; ++row) {
+        rope.apply(q + size_t(row) * a.hq * a.d, rotated.data() + size_t(row) * a.hq * a.d, a.hq, a.d, pos[row], cs);
+        const int64_t slot = write != nullptr ? write[row] : pos[row];
+        for (int h = 0; h < a.hkv; ++h) {
+          float* kd = kst + slot * a.pos_stride + h * a.head_stride;
+          float* vd = vst + slot * a.pos_stride + h * a.head_stride;
+          rope.apply(k + (size_t(row) * a.hkv + h) * a.d, kd, 1, a.d, pos[row], cs);
+          std::memcpy(vd, v + (size_t(row) * a.hkv + h) * a.d, sizeof(float) * a.d);
+        }
+        lens[row] = pos[row] + 1;
+      }
+      a.q = rotated.data();
+      a.lens = lens.data();
+      run_kernel<Attn>(a, r * a.hq, AVX2_KERNEL(attn_jobs_avx2), attn_jobs_scalar, scalar);
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("cortex decode attention runs on the CPU only");
+  }
+
+  const char* name() const override { return "CortexDecodeAttention"; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto& o = static_cast<const DecodeAttention&>(other);
+    return d_ == o.d_ && rope_dims_ == o.rope_dims_ && traditional_ == o.traditional_ &&
+           rope_scale_ == o.rope_scale_ && input_scale_ == o.input_scale_ && scale_ == o.scale_ &&
+           softcap_ == o.softcap_ && window_ == o.window_ && scalar_ == o.scalar_;
+  }
+
+ private:
+  int d_, rope_dims_;
+  bool traditional_;
+  float rope_scale_, input_scale_, scale_, softcap_;
+  int window_;
+  bool scalar_;
+};
+
+}  // namespace
+
+std::unique_ptr<ArrayList> decode_attention(const Array& q, const Array& k, const Array& v, const Array& keys,
+                                            const Array& values, const Array& positions, const Array& inv_freq,
+                                            const Array* write, const Array* table, int32_t head_dim,
+                                            int32_t rope_dims, bool traditional, float rope_scale,
+                                            float input_scale, float scale, float softcap, int32_t window) {
+  const auto &qi = q.inner, &ki = k.inner, &vi = v.inner, &ks = keys.inner, &vs = values.inner;
+  const bool paged = table != nullptr;
+  auto fail = [](const char* what) { throw std::invalid_argument(std::string("decode_attention: ") + what); };
+  if (head_dim <= 0 || qi.ndim() < 1 || qi.shape(-1) % head_dim != 0 || ki.shape() != vi.shape() ||
+      ki.ndim() < 1 || ki.shape(-1) % head_dim != 0 || ki.shape(-1) == 0) {
+    fail("q [.., Hq * D] and k, v [.., Hkv * D] expected");
+  }
+  const int64_t rows = int64_t(qi.size()) / qi.shape(-1), hq = qi.shape(-1) / head_dim, hkv = ki.shape(-1) / head_dim;
+  if (int64_t(ki.size()) / ki.shape(-1) != rows || int64_t(positions.inner.size()) != rows) {
+    fail("q, k, v and positions must hold the same number of rows");
+  }
+  if (hq % hkv != 0) fail("query heads must be a multiple of KV heads");
+  if (ks.shape() != vs.shape()) fail("keys and values must have one shape");
+  if (paged) {
+    if (ks.ndim() != 3 || ks.shape(1) != hkv || ks.shape(2) != head_dim) fail("a paged pool [slots, Hkv, D] expected");
+    if (write == nullptr || int64_t(write->inner.size()) != rows || table->inner.ndim() != 2 ||
+        table->inner.shape(0) != rows) {
+      fail("write slots [R] and a table [R, S] expected");
+    }
+  } else if (ks.ndim() != 4 || ks.shape(0) != 1 || ks.shape(1) != hkv || ks.shape(3) != head_dim || rows != 1) {
+    fail("one sequence's cache [1, Hkv, capacity, D] and one row expected");
+  }
+  if (rope_dims < 0 || rope_dims % 2 != 0 || rope_dims > head_dim || int64_t(inv_freq.inner.size()) != rope_dims / 2) {
+    fail("RoPE over an even number of features, at most head_dim, with dims / 2 frequencies");
+  }
+  const auto f32 = [](const mx::array& a) { return a.dtype() == mx::float32; };
+  if (!f32(qi) || !f32(ki) || !f32(vi) || !f32(ks) || !f32(vs)) fail("float32 inputs and cache expected");
+  auto s = mx::default_stream(mx::Device::cpu);
+  auto i32 = [&](const mx::array& a) {
+    return kernels::weight_input(a.dtype() == mx::int32 ? a : mx::astype(a, mx::int32, s), s, false);
+  };
+  std::vector<mx::array> inputs{qi, ki, vi, ks, vs, i32(positions.inner), kernels::weight_input(inv_freq.inner, s, true)};
+  if (paged) {
+    inputs.push_back(i32(write->inner));
+    inputs.push_back(i32(table->inner));
+  }
+  auto outs = mx::array::make_arrays(
+      {qi.shape(), ks.shape(), vs.shape()}, {mx::float32, mx::float32, mx::float32},
+      std::make_shared<DecodeAttention>(s, head_dim, rope_dims, traditional, rope_scale, input_scale, scale, softcap,
+                                        window, kernels::scalar_now()),
+      std::move(inputs));
+  auto list = std::make_unique<ArrayList>();
+  for (auto& a : outs) {
+    list->items.push_back(std::move(a));
+    list->names.emplace_back();
+  }
+  return list;
+}
+
+}  // namespace cortex_mlx

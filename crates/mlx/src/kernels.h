@@ -1,0 +1,61 @@
+// What the CPU kernels (qgemv.cc: matmuls, attention.cc: decode attention) share: the thread
+// pool, the CPU feature checks, the per-thread kernel choice and the input preparation.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "mlx/array.h"
+#include "mlx/stream.h"
+
+namespace cortex_mlx::kernels {
+
+namespace mx = mlx::core;
+
+// Runs f on items 0..n split into contiguous chunks across the kernel pool and waits
+// (qgemv.cc holds the pool: spinning workers, one caller at a time, others run inline).
+void parallel_for(int n, const std::function<void(int, int)>& f);
+
+// Whether this CPU runs the AVX2/FMA kernels, and the 16-lane AVX-512 ones.
+bool have_avx2();
+bool have_avx512();
+
+// Whether kernels made on this thread use the portable code only (set_scalar_kernels).
+bool scalar_now();
+
+// Row-major copy of a strided array (an input MLX left as a view or a broadcast).
+void gather_contiguous(const float* src, const mx::Shape& shape, const mx::Strides& strides, float* dst);
+
+// An input as a kernel reads it: float32 when `to_f32`, row-contiguous. Arrays that already
+// qualify (evaluated weights) go in as they are; others get an MLX node that converts them.
+mx::array weight_input(const mx::array& a, mx::Stream s, bool to_f32);
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
+  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  lo = _mm_add_ps(lo, hi);
+  lo = _mm_hadd_ps(lo, lo);
+  lo = _mm_hadd_ps(lo, lo);
+  return _mm_cvtss_f32(lo);
+}
+// A kernel compiled for AVX2; off x86 there is none and the portable one runs.
+#define AVX2_KERNEL(f) f
+#else
+#define AVX2_KERNEL(f) nullptr
+#endif
+
+// Runs items 0..n on the pool with the AVX2 kernel where there is one and the CPU has it,
+// else the portable one; both take (problem, first, end). `force_scalar`: the caller asked
+// for the portable kernels (tests of the path a CPU without AVX2 takes); captured per
+// primitive when its graph node is made.
+template <class P>
+void run_kernel(const P& p, int n, void (*avx)(const P&, int, int), void (*scalar)(const P&, int, int),
+                bool force_scalar) {
+  auto kernel = avx != nullptr && have_avx2() && !force_scalar ? avx : scalar;
+  parallel_for(n, [&p, kernel](int a, int b) { kernel(p, a, b); });
+}
+
+}  // namespace cortex_mlx::kernels
