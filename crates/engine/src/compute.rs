@@ -26,8 +26,8 @@
 //! faster than the float kernel (the kernels are not what bounds decode there yet; see
 //! docs/ARCHITECTURE.md), so the exact path stays the default until it pays. Turn it on with
 //! `int8_activations: Some(true)` ([`ComputeOptions::cpu_int8`]), `CORTEX_INT8=1` or
-//! `cortex bench --activations int8`. Prefill (more than 8 rows) dequantizes and runs BLAS
-//! either way.
+//! `cortex bench --activations int8`. Prefill stays float either way: nodes of more than 8
+//! rows never quantize their activations (and above 256 rows they dequantize and run BLAS).
 //!
 //! The choice is fixed when a model is loaded ([`crate::loader::load_with`]); every forward
 //! pass of that model builds its graph under it (a per-thread scope, so models with different

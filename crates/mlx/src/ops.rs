@@ -243,9 +243,9 @@ pub fn cpu_has_avx2() -> bool {
 
 /// Makes [`qgemv_cpu`] nodes built on this thread from now on quantize their activations to
 /// int8 per weight group and compute each group's dot product in integers (src/qdot.h: VNNI
-/// where the CPU has it), or again compute in float32 (exact up to float rounding). Only 4- and
-/// 8-bit weights with groups of a multiple of 32 take the int8 kernels; fixed per node, like
-/// [`set_scalar_kernels`].
+/// where the CPU has it), or again compute in float32 (exact up to float rounding). Only nodes
+/// of up to 8 rows (decode; prefill stays float) with 4- or 8-bit weights in groups of a
+/// multiple of 32 take the int8 kernels; fixed per node, like [`set_scalar_kernels`].
 pub fn set_int8_activations(int8: bool) {
     bridge::set_int8_activations(int8)
 }

@@ -686,7 +686,9 @@ std::vector<mx::array> gemv_node(std::vector<mx::array> inputs, int group, int b
   if (swiglu && inputs[1].shape(0) != inputs[1 + per].shape(0)) {
     throw std::invalid_argument("qgemv: SwiGLU's gate and up weights have different output sizes");
   }
-  const bool int8 = bits != 32 && int8_activations;
+  // int8 activations are decode's option (up to 8 rows); longer inputs (prefill) stay float.
+  const int64_t rows = int64_t(inputs[0].size()) / inputs[0].shape(-1);
+  const bool int8 = bits != 32 && int8_activations && rows <= 8;
   return mx::array::make_arrays(
       shapes, std::vector<mx::Dtype>(shapes.size(), mx::float32),
       std::make_shared<QGemv>(s, group, bits, count, swiglu ? Epilogue::SwiGlu : Epilogue::None, scalar_kernels, int8),

@@ -1323,6 +1323,25 @@ fn int8_rows_are_batch_invariant() {
     }
 }
 
+/// int8 activations are decode's option: a node of more than 8 rows (prefill) computes in
+/// float32, bit for bit what the float kernel gives; 8 rows still take the int8 kernels.
+#[test]
+fn int8_activations_leave_prefill_rows_in_float() {
+    let (n, k) = (24usize, 256usize);
+    let w = arr(&rand_vec(n * k, 70), &[n as i32, k as i32]);
+    let (q, s, b) = ops::quantize(&w, 64, 4).unwrap();
+    let float = |x: &Array| {
+        ops::qgemv_cpu(x, &q, &s, &b, 64, 4)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    let nine = arr(&rand_vec(9 * k, 71), &[9, k as i32]);
+    assert_eq!(qgemv_int8(&nine, &w, 64, 4), float(&nine));
+    let eight = nine.slice_axis(0, 0, 8).unwrap();
+    assert_ne!(qgemv_int8(&eight, &w, 64, 4), float(&eight));
+}
+
 /// Every instruction set this CPU has (AVX-512 VNNI, AVX-VNNI, AVX2, scalar) gives the int8
 /// results of the portable kernel, up to float summation order (the integer dots are exact).
 /// Each runs in a child process of this test binary with CORTEX_QDOT_ISA capping the choice.

@@ -40,7 +40,7 @@ impl LinearWeight {
             let LinearWeight::Dense(w) = self else {
                 unreachable!()
             };
-            if cpu_kernels() && rows <= CPU_GEMV_MAX_ROWS && w.dtype() == Dtype::Float32 {
+            if cpu_kernels() && rows <= cpu_gemv_max_rows() && w.dtype() == Dtype::Float32 {
                 return Ok(ops::gemv_cpu(x, w)?.astype(x.dtype())?);
             }
             return Ok(x.matmul(&w.t()?)?);
@@ -64,16 +64,31 @@ impl LinearWeight {
 pub enum QuantPath {
     /// MLX's own quantized kernel (GPUs, and bit widths our CPU kernel lacks).
     Mlx,
-    /// Our multi-threaded SIMD kernel for few rows on the CPU (decode).
+    /// Our multi-threaded SIMD kernel for up to `cpu_gemv_max_rows` rows on the CPU: decode,
+    /// and prefill of prompts up to a few hundred tokens (the rows go through in blocks of 8,
+    /// each block reading the weights once).
     CpuGemv,
-    /// Many rows on the CPU (prefill): dequantize, then one BLAS sgemm, which beats any
-    /// quantized kernel once the weights are reused across enough rows.
+    /// Many rows on the CPU (long prefill chunks): dequantize, then one BLAS sgemm, which beats
+    /// the quantized kernel once the weights are reused across enough rows.
     Dequantize,
 }
 
 /// Rows at or below this go through the gemv kernels on the CPU; above it, BLAS sgemm (after
-/// dequantizing, for quantized layers).
-const CPU_GEMV_MAX_ROWS: usize = 8;
+/// dequantizing, for quantized layers). Where the two cross, measured on the 2-core reference
+/// machine (`cortex bench MODEL --prompt-tokens N`, `CORTEX_GEMV_MAX_ROWS=8` against a large
+/// value): at 64-128 rows the kernel prefilled 3x faster on a 1.1B 4-bit llama and faster on
+/// SmolLM2, at 256 the two were even on both, at 512 sgemm was 10-15% faster on SmolLM2.
+/// Dequantizing is what makes sgemm slow for short prompts: every layer is written out in
+/// float32 on every call. `CORTEX_GEMV_MAX_ROWS` overrides the limit (A/B benchmarks).
+fn cpu_gemv_max_rows() -> usize {
+    static ROWS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *ROWS.get_or_init(|| {
+        std::env::var("CORTEX_GEMV_MAX_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256)
+    })
+}
 
 /// Whether our CPU kernels are used: on the CPU path ([`crate::compute`]) of the model whose
 /// graph this thread is building.
@@ -85,7 +100,7 @@ pub(crate) fn cpu_kernels() -> bool {
 pub fn quantized_path(rows: usize, bits: i32, group_size: i32) -> QuantPath {
     if !cpu_kernels() {
         QuantPath::Mlx
-    } else if rows > CPU_GEMV_MAX_ROWS {
+    } else if rows > cpu_gemv_max_rows() {
         QuantPath::Dequantize
     } else if (bits == 4 || bits == 8) && group_size % 8 == 0 {
         QuantPath::CpuGemv
@@ -101,7 +116,7 @@ pub fn quantized_path(rows: usize, bits: i32, group_size: i32) -> QuantPath {
 fn fused_linears(x: &Array, linears: &[&Linear], swiglu: bool) -> Result<Option<Vec<Array>>> {
     let rows = x.size() / x.dim(-1).max(1) as usize;
     let has_bias = linears.iter().any(|l| l.bias.is_some());
-    if !cpu_kernels() || rows > CPU_GEMV_MAX_ROWS || (swiglu && has_bias) {
+    if !cpu_kernels() || rows > cpu_gemv_max_rows() || (swiglu && has_bias) {
         return Ok(None);
     }
     let mut dense = Vec::new();
