@@ -174,8 +174,8 @@ struct Rope {
   bool traditional;
   float scale, input_scale;
 
-  // Rotates `heads` heads of `d` features from src into dst (which may be src).
-  void apply(const float* src, float* dst, int heads, int d, int position, std::vector<float>& cs) const {
+  // cos and sin of each pair's angle at `position`: cs[i] and cs[dims / 2 + i].
+  void angles(int position, std::vector<float>& cs) const {
     const int half = dims / 2;
     cs.resize(size_t(2) * half);
     const float p = float(position) * scale;
@@ -184,6 +184,11 @@ struct Rope {
       cs[i] = std::cos(theta);
       cs[half + i] = std::sin(theta);
     }
+  }
+
+  // Rotates `heads` heads of `d` features from src into dst (which may be src) by `angles`.
+  void apply(const float* src, float* dst, int heads, int d, const std::vector<float>& cs) const {
+    const int half = dims / 2;
     for (int h = 0; h < heads; ++h) {
       const float* x = src + size_t(h) * d;
       float* y = dst + size_t(h) * d;
@@ -195,6 +200,26 @@ struct Rope {
       }
       if (y != x) std::copy(x + dims, x + d, y + dims);
     }
+  }
+};
+
+// An input as MLX laid it out: row-major, or a view or broadcast to gather.
+struct Strided {
+  const float* data;
+  mx::Shape shape;
+  mx::Strides strides;
+  bool contiguous;
+  explicit Strided(const mx::array& a)
+      : data(a.data<float>()), shape(a.shape()), strides(a.strides()), contiguous(a.flags().row_contiguous) {}
+  void gather(float* dst) const { kernels::gather_contiguous(data, shape, strides, dst); }
+  // Row-major data: the array's own, or a copy in `buf`.
+  const float* rows(std::vector<float>& buf) const {
+    if (contiguous) return data;
+    size_t n = 1;
+    for (auto s : shape) n *= size_t(s);
+    buf.resize(n);
+    gather(buf.data());
+    return buf.data();
   }
 };
 
@@ -224,31 +249,17 @@ class DecodeAttention : public mx::Primitive {
     out[0].set_data(mx::allocator::malloc(out[0].nbytes()));
     // The storage: shared, and written in place, when it is a plain buffer; a copy otherwise
     // (a broadcast or a view), made on the stream before the write.
-    struct Copy {
-      const float* src;
-      mx::Shape shape;
-      mx::Strides strides;
-      float* dst;
-    };
-    std::vector<Copy> copies;
+    std::vector<std::pair<Strided, float*>> copies;
     for (int i : {1, 2}) {
       const auto& src = in[2 + i];
       if (src.flags().row_contiguous && src.data_size() == src.size()) {
         out[i].copy_shared_buffer(src);
       } else {
         out[i].set_data(mx::allocator::malloc(out[i].nbytes()));
-        copies.push_back({src.data<float>(), src.shape(), src.strides(), out[i].data<float>()});
+        copies.emplace_back(Strided(src), out[i].data<float>());
       }
     }
     for (auto& a : out) enc.set_output_array(a);
-    // q, k and v as rows; views (Phi-3's slices of one qkv matmul) are gathered.
-    struct Rows {
-      const float* data;
-      mx::Shape shape;
-      mx::Strides strides;
-      bool contiguous;
-    };
-    auto rows = [](const mx::array& a) { return Rows{a.data<float>(), a.shape(), a.strides(), a.flags().row_contiguous}; };
     const int r = int(positions.size());
     const int hq = int(q.shape(-1)) / d_, hkv = int(k.shape(-1)) / d_;
     const auto& keys = out[1];
@@ -259,35 +270,29 @@ class DecodeAttention : public mx::Primitive {
            paged ? int64_t(hkv) * d_ : int64_t(d_), paged ? int64_t(d_) : int64_t(keys.shape(2)) * d_,
            scale_, softcap_, window_};
     const Rope rope{inv_freq.data<float>(), rope_dims_, traditional_, rope_scale_, input_scale_};
-    enc.dispatch([a, rope, r, copies = std::move(copies), qr = rows(q), kr = rows(k), vr = rows(v),
+    // q, k and v as rows; views (Phi-3's slices of one qkv matmul) are gathered.
+    enc.dispatch([a, rope, r, copies = std::move(copies), qr = Strided(q), kr = Strided(k), vr = Strided(v),
                   pos = positions.data<int32_t>(), write = paged ? in[7].data<int32_t>() : nullptr,
                   scalar = scalar_]() mutable {
-      for (auto& c : copies) kernels::gather_contiguous(c.src, c.shape, c.strides, c.dst);
+      for (auto& [src, dst] : copies) src.gather(dst);
       thread_local std::vector<float> qbuf, kbuf, vbuf, cs;
       thread_local std::vector<int32_t> lens;
-      auto contiguous = [](const Rows& x, std::vector<float>& buf) {
-        if (x.contiguous) return x.data;
-        size_t n = 1;
-        for (auto s : x.shape) n *= size_t(s);
-        buf.resize(n);
-        kernels::gather_contiguous(x.data, x.shape, x.strides, buf.data());
-        return static_cast<const float*>(buf.data());
-      };
-      const float* q = contiguous(qr, qbuf);
-      const float* k = contiguous(kr, kbuf);
-      const float* v = contiguous(vr, vbuf);
+      const float* q = qr.rows(qbuf);
+      const float* k = kr.rows(kbuf);
+      const float* v = vr.rows(vbuf);
       thread_local std::vector<float> rotated;
       rotated.resize(size_t(r) * a.hq * a.d);
       lens.resize(r);
       float* kst = const_cast<float*>(a.k);
       float* vst = const_cast<float*>(a.v);
       for (int row = 0; row < r; ++row) {
-        rope.apply(q + size_t(row) * a.hq * a.d, rotated.data() + size_t(row) * a.hq * a.d, a.hq, a.d, pos[row], cs);
+        rope.angles(pos[row], cs);
+        rope.apply(q + size_t(row) * a.hq * a.d, rotated.data() + size_t(row) * a.hq * a.d, a.hq, a.d, cs);
         const int64_t slot = write != nullptr ? write[row] : pos[row];
         for (int h = 0; h < a.hkv; ++h) {
           float* kd = kst + slot * a.pos_stride + h * a.head_stride;
           float* vd = vst + slot * a.pos_stride + h * a.head_stride;
-          rope.apply(k + (size_t(row) * a.hkv + h) * a.d, kd, 1, a.d, pos[row], cs);
+          rope.apply(k + (size_t(row) * a.hkv + h) * a.d, kd, 1, a.d, cs);
           std::memcpy(vd, v + (size_t(row) * a.hkv + h) * a.d, sizeof(float) * a.d);
         }
         lens[row] = pos[row] + 1;

@@ -109,10 +109,11 @@ pub fn quantized_path(rows: usize, bits: i32, group_size: i32) -> QuantPath {
     }
 }
 
-/// Several linears of the same x as one CPU node (`ops::gemv_many`) on the decode path: q/k/v,
-/// or gate/up with `swiglu` (then one output, silu(gate) * up). None when the path or the
-/// weights do not allow it (not the CPU kernels, too many rows, weights of different kinds,
-/// linear biases under SwiGLU); the caller then runs them one by one.
+/// Several linears of the same x as one CPU node (`ops::gemv_many`) wherever they take the gemv
+/// kernels (decode, short prefill): q/k/v, or gate/up with `swiglu` (then one output,
+/// silu(gate) * up). None when the path or the weights do not allow it (not the CPU kernels,
+/// too many rows, weights of different kinds, linear biases under SwiGLU); the caller then
+/// runs them one by one.
 fn fused_linears(x: &Array, linears: &[&Linear], swiglu: bool) -> Result<Option<Vec<Array>>> {
     let rows = x.size() / x.dim(-1).max(1) as usize;
     let has_bias = linears.iter().any(|l| l.bias.is_some());
