@@ -342,6 +342,63 @@ __attribute__((target("avx2,fma,avx512f,avx512bw"))) void rows_avx512_block(cons
   }
 }
 
+// One row of x (decode) against two weight rows per pass, each row's arithmetic exactly
+// rows_avx512_block<1>'s (so results stay bit-identical alone or in a batch). With one row of
+// x, a weight row's group sums form a single chain of multiply-adds (about 4 cycles each); two
+// weight rows give the CPU two independent chains, and the slices of x are loaded once for both.
+__attribute__((target("avx2,fma,avx512f,avx512bw"))) void rows_avx512_one(const Problem& p, int m0, int n0,
+                                                                         int n1) {
+  const Operands<1> o(p, m0);
+  const int groups = o.groups;
+  const float* x = o.x[0];
+  const float* xs = o.xs[0];
+  const __m128i lo4 = _mm_set1_epi8(0x0F);
+  int r = n0;
+  for (; r + 2 <= n1; r += 2) {
+    const uint8_t* w0 = o.w(r);
+    const uint8_t* w1 = o.w(r + 1);
+    const float* s0 = o.s(r);
+    const float* s1 = o.s(r + 1);
+    __m512 t0 = _mm512_setzero_ps(), t1 = _mm512_setzero_ps();
+    for (int g = 0; g < groups; ++g) {
+      const int base = g * p.group;
+      __m512 d0 = _mm512_setzero_ps(), d1 = _mm512_setzero_ps();
+      if (p.bits == 4) {
+        for (int i = 0; i < p.group; i += 32) {
+          const __m512 xe = _mm512_loadu_ps(x + base + i), xo = _mm512_loadu_ps(x + base + i + 16);
+          const __m128i v0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w0 + (base + i) / 2));
+          const __m128i v1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w1 + (base + i) / 2));
+          d0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v0, lo4))), xe, d0);
+          d1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v1, lo4))), xe, d1);
+          d0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v0, 4), lo4))), xo, d0);
+          d1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v1, 4), lo4))), xo, d1);
+        }
+      } else {
+        for (int i = 0; i < p.group; i += 16) {
+          const __m512 xv = _mm512_loadu_ps(x + base + i);
+          const __m512 q0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w0 + base + i))));
+          const __m512 q1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w1 + base + i))));
+          d0 = _mm512_fmadd_ps(q0, xv, d0);
+          d1 = _mm512_fmadd_ps(q1, xv, d1);
+        }
+      }
+      t0 = _mm512_fmadd_ps(d0, _mm512_set1_ps(s0[g]), t0);
+      t1 = _mm512_fmadd_ps(d1, _mm512_set1_ps(s1[g]), t1);
+    }
+    const float* b0 = o.b(r);
+    const float* b1 = o.b(r + 1);
+    for (int g = 0; g < groups; g += 16) {
+      const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1);
+      const __m512 xsv = _mm512_maskz_loadu_ps(m, xs + g);
+      t0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b0 + g), xsv, t0);
+      t1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b1 + g), xsv, t1);
+    }
+    p.out[size_t(m0) * p.n + r] = _mm512_reduce_add_ps(t0);
+    p.out[size_t(m0) * p.n + r + 1] = _mm512_reduce_add_ps(t1);
+  }
+  if (r < n1) rows_avx512_block<1>(p, m0, r, n1);
+}
+
 // Dense float32: out[m, r] = dot(w[r], x[m]), M rows per pass over a weight row. Reading each
 // weight row once is what makes decode fast: BLAS sgemm packs (copies) the whole matrix even
 // for a single row of x.
@@ -393,7 +450,13 @@ struct QuantBlock {
 };
 template <int M>
 struct Quant512Block {
-  static void run(const Problem& p, int m0, int n0, int n1) { rows_avx512_block<M>(p, m0, n0, n1); }
+  static void run(const Problem& p, int m0, int n0, int n1) {
+    if constexpr (M == 1) {
+      rows_avx512_one(p, m0, n0, n1);
+    } else {
+      rows_avx512_block<M>(p, m0, n0, n1);
+    }
+  }
 };
 template <int M>
 struct DenseBlock {

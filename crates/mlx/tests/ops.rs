@@ -591,28 +591,36 @@ fn qgemv_takes_groups_of_any_multiple_of_8() {
 }
 
 /// A row's result does not depend on the rows beside it (batched decode must not change
-/// what a sequence gets), for quantized and dense weights.
+/// what a sequence gets), for quantized and dense weights. One row takes the decode kernel
+/// (two weight rows per pass, the odd last row alone), several rows the batch kernel; odd
+/// weight counts and 8 bits cover its tail and its other unpack.
 #[test]
 fn gemv_rows_are_batch_invariant() {
-    let (n, k) = (40usize, 128usize);
-    let w = arr(&rand_vec(n * k, 3), &[n as i32, k as i32]);
-    let (q, s, b) = ops::quantize(&w, 32, 4).unwrap();
-    let x = arr(&rand_vec(7 * k, 5), &[7, k as i32]);
-    let all_q = ops::qgemv_cpu(&x, &q, &s, &b, 32, 4)
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
-    let all_d = ops::gemv_cpu(&x, &w).unwrap().to_vec::<f32>().unwrap();
-    for r in 0..7 {
-        let row = x.slice_axis(0, r, r + 1).unwrap();
-        let one_q = ops::qgemv_cpu(&row, &q, &s, &b, 32, 4)
+    let k = 128usize;
+    for &(bits, n) in &[(4, 40usize), (4, 41), (8, 41), (8, 69)] {
+        let w = arr(&rand_vec(n * k, 3), &[n as i32, k as i32]);
+        let (q, s, b) = ops::quantize(&w, 32, bits).unwrap();
+        let x = arr(&rand_vec(7 * k, 5), &[7, k as i32]);
+        let all_q = ops::qgemv_cpu(&x, &q, &s, &b, 32, bits)
             .unwrap()
             .to_vec::<f32>()
             .unwrap();
-        let one_d = ops::gemv_cpu(&row, &w).unwrap().to_vec::<f32>().unwrap();
-        let at = r as usize * n..(r as usize + 1) * n;
-        assert_eq!(one_q, all_q[at.clone()], "quantized row {r}");
-        assert_eq!(one_d, all_d[at], "dense row {r}");
+        let all_d = ops::gemv_cpu(&x, &w).unwrap().to_vec::<f32>().unwrap();
+        for r in 0..7 {
+            let row = x.slice_axis(0, r, r + 1).unwrap();
+            let one_q = ops::qgemv_cpu(&row, &q, &s, &b, 32, bits)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap();
+            let one_d = ops::gemv_cpu(&row, &w).unwrap().to_vec::<f32>().unwrap();
+            let at = r as usize * n..(r as usize + 1) * n;
+            assert_eq!(
+                one_q,
+                all_q[at.clone()],
+                "{bits}-bit, {n} rows: quantized row {r}"
+            );
+            assert_eq!(one_d, all_d[at], "{bits}-bit, {n} rows: dense row {r}");
+        }
     }
 }
 
