@@ -76,6 +76,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CORTEX_OPENBLAS");
     println!("cargo:rerun-if-changed=src/shim.cc");
     println!("cargo:rerun-if-changed=src/qgemv.cc");
+    println!("cargo:rerun-if-changed=src/pool.cc");
     println!("cargo:rerun-if-changed=src/attention.cc");
     println!("cargo:rerun-if-changed=src/kernels.h");
     println!("cargo:rerun-if-changed=src/qdot.cc");
@@ -100,6 +101,7 @@ fn main() {
     cxx_build::bridge("src/ffi.rs")
         .file("src/shim.cc")
         .file("src/qgemv.cc")
+        .file("src/pool.cc")
         .file("src/attention.cc")
         .file("src/qdot.cc")
         .include(&include)

@@ -16,7 +16,8 @@ namespace cortex_mlx::kernels {
 namespace mx = mlx::core;
 
 // Runs f on items 0..n split into contiguous chunks across the kernel pool and waits
-// (qgemv.cc holds the pool: spinning workers, one caller at a time, others run inline).
+// (pool.cc: spinning workers, chunks from a shared counter, one caller at a time, others run
+// inline).
 void parallel_for(int n, const std::function<void(int, int)>& f);
 
 // Whether this CPU runs the AVX2/FMA kernels, and the 16-lane AVX-512 ones.
@@ -40,6 +41,16 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   lo = _mm_hadd_ps(lo, lo);
   lo = _mm_hadd_ps(lo, lo);
   return _mm_cvtss_f32(lo);
+}
+// t + the weights' bias term of one output, sum over groups of b[g] * xsum[g], spread over t's
+// lanes (the caller's reduction adds them up). Shared by the float and int8 AVX-512 kernels.
+__attribute__((target("avx512f"))) inline __m512 add_bias512(const float* b, const float* xsum, int groups,
+                                                             __m512 t) {
+  for (int g = 0; g < groups; g += 16) {
+    const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1);
+    t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b + g), _mm512_maskz_loadu_ps(m, xsum + g), t);
+  }
+  return t;
 }
 // A kernel compiled for AVX2; off x86 there is none and the portable one runs.
 #define AVX2_KERNEL(f) f

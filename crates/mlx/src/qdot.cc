@@ -1,6 +1,8 @@
 // Integer-dot kernels (see qdot.h).
 #include "qdot.h"
 
+#include "kernels.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -149,17 +151,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) inline __m512i c
   return _mm512_and_si512(both, _mm512_set1_epi8(0x0F));
 }
 
-// t + the bias term of weight row r (sum over groups of b_g * xsum_g) spread over t's lanes,
-// which the caller's reduction adds up.
+// t + the bias term of weight row r (kernels::add_bias512).
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) inline __m512 bias512(const Problem& p, int r,
                                                                                    const float* xsum, int groups,
                                                                                    __m512 t) {
-  const float* b = p.biases + size_t(r) * groups;
-  for (int g = 0; g < groups; g += 16) {
-    const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1);
-    t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b + g), _mm512_maskz_loadu_ps(m, xsum + g), t);
-  }
-  return t;
+  return kernels::add_bias512(p.biases + size_t(r) * groups, xsum, groups, t);
 }
 
 // Two weight rows per pass (independent dependency chains), M activation rows each; the

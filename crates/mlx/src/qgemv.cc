@@ -4,15 +4,11 @@
 // output rows across a small persistent thread pool. Numerics: per group, out += s * dot(q, x)
 // + b * sum(x), the same affine form as MLX's kernel, accumulated in float32.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -40,139 +36,9 @@ using kernels::have_avx2;
 using kernels::have_avx512;
 using kernels::run_kernel;
 #if defined(__x86_64__)
+using kernels::add_bias512;
 using kernels::hsum;
 #endif
-
-inline void cpu_relax() {
-#if defined(__x86_64__)
-  _mm_pause();
-#else
-  std::this_thread::yield();
-#endif
-}
-
-// Runs f over 0..n in contiguous chunks and waits. Decode calls it a few hundred times per
-// token, microseconds apart, so workers and the caller spin briefly before sleeping on a
-// condition variable: a futex wake-up per call cost about a fifth of decode time.
-// Chunks are handed out from a shared counter rather than fixed one per thread: a worker that
-// the OS has not scheduled yet (on a small machine the thread building the next token's graph
-// often holds its core) leaves its share to whoever is running, instead of the caller waiting
-// for it. Once the caller has taken the last chunk it closes the job; a worker that wakes after
-// that skips it without touching it, so the caller waits only for workers inside a chunk.
-// Each item is computed the same way whichever thread takes it, so results do not depend on
-// the split.
-class Pool {
- public:
-  // Never destroyed: workers wait on the condition variable for the life of the process, and
-  // destroying it at exit while they wait would block exit forever.
-  static Pool& get() {
-    static Pool* pool = new Pool;
-    return *pool;
-  }
-
-  // Several MLX streams (one per thread that uses MLX) may call at once; the pool serves one
-  // caller at a time and the others compute on their own thread rather than wait.
-  void run(int n, const std::function<void(int, int)>& f) {
-    std::unique_lock<std::mutex> serial(run_mu_, std::try_to_lock);
-    const int threads = int(threads_.size()) + 1;
-    if (threads <= 1 || n < 2 * kMinChunk || !serial.owns_lock()) {
-      f(0, n);
-      return;
-    }
-    // About four chunks per thread, at least kMinChunk items each.
-    job_ = &f;
-    n_ = n;
-    grain_ = std::max(kMinChunk, (n + 4 * threads - 1) / (4 * threads));
-    next_.store(0, std::memory_order_relaxed);
-    const uint64_t gen = ++jobs_;
-    gate_.store((tag(gen) << kGenShift) | kOpen, std::memory_order_release);
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      generation_.store(gen, std::memory_order_release);
-    }
-    cv_.notify_all();
-    take_chunks();
-    // No chunk is left: late workers must not enter; wait for those inside one.
-    gate_.fetch_and(~kOpen, std::memory_order_acq_rel);
-    for (int i = 0; i < kSpins && inside() != 0; ++i) cpu_relax();
-    if (inside() != 0) {
-      std::unique_lock<std::mutex> lk(mu_);
-      done_.wait(lk, [&] { return inside() == 0; });
-    }
-  }
-
- private:
-  static constexpr int kSpins = 4000;
-  static constexpr int kMinChunk = 16;
-  // gate_: the job's generation above kGenShift, whether it is open, and the number of
-  // workers inside it in the low bits.
-  static constexpr int kGenShift = 33;
-  static constexpr uint64_t kOpen = uint64_t(1) << 32;
-  static constexpr uint64_t kInside = kOpen - 1;
-
-  static uint64_t tag(uint64_t gen) { return gen & ((uint64_t(1) << (64 - kGenShift)) - 1); }
-  uint64_t inside() const { return gate_.load(std::memory_order_acquire) & kInside; }
-
-  void take_chunks() {
-    for (;;) {
-      const int start = next_.fetch_add(grain_, std::memory_order_relaxed);
-      if (start >= n_) return;
-      (*job_)(start, std::min(n_, start + grain_));
-    }
-  }
-
-  // Enters job `gen` if it is still open.
-  bool enter(uint64_t gen) {
-    uint64_t s = gate_.load(std::memory_order_acquire);
-    while ((s >> kGenShift) == tag(gen) && (s & kOpen) != 0) {
-      if (gate_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) return true;
-    }
-    return false;
-  }
-
-  Pool() {
-    unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-    if (const char* t = std::getenv("CORTEX_KERNEL_THREADS")) hw = std::max(1, std::atoi(t));
-    for (unsigned i = 0; i + 1 < hw && i < 15; ++i) {
-      threads_.emplace_back([this] { loop(); });
-      threads_.back().detach();
-    }
-  }
-
-  void loop() {
-    uint64_t seen = 0;
-    for (;;) {
-      uint64_t g = generation_.load(std::memory_order_acquire);
-      for (int i = 0; i < kSpins && g == seen; ++i) {
-        cpu_relax();
-        g = generation_.load(std::memory_order_acquire);
-      }
-      if (g == seen) {
-        std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-        g = generation_.load(std::memory_order_acquire);
-      }
-      seen = g;
-      if (!enter(g)) continue;
-      take_chunks();
-      const uint64_t before = gate_.fetch_sub(1, std::memory_order_acq_rel);
-      if ((before & kInside) == 1 && (before & kOpen) == 0) {
-        std::lock_guard<std::mutex> lk(mu_);
-        done_.notify_one();
-      }
-    }
-  }
-
-  std::vector<std::thread> threads_;
-  std::mutex mu_, run_mu_;
-  std::condition_variable cv_, done_;
-  const std::function<void(int, int)>* job_ = nullptr;
-  int n_ = 0, grain_ = 0;
-  uint64_t jobs_ = 0;
-  std::atomic<int> next_{0};
-  std::atomic<uint64_t> gate_{0};
-  std::atomic<uint64_t> generation_{0};
-};
 
 struct Problem {
   const float* x;        // [m, k]
@@ -332,12 +198,7 @@ __attribute__((target("avx2,fma,avx512f,avx512bw"))) void rows_avx512_block(cons
       for (int j = 0; j < M; ++j) total[j] = _mm512_fmadd_ps(d[j], sc, total[j]);
     }
     for (int j = 0; j < M; ++j) {
-      __m512 t = total[j];
-      for (int g = 0; g < groups; g += 16) {
-        const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1);
-        t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, brow + g), _mm512_maskz_loadu_ps(m, xs[j] + g), t);
-      }
-      p.out[size_t(m0 + j) * p.n + r] = _mm512_reduce_add_ps(t);
+      p.out[size_t(m0 + j) * p.n + r] = _mm512_reduce_add_ps(add_bias512(brow, xs[j], groups, total[j]));
     }
   }
 }
@@ -385,16 +246,8 @@ __attribute__((target("avx2,fma,avx512f,avx512bw"))) void rows_avx512_one(const 
       t0 = _mm512_fmadd_ps(d0, _mm512_set1_ps(s0[g]), t0);
       t1 = _mm512_fmadd_ps(d1, _mm512_set1_ps(s1[g]), t1);
     }
-    const float* b0 = o.b(r);
-    const float* b1 = o.b(r + 1);
-    for (int g = 0; g < groups; g += 16) {
-      const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1);
-      const __m512 xsv = _mm512_maskz_loadu_ps(m, xs + g);
-      t0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b0 + g), xsv, t0);
-      t1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b1 + g), xsv, t1);
-    }
-    p.out[size_t(m0) * p.n + r] = _mm512_reduce_add_ps(t0);
-    p.out[size_t(m0) * p.n + r + 1] = _mm512_reduce_add_ps(t1);
+    p.out[size_t(m0) * p.n + r] = _mm512_reduce_add_ps(add_bias512(o.b(r), xs, groups, t0));
+    p.out[size_t(m0) * p.n + r + 1] = _mm512_reduce_add_ps(add_bias512(o.b(r + 1), xs, groups, t1));
   }
   if (r < n1) rows_avx512_block<1>(p, m0, r, n1);
 }
@@ -511,7 +364,7 @@ bool run_int8(const Problem& p, bool force_scalar) {
   thread_local std::vector<float> parts;
   parts.resize(size_t(acts.m) * p.n);
   const qdot::Problem q{&acts, p.w, p.scales, p.biases, parts.data(), p.n, p.bits, isa};
-  Pool::get().run(p.n, [&q](int a, int b) { qdot::rows(q, a, b); });
+  kernels::parallel_for(p.n, [&q](int a, int b) { qdot::rows(q, a, b); });
   for (int row = 0; row < p.m; ++row) {
     float* o = p.out + size_t(row) * p.n;
     const float* part = parts.data() + size_t(row) * qdot::kRoundings * p.n;
@@ -686,7 +539,6 @@ bool cpu_has_avx2() { return have_avx2(); }
 
 namespace kernels {
 
-void parallel_for(int n, const std::function<void(int, int)>& f) { Pool::get().run(n, f); }
 
 #if defined(__x86_64__)
 bool have_avx2() {
