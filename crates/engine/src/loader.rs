@@ -120,10 +120,10 @@ pub fn load_with(dir: &Path, options: &ComputeOptions) -> Result<LoadedModel> {
         int8_activations: options.int8_activations(),
     };
     let weights = Weights::load_dir(dir, config.quantization()?, dtype)?;
-    let model: Box<dyn Model> = Box::new(Scoped {
-        inner: models::build(&config, weights)?,
-        compute,
-    });
+    // Built under the model's compute setting: how its layers keep their weights depends on
+    // the path that will run them.
+    let inner = crate::compute::scoped(compute, || models::build(&config, weights))?;
+    let model: Box<dyn Model> = Box::new(Scoped { inner, compute });
     let context_length = ["max_position_embeddings", "n_ctx", "max_sequence_length"]
         .iter()
         .find_map(|k| config.value.get(*k).and_then(|v| v.as_u64()))

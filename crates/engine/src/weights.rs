@@ -186,16 +186,28 @@ impl Weights {
         expect_shape(&sname, &scales, &[out_dim, in_dim / group_size])?;
         let bname = format!("{prefix}.biases");
         let biases = if self.has(&bname) {
-            Some(self.param(&bname, &[out_dim, in_dim / group_size])?)
+            let b = self.raw(&bname)?;
+            expect_shape(&bname, &b, &[out_dim, in_dim / group_size])?;
+            Some(b)
         } else {
             None
         };
+        // The CPU kernels read 16-bit scales and biases as stored (a sixth fewer bytes per
+        // 4-bit weight than float32 ones; decode is bound by those reads). Everything else
+        // gets them in the compute dtype, as MLX's ops want them.
+        let as_stored = crate::nn::cpu_kernels()
+            && crate::nn::quantized_path(1, bits, group_size) == crate::nn::QuantPath::CpuGemv
+            && matches!(scales.dtype(), Dtype::Float16 | Dtype::Bfloat16)
+            && biases.as_ref().is_some_and(|b| b.dtype() == scales.dtype());
+        let side =
+            |a: Array| -> Result<Array> { Ok(if as_stored { a } else { a.astype(self.dtype)? }) };
         Ok(LinearWeight::Quantized {
             w,
-            scales: scales.astype(self.dtype)?,
-            biases,
+            scales: side(scales)?,
+            biases: biases.map(side).transpose()?,
             group_size,
             bits,
+            dtype: self.dtype,
         })
     }
 

@@ -1,8 +1,11 @@
 // What the CPU kernels (qgemv.cc: matmuls, attention.cc: decode attention) share: the thread
 // pool, the CPU feature checks, the per-thread kernel choice and the input preparation.
 #pragma once
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -33,6 +36,35 @@ void gather_contiguous(const float* src, const mx::Shape& shape, const mx::Strid
 // An input as a kernel reads it: float32 when `to_f32`, row-contiguous. Arrays that already
 // qualify (evaluated weights) go in as they are; others get an MLX node that converts them.
 mx::array weight_input(const mx::array& a, mx::Stream s, bool to_f32);
+
+// How a quantized weight's scales and biases are stored. Checkpoints keep them in 16 bits
+// (float16 or bfloat16; GGUF's blocks hold float16), and decode reads all of them for every
+// token, so the kernels take them as stored and widen a few rows at a time, just before use.
+enum class SideType : int { F32, F16, BF16 };
+
+// n 16-bit values as float32 (exact, so both give the same floats): portable code, and
+// F16C/AVX2 where the CPU has them (else the portable code).
+void widen_portable(const uint16_t* src, size_t n, SideType type, float* dst);
+void widen_simd(const uint16_t* src, size_t n, SideType type, float* dst);
+using Widen = void (*)(const uint16_t*, size_t, SideType, float*);
+
+// Rows n0..n1 of a weight whose scales and biases are 16-bit, in pieces of rows whose scales
+// and biases (widened into this thread's buffer) stay in cache: f(a, b, scales, biases) for
+// each piece a..b, the floats of row a first.
+template <class F>
+void with_wide_sides(const uint16_t* scales, const uint16_t* biases, SideType type, int groups, int n0, int n1,
+                     Widen widen, F&& f) {
+  const int piece = groups >= 4096 ? 2 : (8192 / groups) & ~1;
+  thread_local std::vector<float> buf;
+  for (int a = n0; a < n1; a += piece) {
+    const int b = std::min(n1, a + piece);
+    const size_t count = size_t(b - a) * size_t(groups);
+    buf.resize(2 * count);
+    widen(scales + size_t(a) * groups, count, type, buf.data());
+    widen(biases + size_t(a) * groups, count, type, buf.data() + count);
+    f(a, b, static_cast<const float*>(buf.data()), static_cast<const float*>(buf.data() + count));
+  }
+}
 
 #if defined(__x86_64__)
 __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {

@@ -43,11 +43,14 @@ using kernels::hsum;
 struct Problem {
   const float* x;        // [m, k]
   const uint8_t* w;      // [n, k * bits / 8] bytes
-  const float* scales;   // [n, k / group]
+  const float* scales;   // [n, k / group], when stored in float32 (else widened per chunk)
   const float* biases;   // [n, k / group]
   const float* xsums;    // [m, k / group]: sum of x over each group
   float* out;            // [m, n]
   int m, n, k, group, bits;
+  kernels::SideType side = kernels::SideType::F32;
+  const uint16_t* scales16 = nullptr;  // 16-bit scales and biases as stored (side F16/BF16)
+  const uint16_t* biases16 = nullptr;
 };
 
 // One group: dot(q, x) for `group` packed values.
@@ -364,7 +367,24 @@ bool run_int8(const Problem& p, bool force_scalar) {
   thread_local std::vector<float> parts;
   parts.resize(size_t(acts.m) * p.n);
   const qdot::Problem q{&acts, p.w, p.scales, p.biases, parts.data(), p.n, p.bits, isa};
-  kernels::parallel_for(p.n, [&q](int a, int b) { qdot::rows(q, a, b); });
+  if (p.side == kernels::SideType::F32) {
+    kernels::parallel_for(p.n, [&q](int a, int b) { qdot::rows(q, a, b); });
+  } else {
+    // 16-bit scales and biases: widened per piece of rows, as run_rows does for the float kernels
+    const kernels::Widen widen = force_scalar ? kernels::widen_portable : kernels::widen_simd;
+    const size_t row_bytes = size_t(p.k) * p.bits / 8;
+    kernels::parallel_for(p.n, [&](int n0, int n1) {
+      kernels::with_wide_sides(p.scales16, p.biases16, p.side, p.k / p.group, n0, n1, widen,
+                               [&](int a, int b, const float* s, const float* bi) {
+                                 qdot::Problem piece = q;
+                                 piece.w = q.w + size_t(a) * row_bytes;
+                                 piece.scales = s;
+                                 piece.biases = bi;
+                                 piece.out = q.out + a;
+                                 qdot::rows(piece, 0, b - a);
+                               });
+    });
+  }
   for (int row = 0; row < p.m; ++row) {
     float* o = p.out + size_t(row) * p.n;
     const float* part = parts.data() + size_t(row) * qdot::kRoundings * p.n;
@@ -395,13 +415,32 @@ struct Batch {
   int count;
 };
 
-template <void (*K)(const Problem&, int, int)>
+// K on weight rows n0..n1 of p. 16-bit scales and biases are widened a piece of rows at a time
+// (kernels::with_wide_sides), and K runs each piece as a problem of its own: the piece's
+// packed rows, its widened floats, its output columns (the row stride stays p.n).
+template <void (*K)(const Problem&, int, int), kernels::Widen W>
+void run_rows(const Problem& p, int n0, int n1) {
+  if (p.side == kernels::SideType::F32) return K(p, n0, n1);
+  const size_t row_bytes = size_t(p.k) * p.bits / 8;
+  kernels::with_wide_sides(p.scales16, p.biases16, p.side, p.k / p.group, n0, n1, W,
+                           [&p, row_bytes](int a, int b, const float* s, const float* bi) {
+                             Problem piece = p;
+                             piece.w = p.w + size_t(a) * row_bytes;
+                             piece.scales = s;
+                             piece.biases = bi;
+                             piece.out = p.out + a;
+                             piece.side = kernels::SideType::F32;
+                             K(piece, 0, b - a);
+                           });
+}
+
+template <void (*K)(const Problem&, int, int), kernels::Widen W>
 void batch_rows(const Batch& b, int r0, int r1) {
   int off = 0;
   for (int i = 0; i < b.count; ++i) {
     const Problem& p = b.ps[i];
     const int lo = std::max(r0, off), hi = std::min(r1, off + p.n);
-    if (lo < hi) K(p, lo - off, hi - off);
+    if (lo < hi) run_rows<K, W>(p, lo - off, hi - off);
     off += p.n;
   }
 }
@@ -413,8 +452,8 @@ void run_problems(std::vector<Problem>& ps, bool force_scalar, bool int8) {
   for (auto& q : ps) total += q.n;
   const Problem& p = ps[0];
   if (p.bits == 32) {
-    run_kernel<Batch>(Batch{ps.data(), int(ps.size())}, total, AVX2_KERNEL(batch_rows<dense_rows_avx2>),
-                      batch_rows<dense_rows_scalar>, force_scalar);
+    run_kernel<Batch>(Batch{ps.data(), int(ps.size())}, total, AVX2_KERNEL((batch_rows<dense_rows_avx2, kernels::widen_simd>)),
+                      batch_rows<dense_rows_scalar, kernels::widen_portable>, force_scalar);
     return;
   }
   if (int8 && run_int8(ps[0], force_scalar)) {
@@ -447,8 +486,16 @@ void run_problems(std::vector<Problem>& ps, bool force_scalar, bool int8) {
     q.x = x;
   }
   run_kernel<Batch>(Batch{ps.data(), int(ps.size())}, total,
-                    wide ? AVX2_KERNEL(batch_rows<rows_avx512>) : AVX2_KERNEL(batch_rows<rows_avx2>),
-                    batch_rows<rows_scalar>, force_scalar);
+                    wide ? AVX2_KERNEL((batch_rows<rows_avx512, kernels::widen_simd>))
+                         : AVX2_KERNEL((batch_rows<rows_avx2, kernels::widen_simd>)),
+                    batch_rows<rows_scalar, kernels::widen_portable>, force_scalar);
+}
+
+// How scales and biases of dtype t are stored (push_quantized lets only these through).
+kernels::SideType side_type(mx::Dtype t) {
+  if (t == mx::float16) return kernels::SideType::F16;
+  if (t == mx::bfloat16) return kernels::SideType::BF16;
+  return kernels::SideType::F32;
 }
 
 // What a QGemv node computes after its matmuls.
@@ -474,10 +521,20 @@ class QGemv : public mx::Primitive {
     std::vector<Problem> ps;
     for (int i = 0; i < count_; ++i) {
       const auto& w = inputs[1 + i * per];
-      ps.push_back(Problem{x.data<float>(), w.data<uint8_t>(), per == 3 ? inputs[2 + i * per].data<float>() : nullptr,
-                           per == 3 ? inputs[3 + i * per].data<float>() : nullptr, nullptr,
-                           swiglu ? nullptr : outputs[i].data<float>(), int(x.size() / x.shape(-1)), int(w.shape(0)),
-                           int(x.shape(-1)), group_, bits_});
+      Problem p{x.data<float>(), w.data<uint8_t>(), nullptr, nullptr, nullptr, swiglu ? nullptr : outputs[i].data<float>(),
+                int(x.size() / x.shape(-1)), int(w.shape(0)), int(x.shape(-1)), group_, bits_};
+      if (per == 3) {
+        const auto &sc = inputs[2 + i * per], &bi = inputs[3 + i * per];
+        p.side = side_type(sc.dtype());
+        if (p.side == kernels::SideType::F32) {
+          p.scales = sc.data<float>();
+          p.biases = bi.data<float>();
+        } else {
+          p.scales16 = sc.data<uint16_t>();
+          p.biases16 = bi.data<uint16_t>();
+        }
+      }
+      ps.push_back(p);
     }
     float* fused = swiglu ? outputs[0].data<float>() : nullptr;
     // x may be a view (transposed heads, a slice): gathered when its data is ready.
@@ -560,6 +617,69 @@ bool have_avx512() { return false; }
 
 bool scalar_now() { return scalar_kernels; }
 
+// IEEE half to float, every case: normal, subnormal (renormalized), zero, infinity and NaN.
+inline float half_to_float(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
+  if (exp == 0x1F) {
+    bits = sign | 0x7F800000u | (man << 13);
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (man << 13);
+  } else if (man == 0) {
+    bits = sign;
+  } else {
+    // man * 2^-24: shift the leading one up to the implicit bit, one exponent step per shift
+    exp = 113;
+    while ((man & 0x400) == 0) {
+      man <<= 1;
+      --exp;
+    }
+    bits = sign | (exp << 23) | ((man & 0x3FF) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+inline float bf16_to_float(uint16_t h) {
+  const uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+void widen_portable(const uint16_t* src, size_t n, SideType type, float* dst) {
+  if (type == SideType::BF16) {
+    for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_float(src[i]);
+  } else {
+    for (size_t i = 0; i < n; ++i) dst[i] = half_to_float(src[i]);
+  }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,f16c"))) void widen_x86(const uint16_t* src, size_t n, SideType type, float* dst) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    const __m256 f = type == SideType::BF16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16))
+                                            : _mm256_cvtph_ps(v);
+    _mm256_storeu_ps(dst + i, f);
+  }
+  widen_portable(src + i, n - i, type, dst + i);
+}
+
+void widen_simd(const uint16_t* src, size_t n, SideType type, float* dst) {
+  static const bool f16c = have_avx2() && __builtin_cpu_supports("f16c");
+  if (f16c) {
+    widen_x86(src, n, type, dst);
+  } else {
+    widen_portable(src, n, type, dst);
+  }
+}
+#else
+void widen_simd(const uint16_t* src, size_t n, SideType type, float* dst) { widen_portable(src, n, type, dst); }
+#endif
+
 // Row-major copy of a strided array (an activation MLX left as a view).
 void gather_contiguous(const float* src, const mx::Shape& shape, const mx::Strides& strides, float* dst) {
   size_t total = 1;
@@ -619,9 +739,13 @@ void push_quantized(std::vector<mx::array>& inputs, const mx::array& w, const mx
       biases.shape() != scales.shape()) {
     throw std::invalid_argument("qgemv: scales/biases do not match the weight");
   }
+  // Scales and biases go in as stored when both are float32 or both the same 16-bit type (the
+  // kernels widen those); any other pair is made float32 here.
+  const auto t = scales.dtype();
+  const bool as_stored = biases.dtype() == t && (t == mx::float32 || t == mx::float16 || t == mx::bfloat16);
   inputs.push_back(weight_input(w, s, false));
-  inputs.push_back(weight_input(scales, s, true));
-  inputs.push_back(weight_input(biases, s, true));
+  inputs.push_back(weight_input(scales, s, !as_stored));
+  inputs.push_back(weight_input(biases, s, !as_stored));
 }
 
 // The node for inputs (x, then the weights' arrays): one output per weight, or the SwiGLU of

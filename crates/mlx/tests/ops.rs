@@ -624,6 +624,54 @@ fn gemv_rows_are_batch_invariant() {
     }
 }
 
+/// Scales and biases stored in 16 bits (float16, bfloat16) go into the kernels as stored and
+/// give bit for bit what the same values widened to float32 give: the SIMD and portable float
+/// kernels (one row, blocks of rows), the int8 path, and a pair of mixed dtypes (made float32).
+/// Some scales are float16's edge cases: subnormals, negative zero, its largest finite value.
+#[test]
+fn sixteen_bit_scales_give_the_widened_results() {
+    let (n, k) = (37usize, 256usize);
+    let x = arr(&rand_vec(9 * k, 81), &[9, k as i32]);
+    let edge = [6.0e-8f32, 1.0e-6, -3.0e-5, -0.0, 65504.0, -2.5e-7];
+    for &(bits, group) in &[(4, 32), (8, 64), (4, 128)] {
+        let w = arr(&rand_vec(n * k, 80 + bits as u64), &[n as i32, k as i32]);
+        let (q, s, b) = ops::quantize(&w, group, bits).unwrap();
+        let mut sv = s.to_vec::<f32>().unwrap();
+        for (i, v) in edge.iter().enumerate() {
+            sv[i * 7] = *v;
+        }
+        let s = arr(&sv, &s.shape());
+        for dt in [Dtype::Float16, Dtype::Bfloat16] {
+            let (s16, b16) = (s.astype(dt).unwrap(), b.astype(dt).unwrap());
+            let (s32, b32) = (
+                s16.astype(Dtype::Float32).unwrap(),
+                b16.astype(Dtype::Float32).unwrap(),
+            );
+            for (scalar, int8) in [(false, false), (true, false), (false, true), (true, true)] {
+                ops::set_scalar_kernels(scalar);
+                ops::set_int8_activations(int8);
+                for rows in [1, 3, 9] {
+                    let xr = x.slice_axis(0, 0, rows).unwrap();
+                    let mm = |s: &Array, b: &Array| -> Vec<u32> {
+                        let y = ops::qgemv_cpu(&xr, &q, s, b, group, bits).unwrap();
+                        y.to_vec::<f32>()
+                            .unwrap()
+                            .iter()
+                            .map(|f| f.to_bits())
+                            .collect()
+                    };
+                    let want = mm(&s32, &b32);
+                    let what = format!("{dt:?} {bits}-bit group {group}, {rows} rows, scalar {scalar}, int8 {int8}");
+                    assert_eq!(mm(&s16, &b16), want, "{what}");
+                    assert_eq!(mm(&s16, &b32), want, "{what}, float32 biases");
+                }
+            }
+            ops::set_scalar_kernels(false);
+            ops::set_int8_activations(false);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 fn cpu_has_avx512() -> bool {
     std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
@@ -635,8 +683,8 @@ fn cpu_has_avx512() -> bool {
 
 /// The float kernels at 16 lanes (AVX-512) and at 8 (AVX2, what other x86 CPUs run) give the
 /// portable kernel's results up to summation order, and each is batch invariant (9 rows at once
-/// = each row alone: blocks of 8 and 4 rows and the tail blocks). The 8-lane run is a child
-/// process of this test binary with CORTEX_QGEMV_ISA=avx2.
+/// = each row alone: blocks of 8 and 4 rows and the tail blocks), with float32 and float16
+/// scales. The 8-lane run is a child process of this test binary with CORTEX_QGEMV_ISA=avx2.
 #[test]
 fn float_kernels_agree_across_instruction_sets() {
     let (n, k, m) = (37usize, 384usize, 9usize);
@@ -647,15 +695,19 @@ fn float_kernels_agree_across_instruction_sets() {
         for &(bits, group) in &[(4, 32), (4, 64), (4, 128), (8, 32), (8, 64), (8, 128)] {
             let w = arr(&rand_vec(n * k, 70 + bits as u64), &[n as i32, k as i32]);
             let (q, s, b) = ops::quantize(&w, group, bits).unwrap();
-            let mm = |x: &Array| {
-                ops::qgemv_cpu(x, &q, &s, &b, group, bits)
-                    .unwrap()
-                    .to_vec::<f32>()
-                    .unwrap()
-            };
-            all.extend(mm(&x));
-            for r in 0..m as i32 {
-                alone.extend(mm(&x.slice_axis(0, r, r + 1).unwrap()));
+            // scales and biases as float32, and as float16 (widened in the kernels)
+            for dt in [Dtype::Float32, Dtype::Float16] {
+                let (s, b) = (s.astype(dt).unwrap(), b.astype(dt).unwrap());
+                let mm = |x: &Array| {
+                    ops::qgemv_cpu(x, &q, &s, &b, group, bits)
+                        .unwrap()
+                        .to_vec::<f32>()
+                        .unwrap()
+                };
+                all.extend(mm(&x));
+                for r in 0..m as i32 {
+                    alone.extend(mm(&x.slice_axis(0, r, r + 1).unwrap()));
+                }
             }
         }
         (all, alone)

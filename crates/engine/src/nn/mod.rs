@@ -16,12 +16,17 @@ pub enum LinearWeight {
     /// [out, in]
     Dense(Array),
     /// MLX affine form: packed uint32 [out, in*bits/32], scales/biases [out, in/group].
+    /// Scales and biases are in the compute dtype, except where the CPU kernels read them:
+    /// there 16-bit ones stay as stored ([`Weights`]'s `layer_weight`), and the MLX paths
+    /// widen them to `dtype` per call.
     Quantized {
         w: Array,
         scales: Array,
         biases: Option<Array>,
         group_size: i32,
         bits: i32,
+        /// The compute dtype.
+        dtype: Dtype,
     },
 }
 
@@ -35,6 +40,7 @@ impl LinearWeight {
             biases,
             group_size,
             bits,
+            dtype,
         } = self
         else {
             let LinearWeight::Dense(w) = self else {
@@ -46,17 +52,27 @@ impl LinearWeight {
             return Ok(x.matmul(&w.t()?)?);
         };
         let (g, b) = (*group_size, *bits);
-        Ok(match (quantized_path(rows, b, g), biases) {
-            (QuantPath::CpuGemv, Some(bias)) => {
-                ops::qgemv_cpu(x, w, scales, bias, g, b)?.astype(x.dtype())?
-            }
-            (QuantPath::Dequantize, _) => {
-                let dense = ops::dequantize(w, scales, biases.as_ref(), g, b, Some(x.dtype()))?;
+        let path = quantized_path(rows, b, g);
+        if let (QuantPath::CpuGemv, Some(bias)) = (path, biases) {
+            return Ok(ops::qgemv_cpu(x, w, scales, bias, g, b)?.astype(x.dtype())?);
+        }
+        let (scales, biases) = widened(scales, biases.as_ref(), *dtype)?;
+        Ok(match path {
+            QuantPath::Dequantize => {
+                let dense = ops::dequantize(w, &scales, biases.as_ref(), g, b, Some(x.dtype()))?;
                 x.matmul(&dense.t()?)?
             }
-            _ => ops::quantized_matmul(x, w, scales, biases.as_ref(), true, g, b)?,
+            _ => ops::quantized_matmul(x, w, &scales, biases.as_ref(), true, g, b)?,
         })
     }
+}
+
+/// Scales and biases in `dtype` for MLX's quantized ops (a no-op where they already are).
+fn widened(scales: &Array, biases: Option<&Array>, dtype: Dtype) -> Result<(Array, Option<Array>)> {
+    Ok((
+        scales.astype(dtype)?,
+        biases.map(|b| b.astype(dtype)).transpose()?,
+    ))
 }
 
 /// How a quantized matmul runs.
@@ -132,6 +148,7 @@ fn fused_linears(x: &Array, linears: &[&Linear], swiglu: bool) -> Result<Option<
                 biases: Some(b),
                 group_size,
                 bits,
+                ..
             } if quantized_path(rows, *bits, *group_size) == QuantPath::CpuGemv
                 && shape.is_none_or(|s| s == (*group_size, *bits)) =>
             {
@@ -195,11 +212,12 @@ impl Embedding {
                 biases,
                 group_size,
                 bits,
+                dtype,
             } => {
                 let rows = w.take(ids, 0)?;
-                let s = scales.take(ids, 0)?;
                 let b = biases.as_ref().map(|b| b.take(ids, 0)).transpose()?;
-                ops::dequantize(&rows, &s, b.as_ref(), *group_size, *bits, Some(s.dtype()))?
+                let (s, b) = widened(&scales.take(ids, 0)?, b.as_ref(), *dtype)?;
+                ops::dequantize(&rows, &s, b.as_ref(), *group_size, *bits, Some(*dtype))?
             }
         })
     }
