@@ -109,7 +109,7 @@ fn config(args: &ServeArgs, env_key: Option<String>) -> Result<ServerConfig> {
         bail!("--max-download-gb must be a non-negative number");
     }
     registry.max_download_bytes =
-        (args.max_download_gb > 0.0).then(|| (args.max_download_gb * 1e9) as u64);
+        (args.max_download_gb > 0.0).then_some((args.max_download_gb * 1e9) as u64);
     Ok(ServerConfig {
         host: args.host,
         port: args.port,
