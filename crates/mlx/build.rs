@@ -80,6 +80,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/attention.cc");
     println!("cargo:rerun-if-changed=src/kernels.h");
     println!("cargo:rerun-if-changed=src/qdot.cc");
+    println!("cargo:rerun-if-changed=src/qdot16.cc");
     println!("cargo:rerun-if-changed=src/qdot.h");
     println!("cargo:rerun-if-changed=include/shim.h");
     let sdk = find_sdk();
@@ -104,6 +105,7 @@ fn main() {
         .file("src/pool.cc")
         .file("src/attention.cc")
         .file("src/qdot.cc")
+        .file("src/qdot16.cc")
         .include(&include)
         .include("include")
         .flag_if_supported("-std=c++20")

@@ -166,6 +166,12 @@ pub fn current_path() -> ComputePath {
         .map_or_else(ComputePath::for_device, |c| c.path)
 }
 
+/// Whether graphs built on this thread now quantize decode's activations to int8 (the
+/// innermost [`scoped`] setting; off outside any).
+pub fn current_int8_activations() -> bool {
+    CURRENT.with(Cell::get).is_some_and(|c| c.int8_activations)
+}
+
 /// Runs `f` with graphs built on this thread taking `compute`'s path and kernels; the previous
 /// setting comes back afterwards (also when `f` panics).
 pub fn scoped<R>(compute: Compute, f: impl FnOnce() -> R) -> R {

@@ -3,8 +3,10 @@
 //! The engine keeps floating-point tensors in its compute dtype ([`crate::compute`]): float32
 //! on the CPU, so a bfloat16 checkpoint takes twice its file size there, and the checkpoint's
 //! half type on GPUs. Quantized weights stay packed as they are in the file (their scales and
-//! biases are floats and follow the compute dtype). The KV cache holds K and V for every layer
-//! in the compute dtype:
+//! biases are floats and follow the compute dtype, except 16-bit ones of the layers the CPU
+//! kernels take, which stay as stored; with int8 activations on a CPU with AVX-512 VNNI those
+//! layers are held a second time, repacked: see `weights`). The KV cache holds K and V for
+//! every layer in the compute dtype:
 //!
 //!   kv bytes per token = 2 x layers x kv_heads x head_dim x dtype size
 //!
@@ -47,16 +49,51 @@ pub fn estimate(dir: &Path, options: &ComputeOptions) -> Result<MemoryNeed> {
     let config = RawConfig::read(dir)?;
     let dtype = options.dtype(config.checkpoint_dtype());
     let float_size = dtype.size_bytes() as u64;
-    let mut weights_bytes = 0u64;
+    let quant = config.quantization()?;
+    let cpu = options.path() == crate::compute::ComputePath::Cpu;
+    // (group, bits) of a quantized layer the CPU kernels take, per `weights`
+    let kernel_layer = |prefix: &str| {
+        quant
+            .as_ref()
+            .map(|q| q.params_for(prefix))
+            .filter(|&(g, b)| cpu && (b == 4 || b == 8) && g > 0 && g % 8 == 0)
+    };
+    let repack =
+        cpu && options.int8_activations() && cortex_mlx::ops::int8_kernel_name() == "avx512vnni";
+    let mut entries = Vec::new();
     for file in crate::weights::safetensors_files(dir)? {
-        for t in crate::safetensors::read_header(&file)? {
-            let held = if t.is_float() {
-                t.elements.saturating_mul(float_size)
-            } else {
-                t.bytes
-            };
-            weights_bytes = weights_bytes.saturating_add(held);
+        entries.extend(crate::safetensors::read_header(&file)?);
+    }
+    let bytes_of = |name: &str| {
+        entries
+            .iter()
+            .find(|t| t.name == name)
+            .map_or(0, |t| t.bytes)
+    };
+    let mut weights_bytes = 0u64;
+    for t in &entries {
+        let side_of = t
+            .name
+            .strip_suffix(".scales")
+            .or_else(|| t.name.strip_suffix(".biases"));
+        let kernel = side_of.and_then(kernel_layer);
+        // 16-bit scales and biases of a kernel layer stay as stored; other floats are converted
+        let as_stored = !t.is_float() || (kernel.is_some() && matches!(t.dtype, "F16" | "BF16"));
+        let mut held = if as_stored {
+            t.bytes
+        } else {
+            t.elements.saturating_mul(float_size)
+        };
+        // the repacked copy: the packed weight again, scales and biases in float32
+        if let (true, Some(prefix), Some((g, _))) = (repack, t.name.strip_suffix(".scales"), kernel)
+        {
+            if g % 32 == 0 {
+                let copy = bytes_of(&format!("{prefix}.weight"))
+                    .saturating_add(t.elements.saturating_mul(8));
+                held = held.saturating_add(copy);
+            }
         }
+        weights_bytes = weights_bytes.saturating_add(held);
     }
     Ok(MemoryNeed {
         weights_bytes,

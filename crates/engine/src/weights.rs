@@ -199,6 +199,20 @@ impl Weights {
             && crate::nn::quantized_path(1, bits, group_size) == crate::nn::QuantPath::CpuGemv
             && matches!(scales.dtype(), Dtype::Float16 | Dtype::Bfloat16)
             && biases.as_ref().is_some_and(|b| b.dtype() == scales.dtype());
+        // With int8 activations on a CPU with AVX-512 VNNI, also the weight repacked for the
+        // int8 kernels (the MLX layout stays for prefill): a second copy of the weight.
+        let packed = match &biases {
+            Some(b)
+                if crate::nn::cpu_kernels()
+                    && crate::compute::current_int8_activations()
+                    && crate::nn::quantized_path(1, bits, group_size)
+                        == crate::nn::QuantPath::CpuGemv
+                    && cortex_mlx::ops::int8_kernel_name() == "avx512vnni" =>
+            {
+                cortex_mlx::ops::pack_rows16(&w, &scales, b, group_size, bits)?
+            }
+            _ => None,
+        };
         let side =
             |a: Array| -> Result<Array> { Ok(if as_stored { a } else { a.astype(self.dtype)? }) };
         Ok(LinearWeight::Quantized {
@@ -208,6 +222,7 @@ impl Weights {
             group_size,
             bits,
             dtype: self.dtype,
+            packed,
         })
     }
 

@@ -84,10 +84,14 @@ ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array&
 // x @ w.T for a dense [N, K] weight on the CPU, few rows of x (src/qgemv.cc)
 ArrayPtr gemv_f32(const Array& x, const Array& w);
 // Several weights against the same x in one node (src/qgemv.cc): `weights` holds (w, scales,
-// biases) triples, or dense [N, K] float32 weights when bits is 32. One output per weight, or
-// with `swiglu` two weights (gate, up) and the one output silu(x @ gate.T) * (x @ up.T).
+// biases) triples, with `packed` (w, scales, biases, pack_rows16's blocks) quadruples, or dense
+// [N, K] float32 weights when bits is 32. One output per weight, or with `swiglu` two weights
+// (gate, up) and the one output silu(x @ gate.T) * (x @ up.T).
 std::unique_ptr<ArrayList> gemv_many(const Array& x, const ArrayList& weights, int32_t group_size, int32_t bits,
-                                     bool swiglu);
+                                     bool swiglu, bool packed);
+// A quantized weight repacked 16 rows per vector for the int8 kernels (src/qdot.h, rows16);
+// null when they do not take its bits and group size.
+ArrayPtr pack_rows16(const Array& w, const Array& scales, const Array& biases, int32_t group_size, int32_t bits);
 // A decode step's attention on the CPU (src/attention.cc): RoPE on each row's new query and
 // key, the key and value written into the cache storage in place, attention over the cached
 // positions. Storage is one sequence's [1, Hkv, capacity, D] (write and table null) or a paged

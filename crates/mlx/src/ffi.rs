@@ -106,7 +106,15 @@ pub(crate) mod bridge {
             group_size: i32,
             bits: i32,
             swiglu: bool,
+            packed: bool,
         ) -> Result<UniquePtr<ArrayList>>;
+        fn pack_rows16(
+            w: &Array,
+            scales: &Array,
+            biases: &Array,
+            group_size: i32,
+            bits: i32,
+        ) -> Result<UniquePtr<Array>>;
         fn set_scalar_kernels(scalar: bool);
         fn cpu_has_avx2() -> bool;
         fn set_int8_activations(int8: bool);

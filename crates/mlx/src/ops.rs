@@ -198,10 +198,30 @@ pub fn gemv_cpu(x: &Array, w: &Array) -> Result<Array> {
 pub enum GemvWeights<'a> {
     Quantized {
         weights: &'a [(&'a Array, &'a Array, &'a Array)],
+        /// Each weight's [`pack_rows16`] blocks, or empty: with int8 activations on, a node of
+        /// up to 8 rows then runs the int8 kernels on them.
+        packed: &'a [&'a Array],
         group_size: i32,
         bits: i32,
     },
     Dense(&'a [&'a Array]),
+}
+
+/// A quantized weight repacked for the int8 kernels (src/qdot.h, rows16): the 16 lanes of a
+/// vector are 16 weight rows, so the per-group float work runs once per 16 rows and outputs
+/// need no horizontal sums. uint8 [ceil(N / 16), block bytes], holding the weights again and
+/// their scales and biases in float32. `None` where those kernels do not take the weight (bits
+/// other than 4 and 8, groups not a multiple of 32). Evaluates its inputs.
+pub fn pack_rows16(
+    w: &Array,
+    scales: &Array,
+    biases: &Array,
+    group_size: i32,
+    bits: i32,
+) -> Result<Option<Array>> {
+    let out = bridge::pack_rows16(&w.0, &scales.0, &biases.0, group_size, bits)
+        .map_err(mlx_err("pack_rows16"))?;
+    Ok((!out.is_null()).then(|| Array(out)))
 }
 
 /// Several matmuls of the same x in one CPU node ([`qgemv_cpu`] / [`gemv_cpu`] each): x's
@@ -209,19 +229,35 @@ pub enum GemvWeights<'a> {
 /// x @ W_i.T for each weight; with `swiglu`, two weights (gate, up) and the one array
 /// silu(x @ gate.T) * (x @ up.T), the gated MLP's hidden state.
 pub fn gemv_many(x: &Array, weights: GemvWeights<'_>, swiglu: bool) -> Result<Vec<Array>> {
-    let (list, group_size, bits) = match weights {
+    let (list, group_size, bits, with_packed) = match weights {
         GemvWeights::Quantized {
             weights,
+            packed,
             group_size,
             bits,
-        } => (
-            to_list(weights.iter().flat_map(|(w, s, b)| [*w, *s, *b])),
-            group_size,
-            bits,
-        ),
-        GemvWeights::Dense(weights) => (to_list(weights.iter().copied()), 0, 32),
+        } => {
+            if !packed.is_empty() && packed.len() != weights.len() {
+                return Err(Error::InvalidArgument {
+                    op: "qgemv",
+                    message: "one packed array per weight, or none".into(),
+                });
+            }
+            let list = if packed.is_empty() {
+                to_list(weights.iter().flat_map(|(w, s, b)| [*w, *s, *b]))
+            } else {
+                to_list(
+                    weights
+                        .iter()
+                        .zip(packed)
+                        .flat_map(|((w, s, b), p)| [*w, *s, *b, *p]),
+                )
+            };
+            (list, group_size, bits, !packed.is_empty())
+        }
+        GemvWeights::Dense(weights) => (to_list(weights.iter().copied()), 0, 32, false),
     };
-    let out = bridge::gemv_many(&x.0, &list, group_size, bits, swiglu).map_err(mlx_err("qgemv"))?;
+    let out = bridge::gemv_many(&x.0, &list, group_size, bits, swiglu, with_packed)
+        .map_err(mlx_err("qgemv"))?;
     Ok(from_list("qgemv", &out)?
         .into_iter()
         .map(|(_, a)| a)

@@ -317,10 +317,10 @@ int chunk_for(Isa isa, int bits, int group) {
   return 32;
 }
 
-void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activations& out) {
+void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activations& out, int chunk_override) {
   const int groups = k / group;
-  const int chunk = chunk_for(isa, bits, group);
-  const bool permute = bits == 4 && isa != Isa::Scalar;
+  const int chunk = chunk_override > 0 ? chunk_override : chunk_for(isa, bits, group);
+  const bool permute = bits == 4 && (chunk_override > 0 || isa != Isa::Scalar);
   out.m = m * kRoundings;
   out.k = k;
   out.group = group;

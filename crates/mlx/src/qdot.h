@@ -37,7 +37,9 @@ int chunk_for(Isa isa, int bits, int group);
 // the rows before it left over, at its own scale (x = q0 * scale0 + q1 * scale1 + a far smaller
 // error). Only the first row carries x's group sums, so the bias term counts once.
 constexpr int kRoundings = 2;
-void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activations& out);
+// `chunk` > 0 sets the chunk of the 4-bit order (the rows16 kernel takes 8) instead of the one
+// chunk_for picks for isa.
+void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activations& out, int chunk = 0);
 
 struct Problem {
   const Activations* a;
@@ -51,5 +53,37 @@ struct Problem {
 
 // Output columns n0..n1 for every row of the activations.
 void rows(const Problem& p, int n0, int n1);
+
+// ---- weights repacked 16 rows per vector (qdot16.cc) ----
+// The kernels above spend a float epilogue (convert, scale, add) per weight row and group, and
+// a horizontal sum per output. Repacked, the 16 lanes of a vector are 16 weight rows: a block
+// of 16 rows holds, for each 4-byte chunk of a row (8 4-bit or 4 8-bit weights), the 16 rows'
+// chunks side by side (64 bytes). Every block's chunks come first, then every block's scales
+// and biases as float32 [groups][16] each (kept apart, the chunks stream through memory
+// unbroken: with each block's scales right after its chunks, decode read half as fast).
+// One vpdpbusd against an activation chunk broadcast does 4 multiply-adds for each of 16 rows,
+// the epilogue runs once per 16 rows, and the 16 outputs are stored as they are. The
+// activations are Activations with 4-bit chunks of 8 (quantize's `chunk`).
+constexpr int kRows16 = 16;
+
+// Bytes per block of 16 rows; 0 when the kernel does not take (bits, group).
+int64_t rows16_block_bytes(int k, int group, int bits);
+
+// Packs weight rows 0..n (MLX's layout: row r's k * bits / 8 bytes; float32 scales and biases
+// [n, k / group]) into ceil(n / 16) blocks at out; the rows past n are zero.
+void pack_rows16(const uint8_t* w, const float* scales, const float* biases, int n, int k, int group, int bits,
+                 uint8_t* out);
+
+struct Problem16 {
+  const Activations* a;
+  const uint8_t* packed;  // the blocks
+  float* out;             // [a->m / kRoundings, stride]
+  int n, stride, bits;
+};
+
+// Blocks b0..b1 (rows 16 * b0 .. min(n, 16 * b1)) for every row of x; AVX-512 VNNI when the
+// CPU has it and `portable` is false, else portable code with the same float operations in the
+// same order (bit-identical results).
+void rows16(const Problem16& p, int b0, int b1, bool portable);
 
 }  // namespace cortex_mlx::qdot

@@ -5,6 +5,7 @@
 // + b * sum(x), the same affine form as MLX's kernel, accumulated in float32.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -51,6 +52,7 @@ struct Problem {
   kernels::SideType side = kernels::SideType::F32;
   const uint16_t* scales16 = nullptr;  // 16-bit scales and biases as stored (side F16/BF16)
   const uint16_t* biases16 = nullptr;
+  const uint8_t* packed = nullptr;     // the weight repacked for qdot::rows16, if it has been
 };
 
 // One group: dot(q, x) for `group` packed values.
@@ -396,6 +398,29 @@ bool run_int8(const Problem& p, bool force_scalar) {
   return true;
 }
 
+// The int8 path on weights repacked 16 rows per vector (qdot::rows16): x quantized once for
+// all the problems, their blocks of 16 rows numbered one after another across the pool.
+void run_packed(std::vector<Problem>& ps, bool force_scalar) {
+  const Problem& p = ps[0];
+  thread_local qdot::Activations acts;
+  qdot::quantize(p.x, p.m, p.k, p.group, p.bits, qdot::Isa::Scalar, acts, 8);
+  std::vector<qdot::Problem16> qs;
+  std::vector<int> first;  // each problem's first block in the numbering
+  int blocks = 0;
+  for (const auto& q : ps) {
+    qs.push_back(qdot::Problem16{&acts, q.packed, q.out, q.n, q.n, q.bits});
+    first.push_back(blocks);
+    blocks += (q.n + qdot::kRows16 - 1) / qdot::kRows16;
+  }
+  kernels::parallel_for(blocks, [&](int b0, int b1) {
+    for (size_t i = 0; i < qs.size(); ++i) {
+      const int end = i + 1 < qs.size() ? first[i + 1] : blocks;
+      const int lo = std::max(b0, first[i]), hi = std::min(b1, end);
+      if (lo < hi) qdot::rows16(qs[i], lo - first[i], hi - first[i], force_scalar);
+    }
+  });
+}
+
 // x in the order of the SIMD kernels' unpacked 4-bit slices: in each run of `slice` values
 // (16 or 32), the even-indexed ones, then the odd-indexed ones. `n` is a multiple of `slice`.
 void permute_for_nibbles(const float* x, size_t n, int slice, float* out) {
@@ -456,6 +481,10 @@ void run_problems(std::vector<Problem>& ps, bool force_scalar, bool int8) {
                       batch_rows<dense_rows_scalar, kernels::widen_portable>, force_scalar);
     return;
   }
+  if (int8 && p.packed != nullptr) {
+    run_packed(ps, force_scalar);
+    return;
+  }
   if (int8 && run_int8(ps[0], force_scalar)) {
     for (size_t i = 1; i < ps.size(); ++i) run_int8(ps[i], force_scalar);
     return;
@@ -506,13 +535,21 @@ enum class Epilogue : int { None = 0, SwiGlu = 1 };
 // output, silu(x @ gate.T) * (x @ up.T).
 class QGemv : public mx::Primitive {
  public:
-  QGemv(mx::Stream s, int group, int bits, int count, Epilogue epilogue, bool scalar, bool int8)
-      : mx::Primitive(s), group_(group), bits_(bits), count_(count), epilogue_(epilogue), scalar_(scalar), int8_(int8) {}
+  QGemv(mx::Stream s, int group, int bits, int count, Epilogue epilogue, bool scalar, bool int8, bool packed)
+      : mx::Primitive(s),
+        group_(group),
+        bits_(bits),
+        count_(count),
+        epilogue_(epilogue),
+        scalar_(scalar),
+        int8_(int8),
+        packed_(packed) {}
 
-  // inputs: x, then per weight w and, for quantized weights (bits 4 or 8), scales and biases.
+  // inputs: x, then per weight w and, for quantized weights (bits 4 or 8), scales and biases,
+  // and when packed (int8 activations) its qdot::rows16 blocks.
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     const auto& x = inputs[0];
-    const int per = bits_ == 32 ? 1 : 3;
+    const int per = bits_ == 32 ? 1 : packed_ ? 4 : 3;
     for (auto& o : outputs) o.set_data(mx::allocator::malloc(o.nbytes()));
     auto& enc = mx::cpu::get_command_encoder(stream());
     for (auto& in : inputs) enc.set_input_array(in);
@@ -523,7 +560,8 @@ class QGemv : public mx::Primitive {
       const auto& w = inputs[1 + i * per];
       Problem p{x.data<float>(), w.data<uint8_t>(), nullptr, nullptr, nullptr, swiglu ? nullptr : outputs[i].data<float>(),
                 int(x.size() / x.shape(-1)), int(w.shape(0)), int(x.shape(-1)), group_, bits_};
-      if (per == 3) {
+      if (packed_) p.packed = inputs[4 + i * per].data<uint8_t>();
+      if (per >= 3) {
         const auto &sc = inputs[2 + i * per], &bi = inputs[3 + i * per];
         p.side = side_type(sc.dtype());
         if (p.side == kernels::SideType::F32) {
@@ -570,13 +608,13 @@ class QGemv : public mx::Primitive {
   bool is_equivalent(const mx::Primitive& other) const override {
     auto& o = static_cast<const QGemv&>(other);
     return group_ == o.group_ && bits_ == o.bits_ && count_ == o.count_ && epilogue_ == o.epilogue_ &&
-           scalar_ == o.scalar_ && int8_ == o.int8_;
+           scalar_ == o.scalar_ && int8_ == o.int8_ && packed_ == o.packed_;
   }
 
  private:
   int group_, bits_, count_;
   Epilogue epilogue_;
-  bool scalar_, int8_;
+  bool scalar_, int8_, packed_;
 };
 
 // Whether kernels made on this thread use the portable code only.
@@ -750,8 +788,9 @@ void push_quantized(std::vector<mx::array>& inputs, const mx::array& w, const mx
 
 // The node for inputs (x, then the weights' arrays): one output per weight, or the SwiGLU of
 // the two.
-std::vector<mx::array> gemv_node(std::vector<mx::array> inputs, int group, int bits, bool swiglu, mx::Stream s) {
-  const int per = bits == 32 ? 1 : 3;
+std::vector<mx::array> gemv_node(std::vector<mx::array> inputs, int group, int bits, bool swiglu, mx::Stream s,
+                                 bool packed = false) {
+  const int per = bits == 32 ? 1 : packed ? 4 : 3;
   const int count = int(inputs.size() - 1) / per;
   if (count < 1) throw std::invalid_argument("qgemv: no weights");
   if (swiglu && count != 2) throw std::invalid_argument("qgemv: SwiGLU takes a gate and an up weight");
@@ -768,7 +807,8 @@ std::vector<mx::array> gemv_node(std::vector<mx::array> inputs, int group, int b
   const bool int8 = bits != 32 && int8_activations && rows <= 8;
   return mx::array::make_arrays(
       shapes, std::vector<mx::Dtype>(shapes.size(), mx::float32),
-      std::make_shared<QGemv>(s, group, bits, count, swiglu ? Epilogue::SwiGlu : Epilogue::None, scalar_kernels, int8),
+      std::make_shared<QGemv>(s, group, bits, count, swiglu ? Epilogue::SwiGlu : Epilogue::None, scalar_kernels, int8,
+                              packed && int8),
       std::move(inputs));
 }
 
@@ -797,18 +837,55 @@ ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array&
 }
 
 std::unique_ptr<ArrayList> gemv_many(const Array& x, const ArrayList& weights, int32_t group_size, int32_t bits,
-                                     bool swiglu) {
+                                     bool swiglu, bool packed) {
   auto s = mx::default_stream(mx::Device::cpu);
   std::vector<mx::array> inputs{input_rows(x, s, "qgemv")};
   const int64_t k = x.inner.shape(-1);
   const auto& w = weights.items;
+  // The repacked blocks serve the int8 path only (up to 8 rows with int8 activations on);
+  // otherwise they are left out of the node.
+  const int64_t rows = int64_t(inputs[0].size()) / k;
+  const bool use_packed = packed && bits != 32 && int8_activations && rows <= 8;
   if (bits == 32) {
     for (const auto& a : w) push_dense(inputs, a, k, s);
   } else {
-    if (w.size() % 3 != 0) throw std::invalid_argument("qgemv: weights come as (w, scales, biases) triples");
-    for (size_t i = 0; i < w.size(); i += 3) push_quantized(inputs, w[i], w[i + 1], w[i + 2], k, group_size, bits, s);
+    const size_t per = packed ? 4 : 3;
+    if (w.size() % per != 0) {
+      throw std::invalid_argument(packed ? "qgemv: weights come as (w, scales, biases, packed) quadruples"
+                                         : "qgemv: weights come as (w, scales, biases) triples");
+    }
+    for (size_t i = 0; i < w.size(); i += per) {
+      push_quantized(inputs, w[i], w[i + 1], w[i + 2], k, group_size, bits, s);
+      if (!use_packed) continue;
+      const int64_t block = qdot::rows16_block_bytes(int(k), group_size, bits);
+      const int64_t blocks = (int64_t(w[i].shape(0)) + qdot::kRows16 - 1) / qdot::kRows16;
+      if (block == 0 || w[i + 3].dtype() != mx::uint8 || int64_t(w[i + 3].size()) != blocks * block) {
+        throw std::invalid_argument("qgemv: the packed blocks do not match the weight");
+      }
+      inputs.push_back(weight_input(w[i + 3], s, false));
+    }
   }
-  return as_list(gemv_node(std::move(inputs), group_size, bits, swiglu, s));
+  return as_list(gemv_node(std::move(inputs), group_size, bits, swiglu, s, use_packed));
+}
+
+ArrayPtr pack_rows16(const Array& w, const Array& scales, const Array& biases, int32_t group_size, int32_t bits) {
+  auto s = mx::default_stream(mx::Device::cpu);
+  if (w.inner.ndim() != 2 || w.inner.shape(0) <= 0) throw std::invalid_argument("pack_rows16: weight must be [N, K * bits / 32]");
+  const int64_t k = int64_t(w.inner.shape(1)) * 32 / (bits > 0 ? bits : 1);
+  const int64_t block = qdot::rows16_block_bytes(int(std::min<int64_t>(k, INT32_MAX)), group_size, bits);
+  if (block == 0 || k > INT32_MAX) return nullptr;
+  if (block > INT32_MAX) throw std::invalid_argument("pack_rows16: weight rows too wide");
+  std::vector<mx::array> in;
+  push_quantized(in, w.inner, scales.inner, biases.inner, k, group_size, bits, s);
+  // float32 sides, row-contiguous, evaluated
+  for (size_t i = 1; i < 3; ++i) in[i] = mx::contiguous(mx::astype(in[i], mx::float32, s), false, s);
+  mx::eval(in);
+  const int n = int(w.inner.shape(0));
+  const int64_t blocks = (n + qdot::kRows16 - 1) / qdot::kRows16;
+  mx::array out(mx::allocator::malloc(size_t(blocks * block)), mx::Shape{int(blocks), int(block)}, mx::uint8);
+  qdot::pack_rows16(in[0].data<uint8_t>(), in[1].data<float>(), in[2].data<float>(), n, int(k), group_size, bits,
+                    out.data<uint8_t>());
+  return std::make_unique<Array>(std::move(out));
 }
 
 }  // namespace cortex_mlx

@@ -1097,6 +1097,7 @@ fn gemv_many_equals_its_matmuls_one_by_one() {
                 .collect();
             let weights = ops::GemvWeights::Quantized {
                 weights: &triples,
+                packed: &[],
                 group_size: group,
                 bits,
             };
@@ -1108,6 +1109,7 @@ fn gemv_many_equals_its_matmuls_one_by_one() {
             );
             let pair = ops::GemvWeights::Quantized {
                 weights: &[triples[0], triples[2]],
+                packed: &[],
                 group_size: group,
                 bits,
             };
@@ -1122,6 +1124,7 @@ fn gemv_many_equals_its_matmuls_one_by_one() {
             assert_close(&fused[0].to_vec::<f32>().unwrap(), &want, 1e-6);
             let mismatched = ops::GemvWeights::Quantized {
                 weights: &triples[..2],
+                packed: &[],
                 group_size: group,
                 bits,
             };
@@ -1405,6 +1408,123 @@ fn int8_activations_leave_prefill_rows_in_float() {
 /// Every instruction set this CPU has (AVX-512 VNNI, AVX-VNNI, AVX2, scalar) gives the int8
 /// results of the portable kernel, up to float summation order (the integer dots are exact).
 /// Each runs in a child process of this test binary with CORTEX_QDOT_ISA capping the choice.
+fn f32_bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+/// The int8 kernels on weights repacked 16 rows per vector (`pack_rows16`): the SIMD and the
+/// portable code agree bit for bit, a row's result does not depend on the rows beside it or on
+/// the other weights in its node, the results agree with the int8 kernels on MLX's layout up to
+/// float summation order, and where the int8 path does not run (int8 off, more than 8 rows)
+/// the blocks are ignored. 16-bit scales pack to the same blocks as their float32 values.
+#[test]
+fn packed_int8_kernels_agree_with_the_plain_layout() {
+    let (k, m) = (256usize, 9usize);
+    let x = arr(&rand_vec(m * k, 91), &[m as i32, k as i32]);
+    for &(bits, group, n) in &[
+        (4, 32, 37usize),
+        (4, 64, 16),
+        (4, 128, 50),
+        (8, 32, 37),
+        (8, 64, 5),
+    ] {
+        let w = arr(&rand_vec(n * k, 90 + bits as u64), &[n as i32, k as i32]);
+        let (q, s, b) = ops::quantize(&w, group, bits).unwrap();
+        let p = ops::pack_rows16(&q, &s, &b, group, bits)
+            .unwrap()
+            .expect("packs");
+        let (s16, b16) = (
+            s.astype(Dtype::Float16).unwrap(),
+            b.astype(Dtype::Float16).unwrap(),
+        );
+        let (s32, b32) = (
+            s16.astype(Dtype::Float32).unwrap(),
+            b16.astype(Dtype::Float32).unwrap(),
+        );
+        let from16 = ops::pack_rows16(&q, &s16, &b16, group, bits)
+            .unwrap()
+            .unwrap();
+        let from32 = ops::pack_rows16(&q, &s32, &b32, group, bits)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            from16.to_vec::<u8>().unwrap(),
+            from32.to_vec::<u8>().unwrap()
+        );
+        let run = |x: &Array, packed: bool| -> Vec<f32> {
+            let blocks = [&p];
+            let weights = ops::GemvWeights::Quantized {
+                weights: &[(&q, &s, &b)],
+                packed: if packed { &blocks } else { &[] },
+                group_size: group,
+                bits,
+            };
+            let out = ops::gemv_many(x, weights, false).unwrap();
+            out[0].to_vec::<f32>().unwrap()
+        };
+        let what = format!("{bits}-bit group {group}, {n} weight rows");
+        ops::set_int8_activations(true);
+        for rows in [1i32, 3, 8] {
+            let xr = x.slice_axis(0, 0, rows).unwrap();
+            let packed = run(&xr, true);
+            assert_close(&packed, &run(&xr, false), 1e-5);
+            ops::set_scalar_kernels(true);
+            let portable = run(&xr, true);
+            ops::set_scalar_kernels(false);
+            assert_eq!(
+                f32_bits(&packed),
+                f32_bits(&portable),
+                "{what}: portable code"
+            );
+            for r in 0..rows {
+                let alone = run(&x.slice_axis(0, r, r + 1).unwrap(), true);
+                let at = r as usize * n..(r as usize + 1) * n;
+                assert_eq!(
+                    f32_bits(&alone),
+                    f32_bits(&packed[at]),
+                    "{what}: row {r} alone"
+                );
+            }
+            // beside another weight in one node
+            let blocks = [&p, &p];
+            let two = ops::GemvWeights::Quantized {
+                weights: &[(&q, &s, &b), (&q, &s, &b)],
+                packed: &blocks,
+                group_size: group,
+                bits,
+            };
+            for y in ops::gemv_many(&xr, two, false).unwrap() {
+                assert_eq!(
+                    f32_bits(&y.to_vec::<f32>().unwrap()),
+                    f32_bits(&packed),
+                    "{what}: in a pair"
+                );
+            }
+        }
+        // 9 rows take the float kernels, int8 on or not
+        let float = ops::qgemv_cpu(&x, &q, &s, &b, group, bits)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(f32_bits(&run(&x, true)), f32_bits(&float), "{what}: 9 rows");
+        ops::set_int8_activations(false);
+        let x1 = x.slice_axis(0, 0, 1).unwrap();
+        let float1 = ops::qgemv_cpu(&x1, &q, &s, &b, group, bits)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(
+            f32_bits(&run(&x1, true)),
+            f32_bits(&float1),
+            "{what}: int8 off"
+        );
+    }
+    // shapes the kernels do not take are not packed
+    let w = arr(&rand_vec(16 * 128, 99), &[16, 128]);
+    let (q, s, b) = ops::quantize(&w, 64, 2).unwrap();
+    assert!(ops::pack_rows16(&q, &s, &b, 64, 2).unwrap().is_none());
+}
+
 #[test]
 fn int8_kernels_agree_across_instruction_sets() {
     let run = || -> Vec<f32> {

@@ -27,6 +27,9 @@ pub enum LinearWeight {
         bits: i32,
         /// The compute dtype.
         dtype: Dtype,
+        /// The weight repacked for the int8 kernels ([`ops::pack_rows16`]): kept when the
+        /// model runs with int8 activations on a CPU with AVX-512 VNNI.
+        packed: Option<Array>,
     },
 }
 
@@ -41,6 +44,7 @@ impl LinearWeight {
             group_size,
             bits,
             dtype,
+            packed,
         } = self
         else {
             let LinearWeight::Dense(w) = self else {
@@ -54,7 +58,19 @@ impl LinearWeight {
         let (g, b) = (*group_size, *bits);
         let path = quantized_path(rows, b, g);
         if let (QuantPath::CpuGemv, Some(bias)) = (path, biases) {
-            return Ok(ops::qgemv_cpu(x, w, scales, bias, g, b)?.astype(x.dtype())?);
+            let y = match packed {
+                Some(p) => {
+                    let weights = ops::GemvWeights::Quantized {
+                        weights: &[(w, scales, bias)],
+                        packed: &[p],
+                        group_size: g,
+                        bits: b,
+                    };
+                    ops::gemv_many(x, weights, false)?.remove(0)
+                }
+                None => ops::qgemv_cpu(x, w, scales, bias, g, b)?,
+            };
+            return Ok(y.astype(x.dtype())?);
         }
         let (scales, biases) = widened(scales, biases.as_ref(), *dtype)?;
         Ok(match path {
@@ -138,6 +154,7 @@ fn fused_linears(x: &Array, linears: &[&Linear], swiglu: bool) -> Result<Option<
     }
     let mut dense = Vec::new();
     let mut quantized = Vec::new();
+    let mut packed = Vec::new();
     let mut shape = None;
     for l in linears {
         match &l.weight {
@@ -148,12 +165,14 @@ fn fused_linears(x: &Array, linears: &[&Linear], swiglu: bool) -> Result<Option<
                 biases: Some(b),
                 group_size,
                 bits,
+                packed: p,
                 ..
             } if quantized_path(rows, *bits, *group_size) == QuantPath::CpuGemv
                 && shape.is_none_or(|s| s == (*group_size, *bits)) =>
             {
                 shape = Some((*group_size, *bits));
                 quantized.push((w, scales, b));
+                packed.extend(p.as_ref());
             }
             _ => return Ok(None),
         }
@@ -162,6 +181,12 @@ fn fused_linears(x: &Array, linears: &[&Linear], swiglu: bool) -> Result<Option<
         Some(_) if !dense.is_empty() => return Ok(None),
         Some((group_size, bits)) => ops::GemvWeights::Quantized {
             weights: &quantized,
+            // the repacked blocks only when every weight has them
+            packed: if packed.len() == quantized.len() {
+                &packed
+            } else {
+                &[]
+            },
             group_size,
             bits,
         },
@@ -213,6 +238,7 @@ impl Embedding {
                 group_size,
                 bits,
                 dtype,
+                ..
             } => {
                 let rows = w.take(ids, 0)?;
                 let b = biases.as_ref().map(|b| b.take(ids, 0)).transpose()?;
