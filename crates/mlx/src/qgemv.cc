@@ -788,6 +788,8 @@ void push_quantized(std::vector<mx::array>& inputs, const mx::array& w, const mx
 
 // The node for inputs (x, then the weights' arrays): one output per weight, or the SwiGLU of
 // the two.
+// `packed`: each quantized weight comes with its pack_rows16 blocks (the caller passes them
+// only to nodes that take the int8 path).
 std::vector<mx::array> gemv_node(std::vector<mx::array> inputs, int group, int bits, bool swiglu, mx::Stream s,
                                  bool packed = false) {
   const int per = bits == 32 ? 1 : packed ? 4 : 3;
@@ -808,7 +810,7 @@ std::vector<mx::array> gemv_node(std::vector<mx::array> inputs, int group, int b
   return mx::array::make_arrays(
       shapes, std::vector<mx::Dtype>(shapes.size(), mx::float32),
       std::make_shared<QGemv>(s, group, bits, count, swiglu ? Epilogue::SwiGlu : Epilogue::None, scalar_kernels, int8,
-                              packed && int8),
+                              packed),
       std::move(inputs));
 }
 
