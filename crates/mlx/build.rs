@@ -77,6 +77,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim.cc");
     println!("cargo:rerun-if-changed=src/qgemv.cc");
     println!("cargo:rerun-if-changed=src/pool.cc");
+    println!("cargo:rerun-if-changed=src/kernels.cc");
     println!("cargo:rerun-if-changed=src/attention.cc");
     println!("cargo:rerun-if-changed=src/kernels.h");
     println!("cargo:rerun-if-changed=src/qdot.cc");
@@ -103,6 +104,7 @@ fn main() {
         .file("src/shim.cc")
         .file("src/qgemv.cc")
         .file("src/pool.cc")
+        .file("src/kernels.cc")
         .file("src/attention.cc")
         .file("src/qdot.cc")
         .file("src/qdot16.cc")
