@@ -2,11 +2,13 @@
 //! over the same service layer as `cortex serve`. This crate only adapts: [`commands`] map
 //! the UI's operations onto [`cortex_service::App`], app events are re-emitted to the window
 //! as `app_event`, [`links`] keeps the window on the app's own pages and [`api_server`] runs
-//! the optional local OpenAI-compatible server. Data flows one way: window -> command -> App.
+//! the optional local OpenAI-compatible server; [`rendering`] picks WebKitGTK's mode on Linux
+//! machines without a GPU. Data flows one way: window -> command -> App.
 pub mod api_server;
 pub mod commands;
 pub mod error;
 pub mod links;
+pub mod rendering;
 
 include!("command_names.rs");
 
@@ -149,7 +151,8 @@ fn bundled_default_model() -> Option<std::path::PathBuf> {
 
 /// Runs the desktop app until its window closes.
 pub fn run() {
-    // before any thread starts: the service layer reads CORTEX_DEFAULT_GGUF
+    // before any thread starts: the service layer reads CORTEX_DEFAULT_GGUF, WebKit its mode
+    rendering::apply_defaults();
     if std::env::var_os("CORTEX_DEFAULT_GGUF").is_none() {
         if let Some(gguf) = bundled_default_model() {
             std::env::set_var("CORTEX_DEFAULT_GGUF", gguf);

@@ -2,7 +2,7 @@
 // binary through WebKitWebDriver), screenshots, polling, and reads of the window's DOM.
 // tests/desktop/run.sh sets the environment: DESKTOP_BIN, DESKTOP_DRIVER_PORT, DESKTOP_HUB_URL,
 // DESKTOP_SHOTS (and the app's own CORTEX_HOME, HF_ENDPOINT, ... which tauri-driver passes on).
-import { mkdirSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Key, remote } from 'webdriverio';
 
@@ -27,6 +27,26 @@ export function appPids() {
     }
   }
   return out;
+}
+
+/** `root` and all its descendants (this machine's /proc). */
+export function familyOf(root) {
+  const parent = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const f = readFileSync(`/proc/${d}/stat`, 'utf8');
+      parent.set(Number(d), Number(f.slice(f.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone
+    }
+  }
+  const out = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, pp] of parent) if (out.has(pp) && !out.has(pid)) (out.add(pid), (grew = true));
+  }
+  return [...out];
 }
 
 /** Waits until no app process is left (the app allows one instance: a new start would hand over to it). */
@@ -102,6 +122,20 @@ export async function shot(browser, name) {
   const path = join(SHOTS, `${name}.png`);
   // let the window paint what the DOM already shows (two frames) before the snapshot
   await browser.executeAsync((done) => requestAnimationFrame(() => requestAnimationFrame(() => done())));
+  // Without accelerated compositing (the app's mode on a machine with no GPU, as here:
+  // src-tauri/src/rendering.rs) WebKit answers a snapshot only after its next paint, and an idle
+  // page paints nothing, so the snapshot would wait for the page's next change (55 s once).
+  // A 1-pixel, nearly transparent square flickers for 3 s to give it those paints.
+  await browser.execute(() => {
+    const dot = document.createElement('div');
+    dot.style.cssText = 'position:fixed;left:0;top:0;width:1px;height:1px;pointer-events:none;opacity:0.004';
+    document.body.append(dot);
+    let n = 0;
+    const timer = setInterval(() => {
+      dot.style.background = n++ % 2 ? '#000' : '#fff';
+      if (n > 60) (clearInterval(timer), dot.remove());
+    }, 50);
+  });
   await browser.saveScreenshot(path);
   return path;
 }

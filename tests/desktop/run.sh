@@ -126,7 +126,9 @@ if [[ -z "${CORTEX_DEFAULT_GGUF:-}" && -f "$ROOT/tests/data/smollm2/SmolLM2-135M
   export CORTEX_DEFAULT_GGUF="$ROOT/tests/data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 fi
 # No accessibility bus to wait for. (Not WEBKIT_DISABLE_DMABUF_RENDERER=1, often advised for
-# Tauri on Linux: under Xvfb it makes WebKitWebDriver's screenshots hang.)
+# Tauri on Linux: under Xvfb it makes WebKitWebDriver's screenshots hang.) The compositing
+# variable is unset so that the app makes its own choice (src-tauri/src/rendering.rs), which the
+# first spec checks.
 export NO_AT_BRIDGE=1
 unset WEBKIT_DISABLE_DMABUF_RENDERER WEBKIT_DISABLE_COMPOSITING_MODE
 export RUST_LOG="${RUST_LOG:-info}"

@@ -3,8 +3,9 @@
 // reply stopped mid-way with Esc, then quit and start again and find the conversations.
 // Runs first: the app's data folder is empty until this spec has started the app once.
 import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { currentConversation, invoke, Key, lastReply, prepareDefaultModel, quitApp, send, shot, sleep, startApp, waitFor, waitReplyDone } from '../lib.mjs';
+import { appPids, currentConversation, familyOf, invoke, Key, lastReply, prepareDefaultModel, quitApp, send, shot, sleep, startApp, waitFor, waitReplyDone } from '../lib.mjs';
 
 const QUESTION = 'What is the capital of France?';
 const ESSAY = 'Write a long essay about the rivers of the world, with many details about each one.';
@@ -44,6 +45,26 @@ test('first start: the chat with the default model ready', { timeout: 300_000 },
   assert.match(sys.value.default_model_id ?? '', /^mdl_/, 'the default model is in the library');
   await shot(browser, '01-first-start');
   await prepareDefaultModel(browser);
+});
+
+test('without a GPU render node, WebKit draws without accelerated compositing', async () => {
+  // The app's choice (src-tauri/src/rendering.rs), seen where it takes effect: the environment
+  // the web process started with. run.sh unsets the variable, so the app alone decides.
+  const gpu = existsSync('/dev/dri') && readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
+  const web = familyOf(appPids()[0]).filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('WebKitWebProces');
+    } catch {
+      return false;
+    }
+  });
+  assert.ok(web.length > 0, 'the app has a WebKit web process');
+  for (const p of web) {
+    const env = readFileSync(`/proc/${p}/environ`, 'utf8').split('\0');
+    const value = env.find((e) => e.startsWith('WEBKIT_DISABLE_COMPOSITING_MODE='));
+    if (gpu) assert.equal(value, undefined, 'with a render node WebKit keeps its default');
+    else assert.equal(value, 'WEBKIT_DISABLE_COMPOSITING_MODE=1', 'without a render node compositing is off');
+  }
 });
 
 test('ask a question: the answer streams in and finishes', { timeout: 240_000 }, async () => {
