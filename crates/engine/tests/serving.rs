@@ -109,6 +109,15 @@ fn on(compute: ComputeOptions, config: EngineConfig) -> EngineConfig {
     EngineConfig { compute, ..config }
 }
 
+/// With each pass queued before the previous one's tokens are read (by default only on a GPU
+/// device).
+fn ahead(config: EngineConfig) -> EngineConfig {
+    EngineConfig {
+        run_ahead: Some(true),
+        ..config
+    }
+}
+
 #[test]
 fn batched_greedy_equals_one_at_a_time_and_the_plain_generator() {
     batched_equals_alone(ComputeOptions::cpu());
@@ -122,7 +131,7 @@ fn gpu_path_batched_greedy_equals_one_at_a_time_and_the_plain_generator() {
 fn batched_equals_alone(compute: ComputeOptions) {
     let dir = smollm2();
     let loaded = cortex_engine::load_with(&dir, &compute).unwrap();
-    let engine = start(&dir, on(compute, config_mib(256)));
+    let engine = start(&dir, ahead(on(compute, config_mib(256))));
     let prompts: Vec<Vec<u32>> = QUESTIONS.iter().map(|q| chat(&engine, q)).collect();
     let n = 24;
     // the single-sequence generator (contiguous cache) for the first prompt
@@ -148,6 +157,15 @@ fn batched_equals_alone(compute: ComputeOptions) {
         })
         .collect();
     assert_eq!(alone[0].1, plain, "paged engine vs plain generator");
+    // one stream at a time, each pass but a request's last was queued before the one before
+    // it was read (greedy, no penalties), and the tokens are still the generator's
+    let stats = engine.stats();
+    assert!(
+        stats.steps_ahead * 2 >= stats.steps && stats.steps_ahead > 0,
+        "{} of {} passes queued ahead",
+        stats.steps_ahead,
+        stats.steps
+    );
     assert!(alone[0].0.contains("Paris"), "{}", alone[0].0);
     // all at once: they share decode steps and prefill chunks
     let streams: Vec<_> = prompts
@@ -299,6 +317,8 @@ fn preempts_correctly(compute: ComputeOptions) {
         EngineConfig {
             prefix_caching: false,
             compute,
+            // run ahead where blocks allow: it must never be what preempts
+            run_ahead: Some(true),
             ..config_mib(12)
         },
     );
@@ -360,7 +380,8 @@ fn the_pool_grows_while_sequences_run_without_changing_results() {
 
 #[test]
 fn cancelling_or_dropping_a_stream_frees_its_blocks() {
-    let engine = start(&tiny_llama(), config_mib(16));
+    // run ahead: a cancelled request's blocks are freed while its next pass may be queued
+    let engine = start(&tiny_llama(), ahead(config_mib(16)));
     let params = RequestParams {
         ignore_eos: true,
         ..greedy(100_000)
@@ -385,10 +406,12 @@ fn cancelling_or_dropping_a_stream_frees_its_blocks() {
 #[test]
 fn stop_strings_max_tokens_and_stop_ids() {
     let dir = smollm2();
-    let engine = start(&dir, config_mib(64));
+    // run ahead: a request that ends at a pass leaves a wasted row in the next one
+    let engine = start(&dir, ahead(config_mib(64)));
     let p = chat(&engine, "List the days of the week, one per line.");
     let (full, ids, _) = run(&engine, &p, greedy(48));
     assert!(full.contains("Tuesday"), "{full}");
+    assert!(engine.stats().steps_ahead > 0, "{:?}", engine.stats());
     // a stop string (split over tokens or not): the text ends right before it
     let params = RequestParams {
         stop: vec!["Tuesday".into()],

@@ -137,6 +137,11 @@ pub struct EngineConfig {
     pub max_context: Option<usize>,
     /// Code path and dtype; the default follows the device ([`crate::compute`]).
     pub compute: crate::compute::ComputeOptions,
+    /// Queue each pass before the previous pass's tokens are read (the worker's run-ahead).
+    /// None: on where the device is a GPU, which computes while the host builds the next
+    /// pass; off on the CPU, where host and device share the cores and it measured no faster
+    /// (docs/ARCHITECTURE.md). `CORTEX_RUN_AHEAD=1` or `=0` decides instead of None.
+    pub run_ahead: Option<bool>,
 }
 
 impl Default for EngineConfig {
@@ -150,6 +155,7 @@ impl Default for EngineConfig {
             prefix_caching: true,
             max_context: None,
             compute: Default::default(),
+            run_ahead: None,
         }
     }
 }
@@ -169,6 +175,8 @@ pub struct EngineStats {
     pub finished: usize,
     pub preemptions: usize,
     pub steps: usize,
+    /// Passes queued before the previous pass's tokens were read ([`EngineConfig::run_ahead`]).
+    pub steps_ahead: usize,
     /// Tokens held by running sequences / tokens their blocks can hold.
     pub kv_utilization: f64,
     /// Token slots allocated in memory now (the pool grows up to total_blocks * block_size).

@@ -79,6 +79,57 @@ struct Active {
     first_token: Option<Instant>,
 }
 
+/// A forward pass queued on the device whose tokens are not read yet.
+struct Pass {
+    plan: Plan,
+    /// uint32 [sampled items]: each sampled work item's token, in plan order.
+    picked: Option<Array>,
+    lps: Vec<Option<(Array, Array, Array)>>,
+    /// Its work was committed with [`Scheduler::PENDING`] tokens so that the next pass could be
+    /// scheduled before they were read: reading resolves them instead of committing.
+    committed: bool,
+    started: Instant,
+    built: Instant,
+}
+
+impl Pass {
+    /// The row of sequence `id`'s token in `picked`.
+    fn row_of(&self, id: u64) -> Option<i32> {
+        let row = self
+            .plan
+            .work
+            .iter()
+            .filter(|w| w.sample)
+            .position(|w| w.id == id)?;
+        Some(row as i32)
+    }
+}
+
+/// The input ids [1, T]: `tokens`, but with each `(index, row)` of `pending` taken from row
+/// `row` of `picked` (tokens still being computed by the pass before).
+fn with_pending(tokens: &[u32], pending: &[(i32, i32)], picked: &Array) -> Result<Array> {
+    let n = tokens.len() as i32;
+    let in_order = pending.iter().zip(0..).all(|(p, i)| *p == (i, i));
+    if pending.len() == tokens.len() && picked.dim(0) == n && in_order {
+        return Ok(picked.astype(Dtype::Int32)?.reshape(&[1, n])?);
+    }
+    // one gather over [host tokens..., picked...]
+    let mut index: Vec<i32> = (0..n).collect();
+    for &(i, row) in pending {
+        index[i as usize] = n + row;
+    }
+    let all = ops::concatenate(
+        &[
+            tokens_array(tokens)?.reshape(&[n])?,
+            picked.astype(Dtype::Int32)?,
+        ],
+        0,
+    )?;
+    Ok(all
+        .take(&Array::from_slice(&index, &[n])?, 0)?
+        .reshape(&[1, n])?)
+}
+
 pub(crate) struct Worker {
     model: Box<dyn Model>,
     tokenizer: Tokenizer,
@@ -91,6 +142,9 @@ pub(crate) struct Worker {
     finished: usize,
     preemptions: usize,
     steps: usize,
+    steps_ahead: usize,
+    /// [`EngineConfig::run_ahead`], decided.
+    run_ahead: bool,
 }
 
 /// The KV budget in bytes: the configured size, else a fraction of this machine's memory.
@@ -121,6 +175,13 @@ impl Worker {
             )));
         }
         let max_context = max_context.min(num_blocks * bs);
+        let run_ahead = config.run_ahead.unwrap_or_else(|| {
+            match std::env::var("CORTEX_RUN_AHEAD").as_deref() {
+                Ok("1") => true,
+                Ok("0") => false,
+                _ => cortex_mlx::default_device_is_gpu(),
+            }
+        });
         let scheduler = Scheduler::new(SchedulerConfig {
             block_size: bs,
             num_blocks,
@@ -133,6 +194,7 @@ impl Worker {
             block_size = bs,
             kv_mib = (num_blocks * per_block) >> 20,
             max_context,
+            run_ahead,
             "engine started"
         );
         let w = Worker {
@@ -147,15 +209,19 @@ impl Worker {
             finished: 0,
             preemptions: 0,
             steps: 0,
+            steps_ahead: 0,
+            run_ahead,
         };
         w.publish_stats();
         Ok((w, max_context))
     }
 
     pub fn run(&mut self, commands: mpsc::Receiver<Command>) {
+        // a pass already queued on the device (run ahead of the one read before it)
+        let mut queued: Option<Pass> = None;
         loop {
             // block only when there is nothing to do
-            let first = if self.scheduler.is_idle() {
+            let first = if queued.is_none() && self.scheduler.is_idle() {
                 match commands.recv() {
                     Ok(c) => Some(c),
                     Err(_) => return,
@@ -180,17 +246,49 @@ impl Worker {
                 }
             }
             self.drop_cancelled();
-            if self.scheduler.is_idle() {
-                self.publish_stats();
-                continue;
+            let mut pass = match queued.take() {
+                Some(p) => p,
+                None if self.scheduler.is_idle() => {
+                    self.publish_stats();
+                    continue;
+                }
+                None => {
+                    let plan = self.scheduler.schedule();
+                    match self.launch(plan, None) {
+                        Ok(Some(p)) => p,
+                        Ok(None) => {
+                            self.steps += 1;
+                            self.publish_stats();
+                            continue;
+                        }
+                        Err((plan, e)) => {
+                            self.fail(&plan, &e);
+                            continue;
+                        }
+                    }
+                }
+            };
+            // Queue the next pass before reading this one's tokens (the device never waits on
+            // the host between steps, as in `generate`), when reading them cannot change the
+            // next plan but for sequences that end: those waste one row of one pass.
+            let ahead = if self.can_run_ahead(&pass.plan) {
+                for w in &pass.plan.work {
+                    let token = w.sample.then_some(Scheduler::PENDING);
+                    self.scheduler.commit(w, token);
+                }
+                pass.committed = true;
+                self.steps_ahead += 1;
+                let plan = self.scheduler.schedule();
+                Some(self.launch(plan, Some(&pass)))
+            } else {
+                None
+            };
+            self.finish(pass);
+            match ahead {
+                Some(Ok(next)) => queued = next,
+                Some(Err((plan, e))) => self.fail(&plan, &e),
+                None => {}
             }
-            let plan = self.scheduler.schedule();
-            self.preemptions += plan.preempted.len();
-            if let Err(e) = self.step(plan) {
-                tracing::error!("engine step failed: {e}");
-            }
-            self.steps += 1;
-            self.publish_stats();
         }
     }
 
@@ -251,12 +349,39 @@ impl Worker {
         }
     }
 
-    fn step(&mut self, plan: Plan) -> Result<()> {
+    /// Whether the pass after `plan` can be scheduled before `plan`'s tokens are read: run-ahead
+    /// is on, no
+    /// request waits for admission, the next plan cannot preempt (a free block per running
+    /// sequence and one more for copy-on-write), and no sampled request needs its token on the
+    /// host first (penalties read the history) or ends by length with it.
+    fn can_run_ahead(&self, plan: &Plan) -> bool {
+        let running = self.scheduler.num_running();
+        self.run_ahead
+            && self.scheduler.num_waiting() == 0
+            && running > 0
+            && self.scheduler.allocator().available() >= 2 * running
+            && plan.work.iter().filter(|w| w.sample).all(|w| {
+                // (a request that ended meanwhile has no next pass to worry about)
+                self.active
+                    .get(&w.id)
+                    .is_none_or(|a| !a.params.sampler.uses_history() && a.generated + 1 < a.max_new)
+            })
+    }
+
+    /// Builds one forward pass over `plan` and queues it on the device. Tokens not read yet
+    /// ([`Scheduler::PENDING`]) come from `previous`'s sampled tokens. Ok(None): nothing to run.
+    #[allow(clippy::result_large_err)]
+    fn launch(
+        &mut self,
+        plan: Plan,
+        previous: Option<&Pass>,
+    ) -> std::result::Result<Option<Pass>, (Plan, EngineError)> {
+        self.preemptions += plan.preempted.len();
         for (id, reason) in &plan.failed {
             self.end(*id, FinishReason::Error, None, Some(reason.clone()));
         }
         if plan.work.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let now = Instant::now();
         for w in &plan.work {
@@ -264,36 +389,63 @@ impl Worker {
                 a.scheduled.get_or_insert(now);
             }
         }
-        match self.forward_and_sample(&plan) {
+        match self.build(&plan, previous) {
+            Ok((picked, lps)) => Ok(Some(Pass {
+                plan,
+                picked,
+                lps,
+                committed: false,
+                started: now,
+                built: Instant::now(),
+            })),
+            Err(e) => Err((plan, e)),
+        }
+    }
+
+    /// Ends every request of a pass that failed as a whole; the rest go on.
+    fn fail(&mut self, plan: &Plan, e: &EngineError) {
+        tracing::error!("engine step failed: {e}");
+        for w in &plan.work {
+            self.end(w.id, FinishReason::Error, None, Some(e.to_string()));
+        }
+        self.steps += 1;
+        self.publish_stats();
+    }
+
+    /// Reads a queued pass's tokens and hands them on: commits them (or fills in the pending
+    /// ones when the next pass was scheduled ahead), then EOS, text, stop strings, length.
+    fn finish(&mut self, pass: Pass) {
+        match self.read(&pass) {
             Ok(sampled) => {
-                for (w, tok) in plan.work.iter().zip(sampled) {
-                    self.scheduler.commit(w, tok.as_ref().map(|t| t.0));
+                for (w, tok) in pass.plan.work.iter().zip(sampled) {
+                    if !pass.committed {
+                        self.scheduler.commit(w, tok.as_ref().map(|t| t.0));
+                    } else if let Some((t, _)) = &tok {
+                        self.scheduler.resolve(w.id, *t);
+                    }
                     if let Some((t, lp)) = tok {
                         self.on_token(w.id, t, lp);
                     }
                 }
-                Ok(())
+                self.steps += 1;
+                self.publish_stats();
             }
-            Err(e) => {
-                // the pass failed as a whole: its requests end with the error, the rest go on
-                for w in &plan.work {
-                    self.end(w.id, FinishReason::Error, None, Some(e.to_string()));
-                }
-                Err(e)
-            }
+            Err(e) => self.fail(&pass.plan, &e),
         }
     }
 
-    /// One forward pass over the plan; returns, per work item, the sampled token (and its
-    /// log-probabilities when asked for).
+    /// The graph of one forward pass over the plan and each sampled item's token, queued on
+    /// the device (not waited for).
     #[allow(clippy::type_complexity)]
-    fn forward_and_sample(
+    fn build(
         &mut self,
         plan: &Plan,
-    ) -> Result<Vec<Option<(u32, Option<TokenLogprob>)>>> {
-        let t_start = Instant::now();
+        previous: Option<&Pass>,
+    ) -> Result<(Option<Array>, Vec<Option<(Array, Array, Array)>>)> {
         let bs = self.scheduler.config().block_size;
         let mut tokens = Vec::new();
+        // (index in `tokens`, row of `previous`'s sampled tokens) of every pending token
+        let mut pending = Vec::new();
         let mut segments = Vec::new();
         let mut slots = Vec::new();
         let mut rows = Vec::new();
@@ -302,7 +454,18 @@ impl Worker {
                 .scheduler
                 .get(w.id)
                 .ok_or_else(|| EngineError::InvalidRequest(format!("no sequence {}", w.id)))?;
-            tokens.extend_from_slice(&seq.tokens[w.start..w.start + w.len]);
+            for &t in &seq.tokens[w.start..w.start + w.len] {
+                if t == Scheduler::PENDING {
+                    let row = previous.and_then(|p| p.row_of(w.id)).ok_or_else(|| {
+                        EngineError::InvalidRequest(format!(
+                            "sequence {} has a token that is not computed",
+                            w.id
+                        ))
+                    })?;
+                    pending.push((tokens.len() as i32, row));
+                }
+                tokens.push(t);
+            }
             if w.sample {
                 rows.push(tokens.len() as i32 - 1);
             }
@@ -316,10 +479,14 @@ impl Worker {
                     .collect::<Vec<i32>>(),
             );
         }
+        let input = match previous.and_then(|p| p.picked.as_ref()) {
+            Some(picked) if !pending.is_empty() => with_pending(&tokens, &pending, picked)?,
+            _ => tokens_array(&tokens)?,
+        };
         self.pool.copy_blocks(&plan.copies, bs)?;
         let logits = {
             let mut view = BatchView::new(&mut self.pool, segments, &slots, &rows)?;
-            self.model.forward(&tokens_array(&tokens)?, &mut view)?
+            self.model.forward(&input, &mut view)?
         };
         let logits = logits.squeeze(&[0])?;
         let mut picks = Vec::new();
@@ -349,28 +516,34 @@ impl Worker {
         for (a, b, c) in lps.iter().flatten() {
             to_eval.extend([a.clone(), b.clone(), c.clone()]);
         }
-        let t_built = Instant::now();
-        ops::eval(to_eval.iter())?;
-        tracing::debug!(
-            rows = picks.len(),
-            tokens = tokens.len(),
-            build_ms = t_built.duration_since(t_start).as_secs_f64() * 1e3,
-            eval_ms = t_built.elapsed().as_secs_f64() * 1e3,
-            "engine step"
-        );
-        let ids: Vec<u32> = match &picked {
+        ops::async_eval(to_eval.iter())?;
+        Ok((picked, lps))
+    }
+
+    /// Waits for a queued pass; returns, per work item, the sampled token (and its
+    /// log-probabilities when asked for).
+    #[allow(clippy::type_complexity)]
+    fn read(&mut self, pass: &Pass) -> Result<Vec<Option<(u32, Option<TokenLogprob>)>>> {
+        let ids: Vec<u32> = match &pass.picked {
             Some(p) => p.to_vec()?,
             None => Vec::new(),
         };
-        let mut out = Vec::with_capacity(plan.work.len());
+        tracing::debug!(
+            rows = ids.len(),
+            ahead = pass.committed,
+            build_ms = pass.built.duration_since(pass.started).as_secs_f64() * 1e3,
+            wait_ms = pass.built.elapsed().as_secs_f64() * 1e3,
+            "engine step"
+        );
+        let mut out = Vec::with_capacity(pass.plan.work.len());
         let mut k = 0;
-        for w in &plan.work {
+        for w in &pass.plan.work {
             if !w.sample {
                 out.push(None);
                 continue;
             }
             let t = ids[k];
-            let lp = match &lps[k] {
+            let lp = match &pass.lps[k] {
                 Some((chosen, top, top_lp)) => Some(self.token_logprob(t, chosen, top, top_lp)?),
                 None => None,
             };
@@ -503,6 +676,7 @@ impl Worker {
             finished: self.finished,
             preemptions: self.preemptions,
             steps: self.steps,
+            steps_ahead: self.steps_ahead,
             kv_utilization: self.scheduler.utilization(),
             kv_capacity_tokens: self.pool.capacity(),
         };
@@ -540,5 +714,31 @@ fn error_completion(message: &str, prompt_tokens: usize) -> Completion {
         },
         timings: Timings::default(),
         error: Some(message.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(a: &Array) -> (Vec<i32>, Vec<i32>) {
+        (a.shape().to_vec(), a.to_vec::<i32>().unwrap())
+    }
+
+    #[test]
+    fn pending_tokens_come_from_the_previous_pass_rows() {
+        let picked = Array::from_slice(&[70u32, 71, 72], &[3]).unwrap();
+        let p = Scheduler::PENDING;
+        // every token pending, rows in order: the previous pass's tokens as they are
+        let all = with_pending(&[p, p, p], &[(0, 0), (1, 1), (2, 2)], &picked).unwrap();
+        assert_eq!(ids(&all), (vec![1, 3], vec![70, 71, 72]));
+        // rows out of order, and host tokens (a prefill chunk) between pending ones
+        let mixed = with_pending(&[p, 5, 6, p], &[(0, 2), (3, 0)], &picked).unwrap();
+        assert_eq!(ids(&mixed), (vec![1, 4], vec![72, 5, 6, 70]));
+        // a subset of the rows, in order or not
+        let some = with_pending(&[p, p], &[(0, 1), (1, 2)], &picked).unwrap();
+        assert_eq!(ids(&some), (vec![1, 2], vec![71, 72]));
+        let first = with_pending(&[p, p], &[(0, 0), (1, 1)], &picked).unwrap();
+        assert_eq!(ids(&first), (vec![1, 2], vec![70, 71]));
     }
 }

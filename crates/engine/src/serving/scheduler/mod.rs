@@ -285,6 +285,28 @@ impl Scheduler {
         }
     }
 
+    /// Stands for a sampled token that is not read yet: a pass whose token is still being
+    /// computed is committed with it so the next pass can be scheduled (and queued with the
+    /// token as an array) before it is known; [`Scheduler::resolve`] fills it in.
+    pub const PENDING: u32 = u32::MAX;
+
+    /// Replaces sequence `id`'s trailing [`Scheduler::PENDING`] token with `token`, wherever
+    /// the sequence is (running or waiting). False when there is none to replace.
+    pub fn resolve(&mut self, id: u64, token: u32) -> bool {
+        let seq = self
+            .running
+            .iter_mut()
+            .chain(self.waiting.iter_mut())
+            .find(|s| s.id == id);
+        match seq.and_then(|s| s.tokens.last_mut()) {
+            Some(t) if *t == Self::PENDING => {
+                *t = token;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Ends a sequence normally; returns it.
     pub fn finish(&mut self, id: u64) -> Option<Sequence> {
         self.abort(id)
