@@ -50,6 +50,9 @@ export interface Draft {
   settings: Partial<ModelSettings>;
 }
 
+/** Shortest time between two updates of a streaming reply's text (20 per second at most). */
+const LIVE_FLUSH_MS = 50;
+
 const emptyDraft = (): Draft => ({ model_id: null, system_prompt: null, settings: {} });
 
 function createChat() {
@@ -213,24 +216,26 @@ function createChat() {
       }
     });
 
+    // Tokens are shown at most every LIVE_FLUSH_MS (the first at once): each update re-lexes,
+    // lays out and repaints the reply, which at one update per token took WebKit's web process
+    // a third of a core on a 2-core machine, taken from the engine (bench/desktop.sh).
     let pending = '';
-    let flushScheduled = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let lastFlush = -Infinity;
     const flush = () => {
-      flushScheduled = false;
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
       if (pending) {
         setLiveText(liveText() + pending);
         pending = '';
+        lastFlush = performance.now();
       }
     };
 
     const onEvent = (event: ReplyEvent) => {
       if (event.type === 'delta') {
-        // Coalesce tokens that arrive in the same task; the Markdown view re-parses per frame.
         pending += event.text;
-        if (!flushScheduled) {
-          flushScheduled = true;
-          queueMicrotask(flush);
-        }
+        timer ??= setTimeout(flush, Math.max(0, lastFlush + LIVE_FLUSH_MS - performance.now()));
         return;
       }
       flush();
