@@ -411,13 +411,23 @@ fn invalid(message: String) -> Error {
 }
 
 /// One sequence's new token lies within its cache buffer [1, Hkv, capacity, D].
+/// An index array's values on the host, without a conversion node when it is int32 already
+/// (reading host data needs no eval; see `to_bytes`).
+fn host_i32(a: &Array) -> Result<Vec<i32>> {
+    if a.dtype() == Dtype::Int32 {
+        a.to_vec::<i32>()
+    } else {
+        a.astype(Dtype::Int32)?.to_vec::<i32>()
+    }
+}
+
 fn check_sequence_positions(keys: &Array, positions: &Array) -> Result<()> {
     if keys.ndim() != 4 || positions.size() != 1 {
         return Err(invalid(
             "one sequence's cache [1, Hkv, capacity, D] and one position expected".into(),
         ));
     }
-    let p = positions.astype(Dtype::Int32)?.to_vec::<i32>()?[0];
+    let p = host_i32(positions)?[0];
     if !(0..keys.dim(2)).contains(&p) {
         return Err(invalid(format!(
             "position {p} is outside the cache's {} positions",
@@ -448,9 +458,9 @@ fn check_paged_table(
         ));
     }
     let (width, slots) = (table.dim(1), keys.dim(0));
-    let table = table.astype(Dtype::Int32)?.to_vec::<i32>()?;
-    let positions = positions.astype(Dtype::Int32)?.to_vec::<i32>()?;
-    let write = write.astype(Dtype::Int32)?.to_vec::<i32>()?;
+    let table = host_i32(table)?;
+    let positions = host_i32(positions)?;
+    let write = host_i32(write)?;
     for (row, (&pos, &slot)) in positions.iter().zip(&write).enumerate() {
         if !(0..width).contains(&pos) {
             return Err(invalid(format!(

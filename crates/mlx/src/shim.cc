@@ -102,8 +102,12 @@ uint8_t dtype(const Array& a) { return from_dtype(a.inner.dtype()); }
 size_t nbytes(const Array& a) { return a.inner.nbytes(); }
 
 rust::Vec<uint8_t> to_bytes(const Array& a) {
-  auto c = mx::contiguous(a.inner);
-  c.eval();
+  // Data already on the host (made from a slice, or computed) is read as it is: an eval here
+  // would wait behind everything queued on the stream, a whole forward pass when the caller
+  // builds the next one ahead.
+  const bool ready = a.inner.is_available() && a.inner.flags().row_contiguous;
+  auto c = ready ? a.inner : mx::contiguous(a.inner);
+  if (!ready) c.eval();
   rust::Vec<uint8_t> out;
   out.reserve(c.nbytes());
   const uint8_t* p = c.data<uint8_t>();
