@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { test } from 'node:test';
-import { BIN, appPids, familyOf, invoke, prepareDefaultModel, quitApp, send, sleep, startApp, waitFor, waitReplyDone } from '../../tests/desktop/lib.mjs';
+import { BIN, appPids, familyOf, invoke, processName, prepareDefaultModel, quitApp, send, sleep, startApp, waitFor, waitReplyDone } from '../../tests/desktop/lib.mjs';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -46,14 +46,6 @@ const cpuTicksOr0 = (pid) => {
     return 0; // gone
   }
 };
-
-function processName(pid) {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return String(pid);
-  }
-}
 
 function cpuTicks(pid) {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -113,10 +105,10 @@ test('IPC streaming overhead and idle CPU', { timeout: 900_000 }, async () => {
   const fam = familyOf(pid);
   const hz = 100; // USER_HZ on Linux
   const idle = async () => {
-    const before = fam.map((p) => { try { return cpuTicks(p); } catch { return 0; } });
+    const before = fam.map(cpuTicksOr0);
     const t0 = Date.now();
     await sleep(10_000);
-    const after = fam.map((p) => { try { return cpuTicks(p); } catch { return 0; } });
+    const after = fam.map(cpuTicksOr0);
     const used = after.reduce((a, b, i) => a + b - before[i], 0) / hz;
     return ((100 * used) / ((Date.now() - t0) / 1000)).toFixed(2);
   };

@@ -49,6 +49,15 @@ export function familyOf(root) {
   return [...out];
 }
 
+/** A process's name (/proc/PID/comm, at most 15 characters), or its pid once it is gone. */
+export function processName(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return String(pid);
+  }
+}
+
 /** Waits until no app process is left (the app allows one instance: a new start would hand over to it). */
 export async function waitAppGone(timeout = 30_000) {
   const t0 = Date.now();

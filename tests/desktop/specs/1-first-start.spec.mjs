@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { appPids, currentConversation, familyOf, invoke, Key, lastReply, prepareDefaultModel, quitApp, send, shot, sleep, startApp, waitFor, waitReplyDone } from '../lib.mjs';
+import { appPids, currentConversation, familyOf, processName, invoke, Key, lastReply, prepareDefaultModel, quitApp, send, shot, sleep, startApp, waitFor, waitReplyDone } from '../lib.mjs';
 
 const QUESTION = 'What is the capital of France?';
 const ESSAY = 'Write a long essay about the rivers of the world, with many details about each one.';
@@ -51,13 +51,7 @@ test('without a GPU render node, WebKit draws without accelerated compositing', 
   // The app's choice (src-tauri/src/rendering.rs), seen where it takes effect: the environment
   // the web process started with. run.sh unsets the variable, so the app alone decides.
   const gpu = existsSync('/dev/dri') && readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
-  const web = familyOf(appPids()[0]).filter((p) => {
-    try {
-      return readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('WebKitWebProces');
-    } catch {
-      return false;
-    }
-  });
+  const web = familyOf(appPids()[0]).filter((p) => processName(p) === 'WebKitWebProces');
   assert.ok(web.length > 0, 'the app has a WebKit web process');
   for (const p of web) {
     const env = readFileSync(`/proc/${p}/environ`, 'utf8').split('\0');

@@ -350,10 +350,9 @@ impl Worker {
     }
 
     /// Whether the pass after `plan` can be scheduled before `plan`'s tokens are read: run-ahead
-    /// is on, no
-    /// request waits for admission, the next plan cannot preempt (a free block per running
-    /// sequence and one more for copy-on-write), and no sampled request needs its token on the
-    /// host first (penalties read the history) or ends by length with it.
+    /// is on, no request waits for admission, the next plan cannot preempt (a free block per
+    /// running sequence and one more for copy-on-write), and no sampled request needs its token
+    /// on the host first (penalties read the history) or ends by length with it.
     fn can_run_ahead(&self, plan: &Plan) -> bool {
         let running = self.scheduler.num_running();
         self.run_ahead
