@@ -17,7 +17,7 @@ namespace cortex_mlx::kernels {
 
 #if defined(__x86_64__)
 bool have_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   return yes;
 }
 
@@ -25,6 +25,7 @@ bool have_avx2() {
 // path other CPUs take, A/B benchmarks).
 bool have_avx512() {
   static const bool yes = have_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") &&
                           std::string(std::getenv("CORTEX_QGEMV_ISA") ? std::getenv("CORTEX_QGEMV_ISA") : "") != "avx2";
   return yes;
 }
@@ -86,8 +87,7 @@ __attribute__((target("avx2,f16c"))) void widen_x86(const uint16_t* src, size_t 
 }
 
 void widen_simd(const uint16_t* src, size_t n, SideType type, float* dst) {
-  static const bool f16c = have_avx2() && __builtin_cpu_supports("f16c");
-  if (f16c) {
+  if (have_avx2()) {
     widen_x86(src, n, type, dst);
   } else {
     widen_portable(src, n, type, dst);

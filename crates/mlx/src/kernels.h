@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <type_traits>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -23,7 +24,7 @@ namespace mx = mlx::core;
 // inline).
 void parallel_for(int n, const std::function<void(int, int)>& f);
 
-// Whether this CPU runs the AVX2/FMA kernels, and the 16-lane AVX-512 ones.
+// Whether this CPU runs the AVX2/FMA/F16C kernels, and the 16-lane AVX-512 ones (F, BW, VL).
 bool have_avx2();
 bool have_avx512();
 
@@ -39,7 +40,8 @@ mx::array weight_input(const mx::array& a, mx::Stream s, bool to_f32);
 
 // How a quantized weight's scales and biases are stored. Checkpoints keep them in 16 bits
 // (float16 or bfloat16; GGUF's blocks hold float16), and decode reads all of them for every
-// token, so the kernels take them as stored and widen a few rows at a time, just before use.
+// token, so the kernels take them as stored: the SIMD float kernels convert them as they read
+// them (side16/side8 below), the others widen a few rows at a time, just before use.
 enum class SideType : int { F32, F16, BF16 };
 
 // n 16-bit values as float32 (exact, so both give the same floats): portable code, and
@@ -47,6 +49,10 @@ enum class SideType : int { F32, F16, BF16 };
 void widen_portable(const uint16_t* src, size_t n, SideType type, float* dst);
 void widen_simd(const uint16_t* src, size_t n, SideType type, float* dst);
 using Widen = void (*)(const uint16_t*, size_t, SideType, float*);
+
+// The element type of scales and biases stored as S.
+template <SideType S>
+using SideElem = std::conditional_t<S == SideType::F32, float, uint16_t>;
 
 // Rows n0..n1 of a weight whose scales and biases are 16-bit, in pieces of rows whose scales
 // and biases (widened into this thread's buffer) stay in cache: f(a, b, scales, biases) for
@@ -74,13 +80,51 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   lo = _mm_hadd_ps(lo, lo);
   return _mm_cvtss_f32(lo);
 }
+// The kernels read 16-bit scales and biases as stored, converting a vector at a time (the
+// conversions are exact, so the results are those of the same values in float32).
+// Up to 16 values of p (n of them; lanes past n are 0) as float32.
+template <SideType S>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 side16(const SideElem<S>* p, int n) {
+  const __mmask16 m = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+  if constexpr (S == SideType::F32) {
+    return _mm512_maskz_loadu_ps(m, p);
+  } else {
+    const __m256i v = _mm256_maskz_loadu_epi16(m, p);
+    if constexpr (S == SideType::F16) return _mm512_cvtph_ps(v);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+  }
+}
+// Exactly 8 values of p as float32.
+template <SideType S>
+__attribute__((target("avx2,f16c"))) inline __m256 side8(const SideElem<S>* p) {
+  if constexpr (S == SideType::F32) {
+    return _mm256_loadu_ps(p);
+  } else {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    if constexpr (S == SideType::F16) return _mm256_cvtph_ps(v);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+  }
+}
+// One value of p as float32.
+template <SideType S>
+__attribute__((target("f16c"))) inline float side1(const SideElem<S>* p) {
+  if constexpr (S == SideType::F32) {
+    return *p;
+  } else if constexpr (S == SideType::F16) {
+    return _cvtsh_ss(*p);
+  } else {
+    return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(int(uint32_t(*p) << 16))));
+  }
+}
+
 // t + the weights' bias term of one output, sum over groups of b[g] * xsum[g], spread over t's
 // lanes (the caller's reduction adds them up). Shared by the float and int8 AVX-512 kernels.
-__attribute__((target("avx512f"))) inline __m512 add_bias512(const float* b, const float* xsum, int groups,
-                                                             __m512 t) {
+template <SideType S = SideType::F32>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 add_bias512(const SideElem<S>* b, const float* xsum,
+                                                                              int groups, __m512 t) {
   for (int g = 0; g < groups; g += 16) {
     const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1);
-    t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b + g), _mm512_maskz_loadu_ps(m, xsum + g), t);
+    t = _mm512_fmadd_ps(side16<S>(b + g, groups - g), _mm512_maskz_loadu_ps(m, xsum + g), t);
   }
   return t;
 }

@@ -39,19 +39,24 @@ using kernels::run_kernel;
 #if defined(__x86_64__)
 using kernels::add_bias512;
 using kernels::hsum;
+using kernels::side1;
+using kernels::side16;
+using kernels::side8;
 #endif
+using kernels::SideElem;
+using kernels::SideType;
 
 struct Problem {
   const float* x;        // [m, k]
   const uint8_t* w;      // [n, k * bits / 8] bytes
-  const float* scales;   // [n, k / group], when stored in float32 (else widened per chunk)
+  const float* scales;   // [n, k / group], when stored in float32
   const float* biases;   // [n, k / group]
   const float* xsums;    // [m, k / group]: sum of x over each group
   float* out;            // [m, n]
   int m, n, k, group, bits;
   kernels::SideType side = kernels::SideType::F32;
-  const uint16_t* scales16 = nullptr;  // 16-bit scales and biases as stored (side F16/BF16)
-  const uint16_t* biases16 = nullptr;
+  const uint16_t* scales16 = nullptr;  // 16-bit scales and biases as stored (side F16/BF16): the
+  const uint16_t* biases16 = nullptr;  // SIMD kernels read them, the others widen them per chunk
   const uint8_t* packed = nullptr;     // the weight repacked for qdot::rows16, if it has been
 };
 
@@ -70,8 +75,8 @@ inline float dot_group_scalar(const uint8_t* q, const float* x, int group, int b
 
 #if defined(__x86_64__)
 // What a block of the quantized kernels reads: its M rows of x with their per-group sums, and
-// for weight row r the packed values, scales and biases.
-template <int M>
+// for weight row r the packed values, scales and biases (stored as S).
+template <int M, SideType S>
 struct Operands {
   const Problem& p;
   const int groups;
@@ -84,9 +89,50 @@ struct Operands {
     }
   }
   const uint8_t* w(int r) const { return p.w + size_t(r) * (size_t(p.k) * p.bits / 8); }
-  const float* s(int r) const { return p.scales + size_t(r) * groups; }
-  const float* b(int r) const { return p.biases + size_t(r) * groups; }
+  const SideElem<S>* s(int r) const { return sides(p.scales, p.scales16) + size_t(r) * groups; }
+  const SideElem<S>* b(int r) const { return sides(p.biases, p.biases16) + size_t(r) * groups; }
+
+ private:
+  static const SideElem<S>* sides(const float* f32, const uint16_t* f16) {
+    if constexpr (S == SideType::F32) {
+      return f32;
+    } else {
+      return f16;
+    }
+  }
 };
+
+// The scales of a weight row as float32, for a kernel's group loop: the stored floats
+// themselves, or the row's 16-bit scales converted into buf (which holds a row rounded up to
+// a whole vector).
+template <SideType S>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline const float* row_scales16(const SideElem<S>* s, int groups,
+                                                                                     float* buf) {
+  if constexpr (S == SideType::F32) {
+    return s;
+  } else {
+    for (int g = 0; g < groups; g += 16) _mm512_storeu_ps(buf + g, side16<S>(s + g, groups - g));
+    return buf;
+  }
+}
+template <SideType S>
+__attribute__((target("avx2,f16c"))) inline const float* row_scales8(const SideElem<S>* s, int groups, float* buf) {
+  if constexpr (S == SideType::F32) {
+    return s;
+  } else {
+    int g = 0;
+    for (; g + 8 <= groups; g += 8) _mm256_storeu_ps(buf + g, side8<S>(s + g));
+    for (; g < groups; ++g) buf[g] = side1<S>(s + g);
+    return buf;
+  }
+}
+
+// A thread's buffer for `rows` rows of converted scales.
+inline float* scale_buffer(int groups, int rows) {
+  thread_local std::vector<float> buf;
+  buf.resize(size_t((groups + 15) / 16 * 16) * rows);
+  return buf.data();
+}
 
 // M rows of x (M <= 4) against weight rows n0..n1. Per row and group: d = q . x over the
 // group's unscaled weights (each unpacked slice shared by the M rows), then total += s_g * d;
@@ -99,9 +145,10 @@ struct Operands {
 // nibbles the odd ones; `p.x` is then permuted to match (permute_for_nibbles), so a slice is
 // two vectors with no shuffles. Groups that are not a multiple of 16 use x as it is and unpack
 // 8 weights at a time.
-template <int M>
-__attribute__((target("avx2,fma"))) void rows_avx2_block(const Problem& p, int m0, int n0, int n1) {
-  const Operands<M> o(p, m0);
+template <int M, SideType S>
+__attribute__((target("avx2,fma,f16c"))) void rows_avx2_block(const Problem& p, int m0, int n0, int n1) {
+  const Operands<M, S> o(p, m0);
+  float* buf = S == SideType::F32 ? nullptr : scale_buffer(o.groups, 1);
   const int groups = o.groups;
   const auto& x = o.x;
   const auto& xs = o.xs;
@@ -111,10 +158,11 @@ __attribute__((target("avx2,fma"))) void rows_avx2_block(const Problem& p, int m
   const __m128i lo4 = _mm_set1_epi8(0x0F);
   for (int r = n0; r < n1; ++r) {
     const uint8_t* wrow = o.w(r);
-    const float* srow = o.s(r);
-    const float* brow = o.b(r);
+    const auto* srow = o.s(r);
+    const auto* brow = o.b(r);
     __m256 total[M];
     for (int j = 0; j < M; ++j) total[j] = _mm256_setzero_ps();
+    const float* sc = row_scales8<S>(srow, groups, buf);
     for (int g = 0; g < groups; ++g) {
       const int base = g * p.group;
       __m256 d[M];
@@ -147,15 +195,17 @@ __attribute__((target("avx2,fma"))) void rows_avx2_block(const Problem& p, int m
           for (int j = 0; j < M; ++j) d[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), d[j]);
         }
       }
-      const __m256 sc = _mm256_set1_ps(srow[g]);
-      for (int j = 0; j < M; ++j) total[j] = _mm256_fmadd_ps(d[j], sc, total[j]);
+      const __m256 s = _mm256_set1_ps(sc[g]);
+      for (int j = 0; j < M; ++j) total[j] = _mm256_fmadd_ps(d[j], s, total[j]);
     }
     for (int j = 0; j < M; ++j) {
       __m256 bias = _mm256_setzero_ps();
       int g = 0;
-      for (; g + 8 <= groups; g += 8) bias = _mm256_fmadd_ps(_mm256_loadu_ps(brow + g), _mm256_loadu_ps(xs[j] + g), bias);
+      for (; g + 8 <= groups; g += 8) bias = _mm256_fmadd_ps(side8<S>(brow + g), _mm256_loadu_ps(xs[j] + g), bias);
       float tail = 0.f;
-      for (; g < groups; ++g) tail += brow[g] * xs[j][g];
+      // a fused multiply-add per term, spelled out: left to the compiler, the contraction of a * b + c
+      // into a fused multiply-add differed between the float32 and the 16-bit instantiations
+      for (; g < groups; ++g) tail = std::fma(side1<S>(brow + g), xs[j][g], tail);
       p.out[size_t(m0 + j) * p.n + r] = hsum(_mm256_add_ps(total[j], bias)) + tail;
     }
   }
@@ -164,19 +214,22 @@ __attribute__((target("avx2,fma"))) void rows_avx2_block(const Problem& p, int m
 // The same arithmetic 16 lanes wide, for CPUs with AVX-512: 4-bit slices of 32 weights (16
 // bytes: 16 even elements, then 16 odd ones; x permuted to match), 8-bit slices of 16. Half the
 // instructions per weight of the 8-lane kernel. Used when the group is a multiple of the slice.
-template <int M>
-__attribute__((target("avx2,fma,avx512f,avx512bw"))) void rows_avx512_block(const Problem& p, int m0, int n0, int n1) {
-  const Operands<M> o(p, m0);
+template <int M, SideType S>
+__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))) void rows_avx512_block(const Problem& p, int m0,
+                                                                                         int n0, int n1) {
+  const Operands<M, S> o(p, m0);
+  float* buf = S == SideType::F32 ? nullptr : scale_buffer(o.groups, 1);
   const int groups = o.groups;
   const auto& x = o.x;
   const auto& xs = o.xs;
   const __m128i lo4 = _mm_set1_epi8(0x0F);
   for (int r = n0; r < n1; ++r) {
     const uint8_t* wrow = o.w(r);
-    const float* srow = o.s(r);
-    const float* brow = o.b(r);
+    const auto* srow = o.s(r);
+    const auto* brow = o.b(r);
     __m512 total[M];
     for (int j = 0; j < M; ++j) total[j] = _mm512_setzero_ps();
+    const float* sc = row_scales16<S>(srow, groups, buf);
     for (int g = 0; g < groups; ++g) {
       const int base = g * p.group;
       __m512 d[M];
@@ -199,11 +252,11 @@ __attribute__((target("avx2,fma,avx512f,avx512bw"))) void rows_avx512_block(cons
           for (int j = 0; j < M; ++j) d[j] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x[j] + base + i), d[j]);
         }
       }
-      const __m512 sc = _mm512_set1_ps(srow[g]);
-      for (int j = 0; j < M; ++j) total[j] = _mm512_fmadd_ps(d[j], sc, total[j]);
+      const __m512 s = _mm512_set1_ps(sc[g]);
+      for (int j = 0; j < M; ++j) total[j] = _mm512_fmadd_ps(d[j], s, total[j]);
     }
     for (int j = 0; j < M; ++j) {
-      p.out[size_t(m0 + j) * p.n + r] = _mm512_reduce_add_ps(add_bias512(brow, xs[j], groups, total[j]));
+      p.out[size_t(m0 + j) * p.n + r] = _mm512_reduce_add_ps(add_bias512<S>(brow, xs[j], groups, total[j]));
     }
   }
 }
@@ -212,9 +265,12 @@ __attribute__((target("avx2,fma,avx512f,avx512bw"))) void rows_avx512_block(cons
 // rows_avx512_block<1>'s (so results stay bit-identical alone or in a batch). With one row of
 // x, a weight row's group sums form a single chain of multiply-adds (about 4 cycles each); two
 // weight rows give the CPU two independent chains, and the slices of x are loaded once for both.
-__attribute__((target("avx2,fma,avx512f,avx512bw"))) void rows_avx512_one(const Problem& p, int m0, int n0,
-                                                                         int n1) {
-  const Operands<1> o(p, m0);
+template <SideType S>
+__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))) void rows_avx512_one(const Problem& p, int m0,
+                                                                                       int n0, int n1) {
+  const Operands<1, S> o(p, m0);
+  const int stride = (o.groups + 15) / 16 * 16;
+  float* buf = S == SideType::F32 ? nullptr : scale_buffer(o.groups, 2);
   const int groups = o.groups;
   const float* x = o.x[0];
   const float* xs = o.xs[0];
@@ -223,8 +279,8 @@ __attribute__((target("avx2,fma,avx512f,avx512bw"))) void rows_avx512_one(const 
   for (; r + 2 <= n1; r += 2) {
     const uint8_t* w0 = o.w(r);
     const uint8_t* w1 = o.w(r + 1);
-    const float* s0 = o.s(r);
-    const float* s1 = o.s(r + 1);
+    const float* s0 = row_scales16<S>(o.s(r), groups, buf);
+    const float* s1 = row_scales16<S>(o.s(r + 1), groups, buf + stride);
     __m512 t0 = _mm512_setzero_ps(), t1 = _mm512_setzero_ps();
     for (int g = 0; g < groups; ++g) {
       const int base = g * p.group;
@@ -251,10 +307,10 @@ __attribute__((target("avx2,fma,avx512f,avx512bw"))) void rows_avx512_one(const 
       t0 = _mm512_fmadd_ps(d0, _mm512_set1_ps(s0[g]), t0);
       t1 = _mm512_fmadd_ps(d1, _mm512_set1_ps(s1[g]), t1);
     }
-    p.out[size_t(m0) * p.n + r] = _mm512_reduce_add_ps(add_bias512(o.b(r), xs, groups, t0));
-    p.out[size_t(m0) * p.n + r + 1] = _mm512_reduce_add_ps(add_bias512(o.b(r + 1), xs, groups, t1));
+    p.out[size_t(m0) * p.n + r] = _mm512_reduce_add_ps(add_bias512<S>(o.b(r), xs, groups, t0));
+    p.out[size_t(m0) * p.n + r + 1] = _mm512_reduce_add_ps(add_bias512<S>(o.b(r + 1), xs, groups, t1));
   }
-  if (r < n1) rows_avx512_block<1>(p, m0, r, n1);
+  if (r < n1) rows_avx512_block<1, S>(p, m0, r, n1);
 }
 
 // Dense float32: out[m, r] = dot(w[r], x[m]), M rows per pass over a weight row. Reading each
@@ -285,44 +341,56 @@ __attribute__((target("avx2,fma"))) void dense_rows_avx2_block(const Problem& p,
   }
 }
 
-// All rows of x in blocks of up to B rows (K<M>::run handles M rows).
-template <int B, template <int> class K>
+// All rows of x in blocks of up to B rows (K::run<M> handles M rows).
+template <int B, class K>
 void by_blocks(const Problem& p, int n0, int n1) {
   for (int m0 = 0; m0 < p.m; m0 += B) {
     switch (std::min(B, p.m - m0)) {
-      case 1: K<1>::run(p, m0, n0, n1); break;
-      case 2: K<2>::run(p, m0, n0, n1); break;
-      case 3: K<3>::run(p, m0, n0, n1); break;
-      case 4: K<4>::run(p, m0, n0, n1); break;
-      case 5: K<(B > 4 ? 5 : 4)>::run(p, m0, n0, n1); break;
-      case 6: K<(B > 4 ? 6 : 4)>::run(p, m0, n0, n1); break;
-      case 7: K<(B > 4 ? 7 : 4)>::run(p, m0, n0, n1); break;
-      default: K<B>::run(p, m0, n0, n1); break;
+      case 1: K::template run<1>(p, m0, n0, n1); break;
+      case 2: K::template run<2>(p, m0, n0, n1); break;
+      case 3: K::template run<3>(p, m0, n0, n1); break;
+      case 4: K::template run<4>(p, m0, n0, n1); break;
+      case 5: K::template run<(B > 4 ? 5 : 4)>(p, m0, n0, n1); break;
+      case 6: K::template run<(B > 4 ? 6 : 4)>(p, m0, n0, n1); break;
+      case 7: K::template run<(B > 4 ? 7 : 4)>(p, m0, n0, n1); break;
+      default: K::template run<B>(p, m0, n0, n1); break;
     }
   }
 }
 
-template <int M>
+template <SideType S>
 struct QuantBlock {
-  static void run(const Problem& p, int m0, int n0, int n1) { rows_avx2_block<M>(p, m0, n0, n1); }
+  template <int M>
+  static void run(const Problem& p, int m0, int n0, int n1) { rows_avx2_block<M, S>(p, m0, n0, n1); }
 };
-template <int M>
+template <SideType S>
 struct Quant512Block {
+  template <int M>
   static void run(const Problem& p, int m0, int n0, int n1) {
     if constexpr (M == 1) {
-      rows_avx512_one(p, m0, n0, n1);
+      rows_avx512_one<S>(p, m0, n0, n1);
     } else {
-      rows_avx512_block<M>(p, m0, n0, n1);
+      rows_avx512_block<M, S>(p, m0, n0, n1);
     }
   }
 };
-template <int M>
 struct DenseBlock {
+  template <int M>
   static void run(const Problem& p, int m0, int n0, int n1) { dense_rows_avx2_block<M>(p, m0, n0, n1); }
 };
 
-void rows_avx2(const Problem& p, int n0, int n1) { by_blocks<4, QuantBlock>(p, n0, n1); }
-void rows_avx512(const Problem& p, int n0, int n1) { by_blocks<8, Quant512Block>(p, n0, n1); }
+// The quantized kernels for p's scales as stored, in blocks of up to B rows.
+template <int B, template <SideType> class K>
+void by_side(const Problem& p, int n0, int n1) {
+  switch (p.side) {
+    case SideType::F32: by_blocks<B, K<SideType::F32>>(p, n0, n1); break;
+    case SideType::F16: by_blocks<B, K<SideType::F16>>(p, n0, n1); break;
+    case SideType::BF16: by_blocks<B, K<SideType::BF16>>(p, n0, n1); break;
+  }
+}
+
+void rows_avx2(const Problem& p, int n0, int n1) { by_side<4, QuantBlock>(p, n0, n1); }
+void rows_avx512(const Problem& p, int n0, int n1) { by_side<8, Quant512Block>(p, n0, n1); }
 void dense_rows_avx2(const Problem& p, int n0, int n1) { by_blocks<4, DenseBlock>(p, n0, n1); }
 
 #endif
@@ -440,11 +508,15 @@ struct Batch {
   int count;
 };
 
-// K on weight rows n0..n1 of p. 16-bit scales and biases are widened a piece of rows at a time
-// (kernels::with_wide_sides), and K runs each piece as a problem of its own: the piece's
-// packed rows, its widened floats, its output columns (the row stride stays p.n).
+// K on weight rows n0..n1 of p. With a widening function W, 16-bit scales and biases are
+// widened a piece of rows at a time (kernels::with_wide_sides), and K runs each piece as a
+// problem of its own: the piece's packed rows, its widened floats, its output columns (the row
+// stride stays p.n). Without one (nullptr), K reads them as stored.
 template <void (*K)(const Problem&, int, int), kernels::Widen W>
 void run_rows(const Problem& p, int n0, int n1) {
+  if constexpr (W == nullptr) {
+    return K(p, n0, n1);
+  }
   if (p.side == kernels::SideType::F32) return K(p, n0, n1);
   const size_t row_bytes = size_t(p.k) * p.bits / 8;
   kernels::with_wide_sides(p.scales16, p.biases16, p.side, p.k / p.group, n0, n1, W,
@@ -515,8 +587,7 @@ void run_problems(std::vector<Problem>& ps, bool force_scalar, bool int8) {
     q.x = x;
   }
   run_kernel<Batch>(Batch{ps.data(), int(ps.size())}, total,
-                    wide ? AVX2_KERNEL((batch_rows<rows_avx512, kernels::widen_simd>))
-                         : AVX2_KERNEL((batch_rows<rows_avx2, kernels::widen_simd>)),
+                    wide ? AVX2_KERNEL((batch_rows<rows_avx512, nullptr>)) : AVX2_KERNEL((batch_rows<rows_avx2, nullptr>)),
                     batch_rows<rows_scalar, kernels::widen_portable>, force_scalar);
 }
 

@@ -630,7 +630,13 @@ fn gemv_rows_are_batch_invariant() {
 /// Some scales are float16's edge cases: subnormals, negative zero, its largest finite value.
 #[test]
 fn sixteen_bit_scales_give_the_widened_results() {
-    let (n, k) = (37usize, 256usize);
+    // k = 640 in groups of 32: 20 groups, a full vector of 16 scales and a part of one
+    for k in [256usize, 640] {
+        sixteen_bit_scales_case(37, k);
+    }
+}
+
+fn sixteen_bit_scales_case(n: usize, k: usize) {
     let x = arr(&rand_vec(9 * k, 81), &[9, k as i32]);
     let edge = [6.0e-8f32, 1.0e-6, -3.0e-5, -0.0, 65504.0, -2.5e-7];
     for &(bits, group) in &[(4, 32), (8, 64), (4, 128)] {
@@ -661,7 +667,9 @@ fn sixteen_bit_scales_give_the_widened_results() {
                             .collect()
                     };
                     let want = mm(&s32, &b32);
-                    let what = format!("{dt:?} {bits}-bit group {group}, {rows} rows, scalar {scalar}, int8 {int8}");
+                    let what = format!(
+                        "{dt:?} {bits}-bit group {group}, k {k}, {rows} rows, scalar {scalar}, int8 {int8}"
+                    );
                     assert_eq!(mm(&s16, &b16), want, "{what}");
                     assert_eq!(mm(&s16, &b32), want, "{what}, float32 biases");
                 }
@@ -674,7 +682,9 @@ fn sixteen_bit_scales_give_the_widened_results() {
 
 #[cfg(target_arch = "x86_64")]
 fn cpu_has_avx512() -> bool {
-    std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+    std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vl")
 }
 #[cfg(not(target_arch = "x86_64"))]
 fn cpu_has_avx512() -> bool {
@@ -683,8 +693,9 @@ fn cpu_has_avx512() -> bool {
 
 /// The float kernels at 16 lanes (AVX-512) and at 8 (AVX2, what other x86 CPUs run) give the
 /// portable kernel's results up to summation order, and each is batch invariant (9 rows at once
-/// = each row alone: blocks of 8 and 4 rows and the tail blocks), with float32 and float16
-/// scales. The 8-lane run is a child process of this test binary with CORTEX_QGEMV_ISA=avx2.
+/// = each row alone: blocks of 8 and 4 rows and the tail blocks), with float32, float16 and
+/// bfloat16 scales; the 16-bit ones give exactly what the same values in float32 give. The
+/// 8-lane run is a child process of this test binary with CORTEX_QGEMV_ISA=avx2.
 #[test]
 fn float_kernels_agree_across_instruction_sets() {
     let (n, k, m) = (37usize, 384usize, 9usize);
@@ -695,18 +706,33 @@ fn float_kernels_agree_across_instruction_sets() {
         for &(bits, group) in &[(4, 32), (4, 64), (4, 128), (8, 32), (8, 64), (8, 128)] {
             let w = arr(&rand_vec(n * k, 70 + bits as u64), &[n as i32, k as i32]);
             let (q, s, b) = ops::quantize(&w, group, bits).unwrap();
-            // scales and biases as float32, and as float16 (widened in the kernels)
-            for dt in [Dtype::Float32, Dtype::Float16] {
+            // scales and biases as float32, as float16 and as bfloat16 (read as stored by the
+            // SIMD kernels): the 16-bit ones give bit for bit what their values in float32 give
+            for dt in [Dtype::Float32, Dtype::Float16, Dtype::Bfloat16] {
                 let (s, b) = (s.astype(dt).unwrap(), b.astype(dt).unwrap());
-                let mm = |x: &Array| {
-                    ops::qgemv_cpu(x, &q, &s, &b, group, bits)
+                let mm = |x: &Array, s: &Array, b: &Array| {
+                    ops::qgemv_cpu(x, &q, s, b, group, bits)
                         .unwrap()
                         .to_vec::<f32>()
                         .unwrap()
                 };
-                all.extend(mm(&x));
+                let got = mm(&x, &s, &b);
+                if dt != Dtype::Float32 {
+                    let (s32, b32) = (
+                        s.astype(Dtype::Float32).unwrap(),
+                        b.astype(Dtype::Float32).unwrap(),
+                    );
+                    let want = mm(&x, &s32, &b32);
+                    let bits_of = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits_of(&got),
+                        bits_of(&want),
+                        "{dt:?} {bits}-bit group {group}"
+                    );
+                }
+                all.extend(got);
                 for r in 0..m as i32 {
-                    alone.extend(mm(&x.slice_axis(0, r, r + 1).unwrap()));
+                    alone.extend(mm(&x.slice_axis(0, r, r + 1).unwrap(), &s, &b));
                 }
             }
         }
