@@ -79,6 +79,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/pool.cc");
     println!("cargo:rerun-if-changed=src/kernels.cc");
     println!("cargo:rerun-if-changed=src/attention.cc");
+    println!("cargo:rerun-if-changed=src/norm.cc");
     println!("cargo:rerun-if-changed=src/kernels.h");
     println!("cargo:rerun-if-changed=src/qdot.cc");
     println!("cargo:rerun-if-changed=src/qdot16.cc");
@@ -106,6 +107,7 @@ fn main() {
         .file("src/pool.cc")
         .file("src/kernels.cc")
         .file("src/attention.cc")
+        .file("src/norm.cc")
         .file("src/qdot.cc")
         .file("src/qdot16.cc")
         .include(&include)

@@ -100,6 +100,13 @@ pub(crate) mod bridge {
         ) -> Result<UniquePtr<Array>>;
 
         fn gemv_f32(x: &Array, w: &Array) -> Result<UniquePtr<Array>>;
+        fn rms_norm_cpu(x: &Array, weight: &Array, eps: f32) -> Result<UniquePtr<Array>>;
+        fn add_rms_norm_cpu(
+            x: &Array,
+            residual: &Array,
+            weight: &Array,
+            eps: f32,
+        ) -> Result<UniquePtr<ArrayList>>;
         fn gemv_many(
             x: &Array,
             weights: &ArrayList,

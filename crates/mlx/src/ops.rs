@@ -192,6 +192,35 @@ pub fn gemv_cpu(x: &Array, w: &Array) -> Result<Array> {
     wrap("gemv", bridge::gemv_f32(&x.0, &w.0))
 }
 
+/// RMSNorm over the last axis as one CPU graph node (src/norm.cc), the numerics of MLX's
+/// `fast::rms_norm` in float32: `(x * rsqrt(mean(x^2) + eps)) * weight`. Off the GPU, MLX's own
+/// is about ten elementwise nodes. `weight` is [D] for `x` [.., D]; float32 out.
+pub fn rms_norm_cpu(x: &Array, weight: &Array, eps: f32) -> Result<Array> {
+    wrap("rms_norm_cpu", bridge::rms_norm_cpu(&x.0, &weight.0, eps))
+}
+
+/// A residual add and the RMSNorm after it, one CPU graph node: `(x + residual, rms_norm(x +
+/// residual))`, each as [`rms_norm_cpu`] and an add would give them (float32).
+pub fn add_rms_norm_cpu(
+    x: &Array,
+    residual: &Array,
+    weight: &Array,
+    eps: f32,
+) -> Result<(Array, Array)> {
+    let list = bridge::add_rms_norm_cpu(&x.0, &residual.0, &weight.0, eps)
+        .map_err(mlx_err("add_rms_norm_cpu"))?;
+    let mut parts = from_list("add_rms_norm_cpu", &list)?
+        .into_iter()
+        .map(|(_, a)| a);
+    match (parts.next(), parts.next()) {
+        (Some(sum), Some(normed)) => Ok((sum, normed)),
+        _ => Err(Error::Mlx {
+            op: "add_rms_norm_cpu",
+            message: "expected two outputs".into(),
+        }),
+    }
+}
+
 /// The weights of one [`gemv_many`] node: all quantized alike (packed w, scales, biases), or all
 /// dense [N, K].
 #[derive(Clone, Copy)]

@@ -263,6 +263,82 @@ fn norms_match_reference() {
     }
 }
 
+/// The CPU's one-node RMSNorm (and its residual-add form) against MLX's `fast::rms_norm` and an
+/// add: close on every row (sizes with and without a tail past 16 lanes, a row of zeros, inputs
+/// that are views), and a row's result is bit for bit the same alone or among other rows.
+#[test]
+fn cpu_rms_norm_matches_mlx_and_is_batch_invariant() {
+    let bits = |a: &Array| -> Vec<u32> {
+        a.to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|f| f.to_bits())
+            .collect()
+    };
+    for (d, eps) in [(576usize, 1e-5f32), (37, 1e-6), (16, 1e-5)] {
+        let n = 5usize;
+        let mut xv = rand_vec(n * d, 21 + d as u64);
+        xv[2 * d..3 * d].fill(0.0);
+        let x = arr(&xv, &[1, n as i32, d as i32]);
+        let r = arr(&rand_vec(n * d, 22), &[1, n as i32, d as i32]);
+        let w = arr(&rand_vec(d, 23), &[d as i32]);
+        let mlx = fast::rms_norm(&x, Some(&w), eps).unwrap();
+        let ours = ops::rms_norm_cpu(&x, &w, eps).unwrap();
+        assert_eq!(ours.shape(), x.shape());
+        assert_close(
+            &ours.to_vec::<f32>().unwrap(),
+            &mlx.to_vec::<f32>().unwrap(),
+            1e-5,
+        );
+        let (sum, normed) = ops::add_rms_norm_cpu(&x, &r, &w, eps).unwrap();
+        let want_sum = x.add(&r).unwrap();
+        assert_eq!(
+            bits(&sum),
+            bits(&want_sum),
+            "d {d}: the residual sum is a plain add"
+        );
+        assert_eq!(
+            bits(&normed),
+            bits(&ops::rms_norm_cpu(&want_sum, &w, eps).unwrap()),
+            "d {d}: the fused norm is the norm of the sum"
+        );
+        for row in 0..n as i32 {
+            let one = |a: &Array| a.slice_axis(1, row, row + 1).unwrap();
+            assert_eq!(
+                bits(&ops::rms_norm_cpu(&one(&x), &w, eps).unwrap()),
+                bits(&one(&ours)),
+                "d {d}, row {row} alone"
+            );
+            let (s1, n1) = ops::add_rms_norm_cpu(&one(&x), &one(&r), &w, eps).unwrap();
+            assert_eq!(bits(&s1), bits(&one(&sum)));
+            assert_eq!(
+                bits(&n1),
+                bits(&one(&normed)),
+                "d {d}, row {row} alone, fused"
+            );
+        }
+        // a strided view: x stored column-major ([d, n]) and transposed back to [n, d]
+        let cols: Vec<f32> = (0..d * n).map(|t| xv[(t % n) * d + t / n]).collect();
+        let xt = arr(&cols, &[d as i32, n as i32])
+            .transpose(&[1, 0])
+            .unwrap();
+        assert_eq!(
+            bits(&ops::rms_norm_cpu(&xt, &w, eps).unwrap()),
+            bits(&ours.reshape(&[n as i32, d as i32]).unwrap()),
+            "d {d}: a strided input"
+        );
+    }
+    let x = arr(&rand_vec(8, 1), &[2, 4]);
+    assert!(ops::rms_norm_cpu(&x, &arr(&rand_vec(3, 2), &[3]), 1e-5).is_err());
+    assert!(ops::add_rms_norm_cpu(
+        &x,
+        &arr(&rand_vec(4, 2), &[1, 4]),
+        &arr(&rand_vec(4, 3), &[4]),
+        1e-5
+    )
+    .is_err());
+}
+
 /// Non-traditional RoPE rotates (x[i], x[i + d/2]) by angle pos * base^(-2i/d).
 #[test]
 fn rope_matches_reference() {

@@ -122,19 +122,30 @@ pub fn build(w: &Weights, s: DecoderSpec) -> Result<Box<dyn Model>> {
 impl Model for Decoder {
     fn forward(&self, tokens: &Array, cache: &mut dyn KvCache) -> Result<Array> {
         let mut h = self.embed_tokens.forward(tokens)?;
+        // Each residual add goes with the norm after it (one node on the CPU path): the MLP's
+        // output is added at the next layer's input norm, the last one before the final norm.
+        let mut pending: Option<Array> = None;
+        let add_norm = |h: &Array, pending: Option<Array>, norm: &RmsNorm| match pending {
+            Some(r) => norm.forward_residual(h, &r),
+            None => Ok((h.clone(), norm.forward(h)?)),
+        };
         for (i, b) in self.layers.iter().enumerate() {
-            let a = b
-                .attn
-                .forward(&b.input_layernorm.forward(&h)?, &self.rope, i, cache)?;
-            h = h.add(&a)?;
-            let m = b.mlp.forward(&b.post_attention_layernorm.forward(&h)?)?;
-            h = h.add(&m)?;
+            let (sum, x) = add_norm(&h, pending.take(), &b.input_layernorm)?;
+            let a = b.attn.forward(&x, &self.rope, i, cache)?;
+            let (sum, x) = b.post_attention_layernorm.forward_residual(&sum, &a)?;
+            h = sum;
+            pending = Some(b.mlp.forward(&x)?);
         }
-        nn::lm_logits(
-            &self.norm.forward(&nn::logit_rows(&h, cache)?)?,
-            self.lm_head.as_ref(),
-            &self.embed_tokens,
-        )
+        let h = nn::logit_rows(&h, cache)?;
+        let x = match pending {
+            Some(m) => {
+                self.norm
+                    .forward_residual(&h, &nn::logit_rows(&m, cache)?)?
+                    .1
+            }
+            None => self.norm.forward(&h)?,
+        };
+        nn::lm_logits(&x, self.lm_head.as_ref(), &self.embed_tokens)
     }
 
     fn info(&self) -> ModelInfo {

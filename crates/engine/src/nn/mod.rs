@@ -261,7 +261,27 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub fn forward(&self, x: &Array) -> Result<Array> {
+        if self.cpu_node(x) {
+            return Ok(ops::rms_norm_cpu(x, &self.weight, self.eps)?);
+        }
         Ok(fast::rms_norm(x, Some(&self.weight), self.eps)?)
+    }
+
+    /// `(x + residual, norm(x + residual))`: a decoder's residual add and the norm after it, one
+    /// graph node on the CPU path.
+    pub fn forward_residual(&self, x: &Array, residual: &Array) -> Result<(Array, Array)> {
+        if self.cpu_node(x) && residual.dtype() == Dtype::Float32 && residual.shape() == x.shape() {
+            return Ok(ops::add_rms_norm_cpu(x, residual, &self.weight, self.eps)?);
+        }
+        let sum = x.add(residual)?;
+        let normed = self.forward(&sum)?;
+        Ok((sum, normed))
+    }
+
+    /// Whether the CPU path's one-node norm takes x: MLX's `fast::rms_norm` is about ten
+    /// elementwise nodes off the GPU (`ops::rms_norm_cpu`).
+    fn cpu_node(&self, x: &Array) -> bool {
+        cpu_kernels() && x.dtype() == Dtype::Float32 && self.weight.dtype() == Dtype::Float32
     }
 
     /// Gemma stores its norm scales as offsets from one (y = norm(x) * (1 + w)). The one is
