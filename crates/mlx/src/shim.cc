@@ -76,16 +76,9 @@ ArrayPtr from_bytes(rust::Slice<const uint8_t> data, rust::Slice<const int32_t> 
                                 " does not match shape and dtype (" +
                                 std::to_string(n * dt.size()) + " bytes expected)");
   }
-  if (n == 0) {
-    mx::array raw(data.begin(), mx::Shape{0}, mx::uint8);
-    return wrap(mx::reshape(dt == mx::uint8 ? raw : mx::view(raw, dt), sh));
-  }
-  // An evaluated array holding a copy of the bytes: readers on the host (to_bytes, the
-  // kernels' checks) need no eval, which would wait behind everything queued on the stream.
-  // (Viewing a uint8 array as dt and reshaping it made two unevaluated nodes.)
-  mx::array out(mx::allocator::malloc(data.size()), sh, dt);
-  std::memcpy(out.data<uint8_t>(), data.data(), data.size());
-  return wrap(std::move(out));
+  mx::array raw(data.begin(), mx::Shape{static_cast<int>(data.size())}, mx::uint8);
+  if (dt == mx::uint8) return wrap(mx::reshape(raw, sh));
+  return wrap(mx::reshape(mx::view(raw, dt), sh));
 }
 
 ArrayPtr full_f64(rust::Slice<const int32_t> shape, double value, uint8_t dtype) {
@@ -98,8 +91,6 @@ ArrayPtr arange_f64(double start, double stop, double step, uint8_t dtype) {
 }
 
 ArrayPtr clone_array(const Array& a) { return wrap(a.inner); }
-
-bool is_available(const Array& a) { return a.inner.is_available(); }
 
 rust::Vec<int32_t> shape(const Array& a) {
   rust::Vec<int32_t> out;
