@@ -25,6 +25,7 @@ namespace cortex_mlx {
 namespace {
 
 using kernels::run_kernel;
+using kernels::Strided;
 #if defined(__x86_64__)
 using kernels::hsum;
 #endif
@@ -203,25 +204,6 @@ struct Rope {
   }
 };
 
-// An input as MLX laid it out: row-major, or a view or broadcast to gather.
-struct Strided {
-  const float* data;
-  mx::Shape shape;
-  mx::Strides strides;
-  bool contiguous;
-  explicit Strided(const mx::array& a)
-      : data(a.data<float>()), shape(a.shape()), strides(a.strides()), contiguous(a.flags().row_contiguous) {}
-  void gather(float* dst) const { kernels::gather_contiguous(data, shape, strides, dst); }
-  // Row-major data: the array's own, or a copy in `buf`.
-  const float* rows(std::vector<float>& buf) const {
-    if (contiguous) return data;
-    size_t n = 1;
-    for (auto s : shape) n *= size_t(s);
-    buf.resize(n);
-    gather(buf.data());
-    return buf.data();
-  }
-};
 
 // inputs: q [R, Hq*D], k and v [R, Hkv*D] (any leading shape), keys and values (storage),
 // positions int32 [R], inv_freq float32 [dims / 2]; paged storage adds write slots int32 [R]

@@ -34,6 +34,26 @@ bool scalar_now();
 // Row-major copy of a strided array (an input MLX left as a view or a broadcast).
 void gather_contiguous(const float* src, const mx::Shape& shape, const mx::Strides& strides, float* dst);
 
+// An input as MLX laid it out: row-major, or a view or broadcast to gather.
+struct Strided {
+  const float* data;
+  mx::Shape shape;
+  mx::Strides strides;
+  bool contiguous;
+  explicit Strided(const mx::array& a)
+      : data(a.data<float>()), shape(a.shape()), strides(a.strides()), contiguous(a.flags().row_contiguous) {}
+  void gather(float* dst) const { gather_contiguous(data, shape, strides, dst); }
+  // Row-major data: the array's own, or a copy in `buf`.
+  const float* rows(std::vector<float>& buf) const {
+    if (contiguous) return data;
+    size_t n = 1;
+    for (auto s : shape) n *= size_t(s);
+    buf.resize(n);
+    gather(buf.data());
+    return buf.data();
+  }
+};
+
 // An input as a kernel reads it: float32 when `to_f32`, row-contiguous. Arrays that already
 // qualify (evaluated weights) go in as they are; others get an MLX node that converts them.
 mx::array weight_input(const mx::array& a, mx::Stream s, bool to_f32);

@@ -56,30 +56,14 @@ class RmsNormCpu : public mx::Primitive {
     const int d = int(x.shape(-1));
     const int rows = d > 0 ? int(x.size() / size_t(d)) : 0;
     // An input may be a view (a slice, a broadcast): gathered when its data is ready.
-    struct In {
-      const float* data;
-      bool gather;
-      mx::Shape shape;
-      mx::Strides strides;
-    };
-    auto in = [](const mx::array& a) { return In{a.data<float>(), !a.flags().row_contiguous, a.shape(), a.strides()}; };
-    std::vector<In> ins{in(x), in(inputs[1])};
-    if (residual_) ins.push_back(in(inputs[2]));
+    std::vector<kernels::Strided> ins{kernels::Strided(x), kernels::Strided(inputs[1])};
+    if (residual_) ins.emplace_back(inputs[2]);
     float* y = outputs[0].data<float>();
     float* sum = residual_ ? outputs[1].data<float>() : nullptr;
     enc.dispatch([ins = std::move(ins), y, sum, rows, d, eps = eps_]() {
       thread_local std::vector<float> bufs[3];
       const float* p[3] = {};
-      for (size_t i = 0; i < ins.size(); ++i) {
-        p[i] = ins[i].data;
-        if (ins[i].gather) {
-          size_t n = 1;
-          for (auto s : ins[i].shape) n *= size_t(s);
-          bufs[i].resize(n);
-          kernels::gather_contiguous(ins[i].data, ins[i].shape, ins[i].strides, bufs[i].data());
-          p[i] = bufs[i].data();
-        }
-      }
+      for (size_t i = 0; i < ins.size(); ++i) p[i] = ins[i].rows(bufs[i]);
       for (int row = 0; row < rows; ++row) {
         const size_t at = size_t(row) * d;
         norm_row(p[0] + at, p[2] != nullptr ? p[2] + at : nullptr, p[1], eps, d, sum != nullptr ? sum + at : nullptr,

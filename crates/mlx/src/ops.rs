@@ -439,9 +439,8 @@ fn invalid(message: String) -> Error {
     }
 }
 
-/// One sequence's new token lies within its cache buffer [1, Hkv, capacity, D].
 /// An index array's values on the host, without a conversion node when it is int32 already
-/// (reading host data needs no eval; see `to_bytes`).
+/// (reading data already on the host needs no eval; see `to_bytes`).
 fn host_i32(a: &Array) -> Result<Vec<i32>> {
     if a.dtype() == Dtype::Int32 {
         a.to_vec::<i32>()
@@ -450,6 +449,7 @@ fn host_i32(a: &Array) -> Result<Vec<i32>> {
     }
 }
 
+/// One sequence's new token lies within its cache buffer [1, Hkv, capacity, D].
 fn check_sequence_positions(keys: &Array, positions: &Array) -> Result<()> {
     if keys.ndim() != 4 || positions.size() != 1 {
         return Err(invalid(

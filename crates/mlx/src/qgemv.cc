@@ -127,10 +127,13 @@ __attribute__((target("avx2,f16c"))) inline const float* row_scales8(const SideE
   }
 }
 
+// Floats per row of converted scales: a row rounded up to a whole 16-lane vector.
+inline int scale_stride(int groups) { return (groups + 15) / 16 * 16; }
+
 // A thread's buffer for `rows` rows of converted scales.
 inline float* scale_buffer(int groups, int rows) {
   thread_local std::vector<float> buf;
-  buf.resize(size_t((groups + 15) / 16 * 16) * rows);
+  buf.resize(size_t(scale_stride(groups)) * rows);
   return buf.data();
 }
 
@@ -269,7 +272,7 @@ template <SideType S>
 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))) void rows_avx512_one(const Problem& p, int m0,
                                                                                        int n0, int n1) {
   const Operands<1, S> o(p, m0);
-  const int stride = (o.groups + 15) / 16 * 16;
+  const int stride = scale_stride(o.groups);
   float* buf = S == SideType::F32 ? nullptr : scale_buffer(o.groups, 2);
   const int groups = o.groups;
   const float* x = o.x[0];

@@ -102,9 +102,10 @@ uint8_t dtype(const Array& a) { return from_dtype(a.inner.dtype()); }
 size_t nbytes(const Array& a) { return a.inner.nbytes(); }
 
 rust::Vec<uint8_t> to_bytes(const Array& a) {
-  // Data already on the host (made from a slice, or computed) is read as it is: an eval here
-  // would wait behind everything queued on the stream, a whole forward pass when the caller
-  // builds the next one ahead.
+  // Data already on the host (computed and available) is read as it is: an eval here would
+  // wait behind everything queued on the stream, a whole forward pass when the caller builds
+  // the next one ahead. (Arrays from from_bytes are a view and a reshape of the bytes, so they
+  // are evaluated here once.)
   const bool ready = a.inner.is_available() && a.inner.flags().row_contiguous;
   auto c = ready ? a.inner : mx::contiguous(a.inner);
   if (!ready) c.eval();
