@@ -76,6 +76,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CORTEX_OPENBLAS");
     println!("cargo:rerun-if-changed=src/shim.cc");
     println!("cargo:rerun-if-changed=src/qgemv.cc");
+    println!("cargo:rerun-if-changed=src/qgemv_rows.cc");
+    println!("cargo:rerun-if-changed=src/qgemv_rows.h");
     println!("cargo:rerun-if-changed=src/pool.cc");
     println!("cargo:rerun-if-changed=src/kernels.cc");
     println!("cargo:rerun-if-changed=src/attention.cc");
@@ -104,6 +106,7 @@ fn main() {
     cxx_build::bridge("src/ffi.rs")
         .file("src/shim.cc")
         .file("src/qgemv.cc")
+        .file("src/qgemv_rows.cc")
         .file("src/pool.cc")
         .file("src/kernels.cc")
         .file("src/attention.cc")
