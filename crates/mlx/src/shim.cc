@@ -3,6 +3,7 @@
 #include "shim.h"
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -310,9 +311,48 @@ ArrayPtr uniform(rust::Slice<const int32_t> shape, uint8_t dtype, const Array* k
   return wrap(mx::random::uniform(checked_shape(shape), to_dtype(dtype), opt(key)));
 }
 
-void eval(const ArrayList& list) { mx::eval(list.items); }
-void async_eval(const ArrayList& list) { mx::async_eval(list.items); }
-void eval_one(const Array& a) { mx::eval({a.inner}); }
+namespace {
+
+// Waits for the work queued on every CPU stream (at exit; errors no longer matter then).
+void drain_cpu_streams() {
+  try {
+    for (const auto& s : mx::get_streams()) {
+      if (s.device == mx::Device::cpu) mx::synchronize(s);
+    }
+  } catch (...) {
+  }
+}
+
+// MLX never joins its stream threads (it leaks its scheduler), so at exit they go on running
+// queued tasks while static destructors run, the CPU allocator's among them: a task that then
+// frees a buffer writes into freed memory, and the process dies of heap corruption. `generate`
+// leaves its last queued step unread when it stops, and `cortex run` exits right after. So
+// the first eval registers drain_cpu_streams with atexit, after making the MLX statics it
+// uses (the allocator, the stream list): handlers run in reverse order of registration, so
+// the drain runs before those are destroyed.
+void drain_at_exit() {
+  static const bool registered = [] {
+    (void)mx::get_active_memory();
+    (void)mx::get_streams();
+    return std::atexit(drain_cpu_streams) == 0;
+  }();
+  (void)registered;
+}
+
+}  // namespace
+
+void eval(const ArrayList& list) {
+  drain_at_exit();
+  mx::eval(list.items);
+}
+void async_eval(const ArrayList& list) {
+  drain_at_exit();
+  mx::async_eval(list.items);
+}
+void eval_one(const Array& a) {
+  drain_at_exit();
+  mx::eval({a.inner});
+}
 
 std::unique_ptr<ArrayList> list_new() { return std::make_unique<ArrayList>(); }
 void list_push(ArrayList& list, const Array& a, rust::Str name) {
