@@ -29,6 +29,7 @@ ArrayPtr from_bytes(rust::Slice<const uint8_t> data, rust::Slice<const int32_t> 
 ArrayPtr full_f64(rust::Slice<const int32_t> shape, double value, uint8_t dtype);
 ArrayPtr arange_f64(double start, double stop, double step, uint8_t dtype);
 ArrayPtr clone_array(const Array& a);
+bool is_available(const Array& a);
 rust::Vec<int32_t> shape(const Array& a);
 uint8_t dtype(const Array& a);
 size_t nbytes(const Array& a);

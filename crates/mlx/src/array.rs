@@ -241,6 +241,12 @@ impl Array {
         self.shape().iter().map(|&d| d as usize).product()
     }
 
+    /// Whether the data is on the host already: made from a slice, or evaluated (reading it
+    /// then needs no eval, which would wait behind whatever is queued on the stream).
+    pub fn is_available(&self) -> bool {
+        bridge::is_available(&self.0)
+    }
+
     pub fn dtype(&self) -> Dtype {
         bridge::dtype(&self.0)
             .ok()

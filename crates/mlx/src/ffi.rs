@@ -16,6 +16,7 @@ pub(crate) mod bridge {
         fn full_f64(shape: &[i32], value: f64, dtype: u8) -> Result<UniquePtr<Array>>;
         fn arange_f64(start: f64, stop: f64, step: f64, dtype: u8) -> Result<UniquePtr<Array>>;
         fn clone_array(a: &Array) -> UniquePtr<Array>;
+        fn is_available(a: &Array) -> bool;
         fn shape(a: &Array) -> Vec<i32>;
         fn dtype(a: &Array) -> Result<u8>;
         fn nbytes(a: &Array) -> usize;

@@ -77,9 +77,16 @@ ArrayPtr from_bytes(rust::Slice<const uint8_t> data, rust::Slice<const int32_t> 
                                 " does not match shape and dtype (" +
                                 std::to_string(n * dt.size()) + " bytes expected)");
   }
-  mx::array raw(data.begin(), mx::Shape{static_cast<int>(data.size())}, mx::uint8);
-  if (dt == mx::uint8) return wrap(mx::reshape(raw, sh));
-  return wrap(mx::reshape(mx::view(raw, dt), sh));
+  if (n == 0) {
+    mx::array raw(data.begin(), mx::Shape{0}, mx::uint8);
+    return wrap(mx::reshape(dt == mx::uint8 ? raw : mx::view(raw, dt), sh));
+  }
+  // An evaluated array holding a copy of the bytes: readers on the host (to_bytes, the
+  // kernels' checks) need no eval, which would wait behind everything queued on the stream.
+  // (Viewing a uint8 array as dt and reshaping it made two unevaluated nodes.)
+  mx::array out(mx::allocator::malloc(data.size()), sh, dt);
+  std::memcpy(out.data<uint8_t>(), data.data(), data.size());
+  return wrap(std::move(out));
 }
 
 ArrayPtr full_f64(rust::Slice<const int32_t> shape, double value, uint8_t dtype) {
@@ -93,6 +100,8 @@ ArrayPtr arange_f64(double start, double stop, double step, uint8_t dtype) {
 
 ArrayPtr clone_array(const Array& a) { return wrap(a.inner); }
 
+bool is_available(const Array& a) { return a.inner.is_available(); }
+
 rust::Vec<int32_t> shape(const Array& a) {
   rust::Vec<int32_t> out;
   for (auto d : a.inner.shape()) out.push_back(d);
@@ -105,8 +114,7 @@ size_t nbytes(const Array& a) { return a.inner.nbytes(); }
 rust::Vec<uint8_t> to_bytes(const Array& a) {
   // Data already on the host (computed and available) is read as it is: an eval here would
   // wait behind everything queued on the stream, a whole forward pass when the caller builds
-  // the next one ahead. (Arrays from from_bytes are a view and a reshape of the bytes, so they
-  // are evaluated here once.)
+  // the next one ahead. (Arrays from from_bytes are evaluated already.)
   const bool ready = a.inner.is_available() && a.inner.flags().row_contiguous;
   auto c = ready ? a.inner : mx::contiguous(a.inner);
   if (!ready) c.eval();

@@ -59,6 +59,15 @@ fn round_trip_and_dtypes() {
     ));
     assert!(Array::from_slice(&[1.0f32, 2.0], &[3]).is_err());
     assert_eq!(Array::scalar(7u32).unwrap().item::<u32>().unwrap(), 7);
+    // arrays made from host data are evaluated already (their readers need no eval), empty
+    // ones included; an op's result is not until it is evaluated
+    assert!(a.is_available() && raw.is_available());
+    let empty = Array::from_slice::<f32>(&[], &[0, 3]).unwrap();
+    assert_eq!((empty.shape(), empty.size()), (vec![0, 3], 0));
+    assert!(empty.to_vec::<f32>().unwrap().is_empty());
+    let sum = a.add(&a).unwrap();
+    assert!(!sum.is_available());
+    assert_eq!(sum.to_vec::<i32>().unwrap(), vec![2, 4, 6, 8, 10, 12]);
 }
 
 #[test]
