@@ -179,7 +179,7 @@ impl Worker {
             match std::env::var("CORTEX_RUN_AHEAD").as_deref() {
                 Ok("1") => true,
                 Ok("0") => false,
-                _ => cortex_mlx::default_device_is_gpu(),
+                _ => true,
             }
         });
         let scheduler = Scheduler::new(SchedulerConfig {
