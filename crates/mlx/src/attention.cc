@@ -63,24 +63,30 @@ struct Job {
     q = a.q + (size_t(b) * a.hq + h) * a.d;
     o = a.out + (size_t(b) * a.hq + h) * a.d;
   }
+  // Whether the query sees no position (its output is then zero).
+  bool sees_nothing(const Attn& a) const {
+    if (n <= 0) std::fill(o, o + a.d, 0.f);
+    return n <= 0;
+  }
 };
 
 inline float capped(const Attn& a, float x) { return a.softcap > 0.f ? a.softcap * std::tanh(x / a.softcap) : x; }
 
 #if defined(__x86_64__)
-// exp for x <= 0 (scores minus their max), accurate to a few ulp: 2^n * p(r), r in [-ln2/2, ln2/2].
+// exp for x <= 0 (scores minus their max), accurate to a few ulp: 2^n * e^r, r in
+// [-ln2/2, ln2/2], e^r = 1 + r + r^2 * p(r) with p's coefficients below (highest first), ln2
+// split in two for the reduction.
+constexpr float kExpPoly[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                              4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f, kExpFloor = -87.3f, kLog2e = 1.44269504088896341f;
+
 __attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-  const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  x = _mm256_max_ps(x, _mm256_set1_ps(kExpFloor));
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(kExpPoly[0]);
+  for (int i = 1; i < 6; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpPoly[i]));
   p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
   __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
@@ -95,34 +101,42 @@ __attribute__((target("avx2,fma"))) inline float dot_avx2(const float* a, const 
   return r;
 }
 
+// Soft-caps a job's n scores in place; returns their max.
+inline float cap_and_max(const Attn& a, float* sc, int n) {
+  float mx = -INFINITY;
+  for (int j = 0; j < n; ++j) {
+    sc[j] = capped(a, sc[j]);
+    mx = std::max(mx, sc[j]);
+  }
+  return mx;
+}
+
+// sc[j] = exp(sc[j] - mx) for the n scores (sc has room for 8 more); returns their sum.
+__attribute__((target("avx2,fma"))) inline float exp_and_sum(float* sc, int n, float mx) {
+  __m256 vsum = _mm256_setzero_ps();
+  const __m256 vmax = _mm256_set1_ps(mx);
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(sc + j), vmax));
+    _mm256_storeu_ps(sc + j, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  float sum = hsum(vsum);
+  for (; j < n; ++j) {
+    sc[j] = std::exp(sc[j] - mx);
+    sum += sc[j];
+  }
+  return sum;
+}
+
 __attribute__((target("avx2,fma"))) void attn_jobs_avx2(const Attn& a, int j0, int j1) {
   thread_local std::vector<float> sc;
   for (int job = j0; job < j1; ++job) {
     const Job t(a, job);
-    if (t.n <= 0) {
-      std::fill(t.o, t.o + a.d, 0.f);
-      continue;
-    }
+    if (t.sees_nothing(a)) continue;
     sc.resize(size_t(t.n) + 8);
-    float mx = -INFINITY;
-    for (int j = 0; j < t.n; ++j) {
-      const float x = capped(a, dot_avx2(t.q, a.at(a.k, t.b, t.start + j, t.kvh), a.d) * a.scale);
-      sc[j] = x;
-      mx = std::max(mx, x);
-    }
-    __m256 vsum = _mm256_setzero_ps();
-    const __m256 vmax = _mm256_set1_ps(mx);
-    int j = 0;
-    for (; j + 8 <= t.n; j += 8) {
-      __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(&sc[j]), vmax));
-      _mm256_storeu_ps(&sc[j], e);
-      vsum = _mm256_add_ps(vsum, e);
-    }
-    float sum = hsum(vsum);
-    for (; j < t.n; ++j) {
-      sc[j] = std::exp(sc[j] - mx);
-      sum += sc[j];
-    }
+    for (int j = 0; j < t.n; ++j) sc[j] = dot_avx2(t.q, a.at(a.k, t.b, t.start + j, t.kvh), a.d) * a.scale;
+    const float sum = exp_and_sum(sc.data(), t.n, cap_and_max(a, sc.data(), t.n));
     const float inv = 1.f / sum;
     int i = 0;
     for (; i + 8 <= a.d; i += 8) {
@@ -139,6 +153,87 @@ __attribute__((target("avx2,fma"))) void attn_jobs_avx2(const Attn& a, int j0, i
     }
   }
 }
+
+#define AVX512_ATTN __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+// GCC 12 reports the undefined pass-through operand inside its own AVX-512 shuffle and
+// extract intrinsics as "may be used uninitialized" once they are inlined (a false positive).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// The lane sums of four vectors, [sum a, sum b, sum c, sum d]: one transposing tree instead of
+// four separate reductions.
+AVX512_ATTN inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+  // per 128-bit lane: [a0 + a2, a1 + a3, b0 + b2, b1 + b3], and the same for c, d
+  const __m512 ab = _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 cd = _mm512_add_ps(_mm512_shuffle_ps(c, d, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_ps(c, d, _MM_SHUFFLE(3, 2, 3, 2)));
+  // per 128-bit lane: [a, b, c, d] summed over that lane's four values
+  __m512 s = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                           _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+  // over the four 128-bit lanes
+  s = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm512_castps512_ps128(s);
+}
+
+// One query's scores against the key at position `pos` of its job: C vectors of 16 features.
+template <int C>
+AVX512_ATTN inline __m512 score_lanes(const __m512 (&q)[C], const float* kr) {
+  __m512 acc = _mm512_mul_ps(q[0], _mm512_loadu_ps(kr));
+  for (int c = 1; c < C; ++c) acc = _mm512_fmadd_ps(q[c], _mm512_loadu_ps(kr + 16 * c), acc);
+  return acc;
+}
+
+// Head dimension 16 * C. Scores four positions at a time (one reduction tree for four dot
+// products), then the softmax weights, then the values with every feature's accumulator in a
+// register, one pass over the positions (the AVX2 kernel makes one pass per 8 features).
+template <int C>
+AVX512_ATTN void attn_jobs_avx512_d(const Attn& a, int j0, int j1) {
+  thread_local std::vector<float> sc;
+  for (int job = j0; job < j1; ++job) {
+    const Job t(a, job);
+    if (t.sees_nothing(a)) continue;
+    sc.resize(size_t(t.n) + 16);
+    __m512 q[C];
+    for (int c = 0; c < C; ++c) q[c] = _mm512_loadu_ps(t.q + 16 * c);
+    const auto key = [&](int j) { return a.at(a.k, t.b, t.start + j, t.kvh); };
+    int j = 0;
+    for (; j + 4 <= t.n; j += 4) {
+      const __m128 dots = hsum4(score_lanes<C>(q, key(j)), score_lanes<C>(q, key(j + 1)),
+                                score_lanes<C>(q, key(j + 2)), score_lanes<C>(q, key(j + 3)));
+      _mm_storeu_ps(&sc[j], _mm_mul_ps(dots, _mm_set1_ps(a.scale)));
+    }
+    for (; j < t.n; ++j) sc[j] = _mm512_reduce_add_ps(score_lanes<C>(q, key(j))) * a.scale;
+    const float sum = exp_and_sum(sc.data(), t.n, cap_and_max(a, sc.data(), t.n));
+    __m512 acc[C];
+    for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+    for (int u = 0; u < t.n; ++u) {
+      const __m512 w = _mm512_set1_ps(sc[u]);
+      const float* vr = a.at(a.v, t.b, t.start + u, t.kvh);
+      for (int c = 0; c < C; ++c) acc[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vr + 16 * c), acc[c]);
+    }
+    const __m512 inv = _mm512_set1_ps(1.f / sum);
+    for (int c = 0; c < C; ++c) _mm512_storeu_ps(t.o + 16 * c, _mm512_mul_ps(acc[c], inv));
+  }
+}
+
+// The AVX-512 kernel for head dimensions 16 * C up to 128, and 256; the AVX2 one otherwise.
+void attn_jobs_avx512(const Attn& a, int j0, int j1) {
+  switch (a.d % 16 == 0 ? a.d / 16 : 0) {
+    case 1: return attn_jobs_avx512_d<1>(a, j0, j1);
+    case 2: return attn_jobs_avx512_d<2>(a, j0, j1);
+    case 3: return attn_jobs_avx512_d<3>(a, j0, j1);
+    case 4: return attn_jobs_avx512_d<4>(a, j0, j1);
+    case 5: return attn_jobs_avx512_d<5>(a, j0, j1);
+    case 6: return attn_jobs_avx512_d<6>(a, j0, j1);
+    case 7: return attn_jobs_avx512_d<7>(a, j0, j1);
+    case 8: return attn_jobs_avx512_d<8>(a, j0, j1);
+    case 16: return attn_jobs_avx512_d<16>(a, j0, j1);
+    default: return attn_jobs_avx2(a, j0, j1);
+  }
+}
+#pragma GCC diagnostic pop
 #endif
 
 void attn_jobs_scalar(const Attn& a, int j0, int j1) {
@@ -281,7 +376,9 @@ class DecodeAttention : public mx::Primitive {
       }
       a.q = rotated.data();
       a.lens = lens.data();
-      run_kernel<Attn>(a, r * a.hq, AVX2_KERNEL(attn_jobs_avx2), attn_jobs_scalar, scalar);
+      run_kernel<Attn>(a, r * a.hq,
+                       kernels::have_avx512() ? AVX2_KERNEL(attn_jobs_avx512) : AVX2_KERNEL(attn_jobs_avx2),
+                       attn_jobs_scalar, scalar);
     });
   }
 

@@ -1337,8 +1337,8 @@ fn gemv_kernels_accept_strided_inputs() {
     assert_close(&got, &want, 1e-5);
 }
 
-/// The portable kernels (what a CPU without AVX2 runs, `set_scalar_kernels`) give the AVX2
-/// kernels' results to rounding, for quantized, dense and attention kernels alike; and the
+/// The portable kernels (what a CPU without AVX2 runs, `set_scalar_kernels`) give the SIMD
+/// (AVX2, AVX-512) kernels' results to rounding, for quantized, dense and attention kernels alike; and the
 /// switch is really taken: the two differ in the last bits somewhere (FMA vs separate
 /// multiply-add, another summation order).
 #[test]
@@ -1359,16 +1359,23 @@ fn scalar_kernels_agree_with_the_simd_ones() {
             );
         }
         out.extend(ops::gemv_cpu(&x, &w).unwrap().to_vec::<f32>().unwrap());
-        let (b, hq, hkv, d, slots) = (2i32, 4i32, 2i32, 16i32, 32i32);
+        // head dimensions: one and four 16-float vectors (AVX-512), and one that is not a
+        // multiple of 16 (the AVX2 kernel on any x86 CPU)
+        let (b, slots) = (2i32, 32i32);
         let table: Vec<i32> = (0..b * 20).map(|i| (i * 7 + 3) % slots).collect();
         let inv = arr(&[1.0, 0.1, 0.01, 0.001], &[4]);
-        let (q, k, v) = (
-            arr(&rand_vec((b * hq * d) as usize, 23), &[1, b, hq * d]),
-            arr(&rand_vec((b * hkv * d) as usize, 26), &[1, b, hkv * d]),
-            arr(&rand_vec((b * hkv * d) as usize, 27), &[1, b, hkv * d]),
-        );
         let positions = Array::from_slice(&[8i32, 19], &[b]).unwrap();
-        for (softcap, window) in [(0.0, 0), (2.5, 6)] {
+        for (hq, hkv, d, softcap, window) in [
+            (4i32, 2i32, 16i32, 0.0, 0),
+            (4, 2, 16, 2.5, 6),
+            (6, 2, 64, 0.0, 0),
+            (3, 1, 40, 0.0, 0),
+        ] {
+            let (q, k, v) = (
+                arr(&rand_vec((b * hq * d) as usize, 23), &[1, b, hq * d]),
+                arr(&rand_vec((b * hkv * d) as usize, 26), &[1, b, hkv * d]),
+                arr(&rand_vec((b * hkv * d) as usize, 27), &[1, b, hkv * d]),
+            );
             let (att, keys, _) = ops::decode_attention(
                 &ops::DecodeStep {
                     q: &q,
