@@ -14,6 +14,8 @@ struct StreamRun {
     first_token_at: Instant,
     end: Instant,
     tokens: usize,
+    /// (when a delta was read, tokens so far) for every delta.
+    marks: Vec<(Instant, usize)>,
 }
 
 /// A round of `n` streams started together.
@@ -24,7 +26,31 @@ struct Round {
     /// The sum over streams of (tokens after the first / time after the first): the rate at
     /// which the streams decode together.
     decode_tokens_per_s: f64,
+    /// `steady_rate` of the round.
+    steady_decode_tokens_per_s: Option<f64>,
     ttft_ms: Vec<f64>,
+}
+
+/// Tokens per second over the window in which every stream was decoding: from the last
+/// stream's first token to the first stream's end. That is batched decode alone;
+/// `decode_tokens_per_s` also counts the steps in which early streams wait on the prefill of
+/// late ones. None when there is no such window.
+fn steady_rate(runs: &[StreamRun]) -> Option<f64> {
+    let from = runs.iter().map(|r| r.first_token_at).max()?;
+    let to = runs.iter().map(|r| r.end).min()?;
+    let secs = to.checked_duration_since(from)?.as_secs_f64();
+    if secs <= 0.0 {
+        return None;
+    }
+    let count = |r: &StreamRun, t: Instant| {
+        r.marks
+            .iter()
+            .take_while(|(at, _)| *at <= t)
+            .last()
+            .map_or(0, |m| m.1)
+    };
+    let tokens: usize = runs.iter().map(|r| count(r, to) - count(r, from)).sum();
+    Some(tokens as f64 / secs)
 }
 
 fn prompt(stream: usize, len: usize, vocab: u32) -> Vec<u32> {
@@ -52,18 +78,23 @@ fn round(
         .collect::<cortex_engine::Result<Vec<_>>>()?;
     // one thread reads every stream (a thread per stream would wake once per token each and
     // take CPU from the engine on a small machine)
-    let mut streams: Vec<_> = streams.into_iter().map(|s| (s, None, 0usize)).collect();
+    let mut streams: Vec<_> = streams
+        .into_iter()
+        .map(|s| (s, None, 0usize, Vec::new()))
+        .collect();
     let mut runs = Vec::with_capacity(n);
     while !streams.is_empty() {
         let mut idle = true;
         let mut i = 0;
         while i < streams.len() {
-            let (s, first, tokens) = &mut streams[i];
+            let (s, first, tokens, marks) = &mut streams[i];
             match s.try_recv()? {
                 Some(Event::Delta { tokens: t, .. }) => {
                     idle = false;
-                    first.get_or_insert_with(Instant::now);
+                    let now = Instant::now();
+                    first.get_or_insert(now);
                     *tokens += t.len();
+                    marks.push((now, *tokens));
                 }
                 Some(Event::Done(c)) => {
                     idle = false;
@@ -77,6 +108,7 @@ fn round(
                         first_token_at: first,
                         end,
                         tokens: *tokens,
+                        marks: std::mem::take(marks),
                     });
                     streams.swap_remove(i);
                     continue;
@@ -105,6 +137,7 @@ fn round(
         wall_s: wall,
         total_tokens_per_s: total as f64 / wall.max(1e-9),
         decode_tokens_per_s: decode,
+        steady_decode_tokens_per_s: steady_rate(&runs),
         ttft_ms: runs.iter().map(|r| r.ttft.as_secs_f64() * 1e3).collect(),
     })
 }
@@ -125,9 +158,14 @@ fn summary(rounds: &[Round], n: usize) -> serde_json::Value {
         percentile(&v, 0.5)
     };
     let ttft: Vec<f64> = rounds.iter().flat_map(|r| r.ttft_ms.clone()).collect();
+    let steady: Vec<f64> = rounds
+        .iter()
+        .filter_map(|r| r.steady_decode_tokens_per_s)
+        .collect();
     serde_json::json!({
         "streams": n,
         "decode_tokens_per_s": med(|r| r.decode_tokens_per_s),
+        "steady_decode_tokens_per_s": (!steady.is_empty()).then(|| percentile(&steady, 0.5)),
         "total_tokens_per_s": med(|r| r.total_tokens_per_s),
         "wall_s": med(|r| r.wall_s),
         "ttft_ms_p50": percentile(&ttft, 0.5),
@@ -163,11 +201,12 @@ pub fn run(dir: &Path, args: &BenchArgs, n: usize) -> Result<()> {
     };
     let single = measure(1)?;
     let many = measure(n)?;
-    let ratio = many["decode_tokens_per_s"].as_f64().unwrap_or(0.0)
-        / single["decode_tokens_per_s"]
-            .as_f64()
-            .unwrap_or(1.0)
-            .max(1e-9);
+    let one = single["decode_tokens_per_s"]
+        .as_f64()
+        .unwrap_or(1.0)
+        .max(1e-9);
+    let ratio = many["decode_tokens_per_s"].as_f64().unwrap_or(0.0) / one;
+    let steady_ratio = many["steady_decode_tokens_per_s"].as_f64().map(|s| s / one);
     let stats = engine.stats();
     let v = serde_json::json!({
         "model": dir.display().to_string(),
@@ -177,10 +216,54 @@ pub fn run(dir: &Path, args: &BenchArgs, n: usize) -> Result<()> {
         "single": single,
         "concurrent": many,
         "decode_throughput_ratio": ratio,
+        "steady_decode_ratio": steady_ratio,
         "kv_blocks_total": stats.total_blocks,
         "block_size": stats.block_size,
         "preemptions": stats.preemptions,
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(t0: Instant, first_ms: u64, end_ms: u64, marks: &[(u64, usize)]) -> StreamRun {
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        StreamRun {
+            ttft: Duration::from_millis(first_ms),
+            first_token_at: at(first_ms),
+            end: at(end_ms),
+            tokens: marks.last().map_or(0, |m| m.1),
+            marks: marks.iter().map(|&(ms, n)| (at(ms), n)).collect(),
+        }
+    }
+
+    /// Counts only what the streams produced while all of them were decoding.
+    #[test]
+    fn steady_rate_counts_the_window_where_every_stream_decodes() {
+        let t0 = Instant::now();
+        // a starts at 100 ms, b (after a's prefill) at 500 ms; a ends at 1500, b at 1900
+        let a = run(
+            t0,
+            100,
+            1500,
+            &[(100, 1), (300, 5), (500, 9), (1000, 19), (1500, 29)],
+        );
+        let b = run(
+            t0,
+            500,
+            1900,
+            &[(500, 1), (1000, 11), (1500, 21), (1900, 29)],
+        );
+        // window 500..1500 ms: a 29 - 9 = 20 tokens, b 21 - 1 = 20
+        let rate = steady_rate(&[a, b]).unwrap();
+        assert!((rate - 40.0).abs() < 1e-9, "{rate}");
+        // no window in which both decode
+        let c = run(t0, 100, 400, &[(100, 1), (400, 7)]);
+        let d = run(t0, 600, 900, &[(600, 1), (900, 7)]);
+        assert!(steady_rate(&[c, d]).is_none());
+        assert!(steady_rate(&[]).is_none());
+    }
 }
