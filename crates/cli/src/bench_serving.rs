@@ -10,12 +10,29 @@ use std::time::{Duration, Instant};
 
 /// One stream's measurements.
 struct StreamRun {
-    ttft: Duration,
-    first_token_at: Instant,
     end: Instant,
-    tokens: usize,
     /// (when a delta was read, tokens so far) for every delta.
     marks: Vec<(Instant, usize)>,
+}
+
+impl StreamRun {
+    /// When the first token was read (the end, for a stream that produced none).
+    fn first_token_at(&self) -> Instant {
+        self.marks.first().map_or(self.end, |m| m.0)
+    }
+
+    /// Tokens read by `t`.
+    fn tokens_by(&self, t: Instant) -> usize {
+        self.marks
+            .iter()
+            .take_while(|(at, _)| *at <= t)
+            .last()
+            .map_or(0, |m| m.1)
+    }
+
+    fn tokens(&self) -> usize {
+        self.marks.last().map_or(0, |m| m.1)
+    }
 }
 
 /// A round of `n` streams started together.
@@ -36,20 +53,16 @@ struct Round {
 /// `decode_tokens_per_s` also counts the steps in which early streams wait on the prefill of
 /// late ones. None when there is no such window.
 fn steady_rate(runs: &[StreamRun]) -> Option<f64> {
-    let from = runs.iter().map(|r| r.first_token_at).max()?;
+    let from = runs.iter().map(StreamRun::first_token_at).max()?;
     let to = runs.iter().map(|r| r.end).min()?;
     let secs = to.checked_duration_since(from)?.as_secs_f64();
     if secs <= 0.0 {
         return None;
     }
-    let count = |r: &StreamRun, t: Instant| {
-        r.marks
-            .iter()
-            .take_while(|(at, _)| *at <= t)
-            .last()
-            .map_or(0, |m| m.1)
-    };
-    let tokens: usize = runs.iter().map(|r| count(r, to) - count(r, from)).sum();
+    let tokens: usize = runs
+        .iter()
+        .map(|r| r.tokens_by(to) - r.tokens_by(from))
+        .sum();
     Some(tokens as f64 / secs)
 }
 
@@ -78,36 +91,26 @@ fn round(
         .collect::<cortex_engine::Result<Vec<_>>>()?;
     // one thread reads every stream (a thread per stream would wake once per token each and
     // take CPU from the engine on a small machine)
-    let mut streams: Vec<_> = streams
-        .into_iter()
-        .map(|s| (s, None, 0usize, Vec::new()))
-        .collect();
+    let mut streams: Vec<_> = streams.into_iter().map(|s| (s, Vec::new())).collect();
     let mut runs = Vec::with_capacity(n);
     while !streams.is_empty() {
         let mut idle = true;
         let mut i = 0;
         while i < streams.len() {
-            let (s, first, tokens, marks) = &mut streams[i];
+            let (s, marks) = &mut streams[i];
             match s.try_recv()? {
                 Some(Event::Delta { tokens: t, .. }) => {
                     idle = false;
-                    let now = Instant::now();
-                    first.get_or_insert(now);
-                    *tokens += t.len();
-                    marks.push((now, *tokens));
+                    let so_far = marks.last().map_or(0, |m: &(Instant, usize)| m.1);
+                    marks.push((Instant::now(), so_far + t.len()));
                 }
                 Some(Event::Done(c)) => {
                     idle = false;
                     if let Some(e) = c.error {
                         return Err(anyhow!("stream failed: {e}"));
                     }
-                    let end = Instant::now();
-                    let first = first.unwrap_or(end);
                     runs.push(StreamRun {
-                        ttft: first.duration_since(start),
-                        first_token_at: first,
-                        end,
-                        tokens: *tokens,
+                        end: Instant::now(),
                         marks: std::mem::take(marks),
                     });
                     streams.swap_remove(i);
@@ -122,13 +125,13 @@ fn round(
         }
     }
     let wall = start.elapsed().as_secs_f64();
-    let total: usize = runs.iter().map(|r| r.tokens).sum();
+    let total: usize = runs.iter().map(StreamRun::tokens).sum();
     let decode: f64 = runs
         .iter()
         .map(|r| {
-            r.tokens.saturating_sub(1) as f64
+            r.tokens().saturating_sub(1) as f64
                 / r.end
-                    .duration_since(r.first_token_at)
+                    .duration_since(r.first_token_at())
                     .as_secs_f64()
                     .max(1e-9)
         })
@@ -138,7 +141,10 @@ fn round(
         total_tokens_per_s: total as f64 / wall.max(1e-9),
         decode_tokens_per_s: decode,
         steady_decode_tokens_per_s: steady_rate(&runs),
-        ttft_ms: runs.iter().map(|r| r.ttft.as_secs_f64() * 1e3).collect(),
+        ttft_ms: runs
+            .iter()
+            .map(|r| r.first_token_at().duration_since(start).as_secs_f64() * 1e3)
+            .collect(),
     })
 }
 
@@ -229,13 +235,10 @@ pub fn run(dir: &Path, args: &BenchArgs, n: usize) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn run(t0: Instant, first_ms: u64, end_ms: u64, marks: &[(u64, usize)]) -> StreamRun {
+    fn run(t0: Instant, end_ms: u64, marks: &[(u64, usize)]) -> StreamRun {
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         StreamRun {
-            ttft: Duration::from_millis(first_ms),
-            first_token_at: at(first_ms),
             end: at(end_ms),
-            tokens: marks.last().map_or(0, |m| m.1),
             marks: marks.iter().map(|&(ms, n)| (at(ms), n)).collect(),
         }
     }
@@ -247,22 +250,16 @@ mod tests {
         // a starts at 100 ms, b (after a's prefill) at 500 ms; a ends at 1500, b at 1900
         let a = run(
             t0,
-            100,
             1500,
             &[(100, 1), (300, 5), (500, 9), (1000, 19), (1500, 29)],
         );
-        let b = run(
-            t0,
-            500,
-            1900,
-            &[(500, 1), (1000, 11), (1500, 21), (1900, 29)],
-        );
+        let b = run(t0, 1900, &[(500, 1), (1000, 11), (1500, 21), (1900, 29)]);
         // window 500..1500 ms: a 29 - 9 = 20 tokens, b 21 - 1 = 20
         let rate = steady_rate(&[a, b]).unwrap();
         assert!((rate - 40.0).abs() < 1e-9, "{rate}");
         // no window in which both decode
-        let c = run(t0, 100, 400, &[(100, 1), (400, 7)]);
-        let d = run(t0, 600, 900, &[(600, 1), (900, 7)]);
+        let c = run(t0, 400, &[(100, 1), (400, 7)]);
+        let d = run(t0, 900, &[(600, 1), (900, 7)]);
         assert!(steady_rate(&[c, d]).is_none());
         assert!(steady_rate(&[]).is_none());
     }

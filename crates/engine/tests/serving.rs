@@ -109,41 +109,39 @@ fn on(compute: ComputeOptions, config: EngineConfig) -> EngineConfig {
     EngineConfig { compute, ..config }
 }
 
-/// With each pass queued before the previous one's tokens are read (the default), or each
-/// pass's tokens read before the next pass is built.
+/// With each pass queued before the previous one's tokens are read (the default).
 fn ahead(config: EngineConfig) -> EngineConfig {
-    EngineConfig {
-        run_ahead: Some(true),
-        ..config
-    }
+    queue_ahead(true, config)
 }
 
-fn synchronous(config: EngineConfig) -> EngineConfig {
+/// With each pass queued before the previous one's tokens are read, or (false) each pass's
+/// tokens read before the next pass is built.
+fn queue_ahead(yes: bool, config: EngineConfig) -> EngineConfig {
     EngineConfig {
-        run_ahead: Some(false),
+        run_ahead: Some(yes),
         ..config
     }
 }
 
 #[test]
 fn batched_greedy_equals_one_at_a_time_and_the_plain_generator() {
-    batched_equals_alone(ComputeOptions::cpu(), ahead);
+    batched_equals_alone(ComputeOptions::cpu(), true);
 }
 
 #[test]
 fn synchronous_steps_give_the_same_tokens() {
-    batched_equals_alone(ComputeOptions::cpu(), synchronous);
+    batched_equals_alone(ComputeOptions::cpu(), false);
 }
 
 #[test]
 fn gpu_path_batched_greedy_equals_one_at_a_time_and_the_plain_generator() {
-    batched_equals_alone(gpu_path(), ahead);
+    batched_equals_alone(gpu_path(), true);
 }
 
-fn batched_equals_alone(compute: ComputeOptions, mode: fn(EngineConfig) -> EngineConfig) {
+fn batched_equals_alone(compute: ComputeOptions, run_ahead: bool) {
     let dir = smollm2();
     let loaded = cortex_engine::load_with(&dir, &compute).unwrap();
-    let engine = start(&dir, mode(on(compute, config_mib(256))));
+    let engine = start(&dir, queue_ahead(run_ahead, on(compute, config_mib(256))));
     let prompts: Vec<Vec<u32>> = QUESTIONS.iter().map(|q| chat(&engine, q)).collect();
     let n = 24;
     // the single-sequence generator (contiguous cache) for the first prompt
@@ -173,7 +171,7 @@ fn batched_equals_alone(compute: ComputeOptions, mode: fn(EngineConfig) -> Engin
     // it was read (greedy, no penalties), and the tokens are still the generator's; or,
     // synchronous, none was
     let stats = engine.stats();
-    let queued_ahead = if mode(EngineConfig::default()).run_ahead == Some(true) {
+    let queued_ahead = if run_ahead {
         stats.steps_ahead * 2 >= stats.steps && stats.steps_ahead > 0
     } else {
         stats.steps_ahead == 0

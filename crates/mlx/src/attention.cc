@@ -111,7 +111,7 @@ inline float cap_and_max(const Attn& a, float* sc, int n) {
   return mx;
 }
 
-// sc[j] = exp(sc[j] - mx) for the n scores (sc has room for 8 more); returns their sum.
+// sc[j] = exp(sc[j] - mx) for the n scores; returns their sum.
 __attribute__((target("avx2,fma"))) inline float exp_and_sum(float* sc, int n, float mx) {
   __m256 vsum = _mm256_setzero_ps();
   const __m256 vmax = _mm256_set1_ps(mx);
@@ -134,7 +134,7 @@ __attribute__((target("avx2,fma"))) void attn_jobs_avx2(const Attn& a, int j0, i
   for (int job = j0; job < j1; ++job) {
     const Job t(a, job);
     if (t.sees_nothing(a)) continue;
-    sc.resize(size_t(t.n) + 8);
+    sc.resize(t.n);
     for (int j = 0; j < t.n; ++j) sc[j] = dot_avx2(t.q, a.at(a.k, t.b, t.start + j, t.kvh), a.d) * a.scale;
     const float sum = exp_and_sum(sc.data(), t.n, cap_and_max(a, sc.data(), t.n));
     const float inv = 1.f / sum;
@@ -177,7 +177,8 @@ AVX512_ATTN inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
   return _mm512_castps512_ps128(s);
 }
 
-// One query's scores against the key at position `pos` of its job: C vectors of 16 features.
+// A query's products with one key row `kr`, C vectors of 16 features summed lane by lane (the
+// lanes still to be added up).
 template <int C>
 AVX512_ATTN inline __m512 score_lanes(const __m512 (&q)[C], const float* kr) {
   __m512 acc = _mm512_mul_ps(q[0], _mm512_loadu_ps(kr));
@@ -194,7 +195,7 @@ AVX512_ATTN void attn_jobs_avx512_d(const Attn& a, int j0, int j1) {
   for (int job = j0; job < j1; ++job) {
     const Job t(a, job);
     if (t.sees_nothing(a)) continue;
-    sc.resize(size_t(t.n) + 16);
+    sc.resize(t.n);
     __m512 q[C];
     for (int c = 0; c < C; ++c) q[c] = _mm512_loadu_ps(t.q + 16 * c);
     const auto key = [&](int j) { return a.at(a.k, t.b, t.start + j, t.kvh); };
@@ -298,7 +299,6 @@ struct Rope {
     }
   }
 };
-
 
 // inputs: q [R, Hq*D], k and v [R, Hkv*D] (any leading shape), keys and values (storage),
 // positions int32 [R], inv_freq float32 [dims / 2]; paged storage adds write slots int32 [R]

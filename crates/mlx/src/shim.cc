@@ -332,12 +332,13 @@ void drain_cpu_streams() {
 }
 
 // MLX never joins its stream threads (it leaks its scheduler), so at exit they go on running
-// queued tasks while static destructors run, the CPU allocator's among them: a task that then
-// frees a buffer writes into freed memory, and the process dies of heap corruption. `generate`
-// leaves its last queued step unread when it stops, and `cortex run` exits right after. So
-// the first eval registers drain_cpu_streams with atexit, after making the MLX statics it
-// uses (the allocator, the stream list): handlers run in reverse order of registration, so
-// the drain runs before those are destroyed.
+// queued tasks while exit handlers tear down what those tasks use: the CPU allocator's buffer
+// cache (heap corruption), OpenBLAS's buffers and threads (a crash or hang in sgemm).
+// `generate` leaves its last queued step unread when it stops, and `cortex run` exits right
+// after. So the first eval registers drain_cpu_streams with atexit, after making the MLX
+// statics it uses (the allocator, the stream list): handlers run in reverse order of
+// registration, so the drain runs before those are destroyed and before the libraries'
+// destructors.
 void drain_at_exit() {
   static const bool registered = [] {
     (void)mx::get_active_memory();

@@ -1338,9 +1338,9 @@ fn gemv_kernels_accept_strided_inputs() {
 }
 
 /// The portable kernels (what a CPU without AVX2 runs, `set_scalar_kernels`) give the SIMD
-/// (AVX2, AVX-512) kernels' results to rounding, for quantized, dense and attention kernels alike; and the
-/// switch is really taken: the two differ in the last bits somewhere (FMA vs separate
-/// multiply-add, another summation order).
+/// (AVX2, AVX-512) kernels' results to rounding, for quantized, dense and attention kernels
+/// alike; and the switch is really taken: the two differ in the last bits somewhere (FMA vs
+/// separate multiply-add, another summation order).
 #[test]
 fn scalar_kernels_agree_with_the_simd_ones() {
     let run = |scalar: bool| -> Vec<f32> {
