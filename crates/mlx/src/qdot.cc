@@ -13,10 +13,12 @@
 #include <immintrin.h>
 #endif
 
-// GCC 12 reports its own AVX-512 intrinsics' "undefined" upper halves (cvtepi32_ps,
-// inserti64x4) as maybe-uninitialized once they are inlined here; nothing here reads them.
+// GCC 12 reports its own AVX-512 intrinsics' "undefined" sources (cvtepi32_ps, inserti64x4,
+// shuffle_f32x4) as maybe- or plainly uninitialized once they are inlined here; nothing here
+// reads them.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace cortex_mlx::qdot {
@@ -317,7 +319,124 @@ int chunk_for(Isa isa, int bits, int group) {
   return 32;
 }
 
-void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activations& out, int chunk_override) {
+namespace {
+
+// A group's sum in the order the SIMD code adds: 16 lanes, lane l summing values l, l + 16,
+// l + 32, ... in turn, then halves folded onto halves (16 -> 8 -> 4 -> 2 -> 1). Groups here
+// hold a multiple of 32 values.
+float group_sum(const float* v, int group) {
+  float acc[16];
+  std::copy(v, v + 16, acc);
+  for (int c = 16; c < group; c += 16) {
+    for (int l = 0; l < 16; ++l) acc[l] += v[c + l];
+  }
+  for (int w = 8; w >= 1; w /= 2) {
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  }
+  return acc[0];
+}
+
+// Rounds to the nearest integer, ties to even (as nearbyint does in the default rounding mode)
+// for |x| < 2^22: the quantized values stay within +-127.5. Not a libm call.
+inline float round_even(float x) {
+  constexpr float kShift = 12582912.f;  // 1.5 * 2^23
+  return (x + kShift) - kShift;
+}
+
+// One group's kRoundings passes, `rest` holding its values in storage order (it ends holding
+// what the last pass left over): q rows `row_stride` bytes apart, scales `scale_stride` apart.
+void round_group(float* rest, int group, int8_t* q, size_t q_stride, float* scale_out, size_t scale_stride) {
+  for (int pass = 0; pass < kRoundings; ++pass) {
+    float amax = 0.f;
+    for (int i = 0; i < group; ++i) amax = std::max(amax, std::fabs(rest[i]));
+    const float scale = amax / 127.f;
+    const float inv = scale > 0.f ? 1.f / scale : 0.f;
+    int8_t* qp = q + pass * q_stride;
+    for (int i = 0; i < group; ++i) {
+      const float r = round_even(rest[i] * inv);
+      qp[i] = int8_t(int(r));
+      rest[i] -= r * scale;
+    }
+    scale_out[pass * scale_stride] = scale;
+  }
+}
+
+#ifdef QDOT_X86
+// Halves folded onto halves, as group_sum does: 16 -> 8 -> 4 -> 2 -> 1 lanes.
+__attribute__((target("avx512f"))) inline float fold_sum(__m512 acc) {
+  const __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(acc),
+                                  _mm512_castps512_ps256(_mm512_shuffle_f32x4(acc, acc, _MM_SHUFFLE(3, 2, 3, 2))));
+  const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+  const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+  return _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
+}
+
+__attribute__((target("avx512f"))) inline float max_lanes(__m512 v) {
+  const __m256 h8 = _mm256_max_ps(_mm512_castps512_ps256(v),
+                                  _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(3, 2, 3, 2))));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+}
+
+// One group of NV * 16 values in registers: its sum, its values put in storage order (chunks of
+// `chunk`: 8, 32 or 64, even positions then odd; 0: as they are), then round_group's passes
+// with the same float operations per value, so the bytes and scales are the portable code's.
+template <int NV>
+__attribute__((target("avx512f"))) void group_avx512(const float* v, int chunk, int8_t* q, size_t q_stride,
+                                                   float* scale_out, size_t scale_stride, float* sum) {
+  __m512 x[NV], r[NV];
+  for (int i = 0; i < NV; ++i) x[i] = _mm512_loadu_ps(v + 16 * i);
+  __m512 acc = x[0];
+  for (int i = 1; i < NV; ++i) acc = _mm512_add_ps(acc, x[i]);
+  *sum = fold_sum(acc);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  if (chunk == 8) {
+    const __m512i in8 = _mm512_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+    for (int i = 0; i < NV; ++i) r[i] = _mm512_permutexvar_ps(in8, x[i]);
+  } else if (chunk == 32) {
+    for (int i = 0; i + 1 < NV; i += 2) {
+      r[i] = _mm512_permutex2var_ps(x[i], even, x[i + 1]);
+      r[i + 1] = _mm512_permutex2var_ps(x[i], odd, x[i + 1]);
+    }
+  } else if (chunk == 64) {
+    for (int i = 0; i + 3 < NV; i += 4) {
+      r[i] = _mm512_permutex2var_ps(x[i], even, x[i + 1]);
+      r[i + 1] = _mm512_permutex2var_ps(x[i + 2], even, x[i + 3]);
+      r[i + 2] = _mm512_permutex2var_ps(x[i], odd, x[i + 1]);
+      r[i + 3] = _mm512_permutex2var_ps(x[i + 2], odd, x[i + 3]);
+    }
+  } else {
+    for (int i = 0; i < NV; ++i) r[i] = x[i];
+  }
+  for (int pass = 0; pass < kRoundings; ++pass) {
+    // |value| first: a NaN value leaves the max as it was, as std::max(amax, NaN) does
+    __m512 vmax = _mm512_setzero_ps();
+    for (int i = 0; i < NV; ++i) vmax = _mm512_max_ps(_mm512_abs_ps(r[i]), vmax);
+    const float scale = max_lanes(vmax) / 127.f;
+    const float inv = scale > 0.f ? 1.f / scale : 0.f;
+    const __m512 vs = _mm512_set1_ps(scale), vi = _mm512_set1_ps(inv);
+    int8_t* qp = q + pass * q_stride;
+    for (int i = 0; i < NV; ++i) {
+      const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(r[i], vi), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      _mm512_mask_cvtepi32_storeu_epi8(qp + 16 * i, __mmask16(0xFFFF), _mm512_cvtps_epi32(n));
+      r[i] = _mm512_sub_ps(r[i], _mm512_mul_ps(n, vs));
+    }
+    scale_out[pass * scale_stride] = scale;
+  }
+}
+
+bool have_avx512f() {
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+}
+#endif
+
+}  // namespace
+
+void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activations& out, int chunk_override,
+              bool portable) {
   const int groups = k / group;
   const int chunk = chunk_override > 0 ? chunk_override : chunk_for(isa, bits, group);
   const bool permute = bits == 4 && (chunk_override > 0 || isa != Isa::Scalar);
@@ -328,30 +447,43 @@ void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activa
   out.q.resize(size_t(out.m) * k);
   out.scale.resize(size_t(out.m) * groups);
   out.sum.resize(size_t(out.m) * groups);
-  std::vector<float> rest(group);
+  // storage position -> value of the group (the same for every group: chunks divide groups)
+  thread_local std::vector<int> from;
+  from.resize(group);
+  for (int i = 0; i < group; ++i) from[permute ? (i / chunk) * chunk + nibble_order(i % chunk, chunk) : i] = i;
+#ifdef QDOT_X86
+  // registers hold groups of up to 128 values; larger ones take the portable code
+  const bool simd = !portable && have_avx512f() && group % 32 == 0 && group <= 128;
+#else
+  const bool simd = false;
+  (void)portable;
+#endif
+  thread_local std::vector<float> rest;
+  rest.resize(group);
   for (int row = 0; row < m; ++row) {
     for (int g = 0; g < groups; ++g) {
       const float* v = x + size_t(row) * k + size_t(g) * group;
-      std::copy(v, v + group, rest.begin());
-      float sum = 0.f;
-      for (int i = 0; i < group; ++i) sum += v[i];
-      for (int pass = 0; pass < kRoundings; ++pass) {
-        const int out_row = row * kRoundings + pass;
-        float amax = 0.f;
-        for (int i = 0; i < group; ++i) amax = std::max(amax, std::fabs(rest[i]));
-        const float scale = amax / 127.f;
-        const float inv = scale > 0.f ? 1.f / scale : 0.f;
-        int8_t* q = out.q.data() + size_t(out_row) * k + size_t(g) * group;
-        for (int i = 0; i < group; ++i) {
-          const int pos = permute ? (i / chunk) * chunk + nibble_order(i % chunk, chunk) : i;
-          const float r = std::nearbyint(rest[i] * inv);
-          q[pos] = int8_t(r);
-          rest[i] -= r * scale;
+      const size_t first = size_t(row) * kRoundings;
+      int8_t* q = out.q.data() + first * k + size_t(g) * group;
+      float* scale = out.scale.data() + first * groups + g;
+      float* sum = out.sum.data() + first * groups + g;
+      if (simd) {
+#ifdef QDOT_X86
+        const int c = permute ? chunk : 0;
+        switch (group) {
+          case 32: group_avx512<2>(v, c, q, size_t(k), scale, size_t(groups), sum); break;
+          case 64: group_avx512<4>(v, c, q, size_t(k), scale, size_t(groups), sum); break;
+          case 96: group_avx512<6>(v, c, q, size_t(k), scale, size_t(groups), sum); break;
+          case 128: group_avx512<8>(v, c, q, size_t(k), scale, size_t(groups), sum); break;
         }
-        out.scale[size_t(out_row) * groups + g] = scale;
-        // The weights' bias term needs x's sum once: with the first pass.
-        out.sum[size_t(out_row) * groups + g] = pass == 0 ? sum : 0.f;
+#endif
+      } else {
+        for (int i = 0; i < group; ++i) rest[i] = v[from[i]];
+        sum[0] = group_sum(v, group);
+        round_group(rest.data(), group, q, size_t(k), scale, size_t(groups));
       }
+      // The weights' bias term needs x's sum once: with the first rounding.
+      for (int pass = 1; pass < kRoundings; ++pass) sum[pass * groups] = 0.f;
     }
   }
 }

@@ -38,8 +38,11 @@ int chunk_for(Isa isa, int bits, int group);
 // error). Only the first row carries x's group sums, so the bias term counts once.
 constexpr int kRoundings = 2;
 // `chunk` > 0 sets the chunk of the 4-bit order (the rows16 kernel takes 8) instead of the one
-// chunk_for picks for isa.
-void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activations& out, int chunk = 0);
+// chunk_for picks for isa. The AVX-512 code (unless `portable`) and the portable code give the
+// same bytes and floats: group sums in one order (16 lanes, then halves folded), the same
+// float operations per value.
+void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activations& out, int chunk = 0,
+              bool portable = false);
 
 struct Problem {
   const Activations* a;

@@ -56,7 +56,7 @@ bool run_int8(const Problem& p, bool force_scalar) {
   const qdot::Isa isa = force_scalar ? qdot::Isa::Scalar : qdot::best_isa();
   if (qdot::chunk_for(isa, p.bits, p.group) == 0) return false;
   thread_local qdot::Activations acts;
-  qdot::quantize(p.x, p.m, p.k, p.group, p.bits, isa, acts);
+  qdot::quantize(p.x, p.m, p.k, p.group, p.bits, isa, acts, 0, force_scalar);
   // Each row of x is kRoundings activation rows, which the kernels take like a batch: the
   // weights are read once; the row's result is the sum of its parts.
   thread_local std::vector<float> parts;
@@ -96,7 +96,7 @@ bool run_int8(const Problem& p, bool force_scalar) {
 void run_packed(std::vector<Problem>& ps, bool force_scalar) {
   const Problem& p = ps[0];
   thread_local qdot::Activations acts;
-  qdot::quantize(p.x, p.m, p.k, p.group, p.bits, qdot::Isa::Scalar, acts, 8);
+  qdot::quantize(p.x, p.m, p.k, p.group, p.bits, qdot::Isa::Scalar, acts, 8, force_scalar);
   std::vector<qdot::Problem16> qs;
   std::vector<int> first;  // each problem's first block in the numbering
   int blocks = 0;
