@@ -188,12 +188,14 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2_block(const Problem& p, 
 // The same arithmetic 16 lanes wide, for CPUs with AVX-512: 4-bit slices of 32 weights (16
 // bytes: 16 even elements, then 16 odd ones; x permuted to match), 8-bit slices of 16. Half the
 // instructions per weight of the 8-lane kernel. Used when the group is a multiple of the slice.
-template <int M, SideType S>
+template <int M, SideType S, int G>
 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))) void rows_avx512_block(const Problem& p, int m0,
                                                                                          int n0, int n1) {
   const Operands<M, S> o(p, m0);
   float* buf = S == SideType::F32 ? nullptr : scale_buffer(o.groups, 1);
   const int groups = o.groups;
+  // the group size: a constant for the sizes models use, so the group loops unroll
+  const int group = G > 0 ? G : p.group;
   const auto& x = o.x;
   const auto& xs = o.xs;
   const __m128i lo4 = _mm_set1_epi8(0x0F);
@@ -205,12 +207,12 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))) void rows_avx
     for (int j = 0; j < M; ++j) total[j] = _mm512_setzero_ps();
     const float* sc = row_scales16<S>(srow, groups, buf);
     for (int g = 0; g < groups; ++g) {
-      const int base = g * p.group;
+      const int base = g * group;
       __m512 d[M];
       for (int j = 0; j < M; ++j) d[j] = _mm512_setzero_ps();
       if (p.bits == 4) {
         const uint8_t* q = wrow + base / 2;
-        for (int i = 0; i < p.group; i += 32) {
+        for (int i = 0; i < group; i += 32) {
           const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i / 2));
           const __m512 even = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, lo4)));
           const __m512 odd = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), lo4)));
@@ -221,7 +223,7 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))) void rows_avx
         }
       } else {
         const uint8_t* q = wrow + base;
-        for (int i = 0; i < p.group; i += 16) {
+        for (int i = 0; i < group; i += 16) {
           const __m512 w = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i))));
           for (int j = 0; j < M; ++j) d[j] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x[j] + base + i), d[j]);
         }
@@ -239,13 +241,15 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))) void rows_avx
 // rows_avx512_block<1>'s (so results stay bit-identical alone or in a batch). With one row of
 // x, a weight row's group sums form a single chain of multiply-adds (about 4 cycles each); two
 // weight rows give the CPU two independent chains, and the slices of x are loaded once for both.
-template <SideType S>
+template <SideType S, int G>
 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))) void rows_avx512_one(const Problem& p, int m0,
                                                                                        int n0, int n1) {
   const Operands<1, S> o(p, m0);
   const int stride = scale_stride(o.groups);
   float* buf = S == SideType::F32 ? nullptr : scale_buffer(o.groups, 2);
   const int groups = o.groups;
+  // the group size: a constant for the sizes models use, so the group loops unroll
+  const int group = G > 0 ? G : p.group;
   const float* x = o.x[0];
   const float* xs = o.xs[0];
   const __m128i lo4 = _mm_set1_epi8(0x0F);
@@ -257,10 +261,10 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))) void rows_avx
     const float* s1 = row_scales16<S>(o.s(r + 1), groups, buf + stride);
     __m512 t0 = _mm512_setzero_ps(), t1 = _mm512_setzero_ps();
     for (int g = 0; g < groups; ++g) {
-      const int base = g * p.group;
+      const int base = g * group;
       __m512 d0 = _mm512_setzero_ps(), d1 = _mm512_setzero_ps();
       if (p.bits == 4) {
-        for (int i = 0; i < p.group; i += 32) {
+        for (int i = 0; i < group; i += 32) {
           const __m512 xe = _mm512_loadu_ps(x + base + i), xo = _mm512_loadu_ps(x + base + i + 16);
           const __m128i v0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w0 + (base + i) / 2));
           const __m128i v1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w1 + (base + i) / 2));
@@ -270,7 +274,7 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))) void rows_avx
           d1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v1, 4), lo4))), xo, d1);
         }
       } else {
-        for (int i = 0; i < p.group; i += 16) {
+        for (int i = 0; i < group; i += 16) {
           const __m512 xv = _mm512_loadu_ps(x + base + i);
           const __m512 q0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w0 + base + i))));
           const __m512 q1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w1 + base + i))));
@@ -284,7 +288,7 @@ __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))) void rows_avx
     p.out[size_t(m0) * p.n + r] = _mm512_reduce_add_ps(add_bias512<S>(o.b(r), xs, groups, t0));
     p.out[size_t(m0) * p.n + r + 1] = _mm512_reduce_add_ps(add_bias512<S>(o.b(r + 1), xs, groups, t1));
   }
-  if (r < n1) rows_avx512_block<1, S>(p, m0, r, n1);
+  if (r < n1) rows_avx512_block<1, S, G>(p, m0, r, n1);
 }
 
 // Dense float32: out[m, r] = dot(w[r], x[m]), M rows per pass over a weight row. Reading each
@@ -339,12 +343,20 @@ struct QuantBlock {
 };
 template <SideType S>
 struct Quant512Block {
+  template <int M, int G>
+  static void run_group(const Problem& p, int m0, int n0, int n1) {
+    if constexpr (M == 1) {
+      rows_avx512_one<S, G>(p, m0, n0, n1);
+    } else {
+      rows_avx512_block<M, S, G>(p, m0, n0, n1);
+    }
+  }
   template <int M>
   static void run(const Problem& p, int m0, int n0, int n1) {
-    if constexpr (M == 1) {
-      rows_avx512_one<S>(p, m0, n0, n1);
-    } else {
-      rows_avx512_block<M, S>(p, m0, n0, n1);
+    switch (p.group) {
+      case 32: return run_group<M, 32>(p, m0, n0, n1);
+      case 64: return run_group<M, 64>(p, m0, n0, n1);
+      default: return run_group<M, 0>(p, m0, n0, n1);
     }
   }
 };

@@ -678,22 +678,32 @@ fn qgemv_takes_groups_of_any_multiple_of_8() {
 /// A row's result does not depend on the rows beside it (batched decode must not change
 /// what a sequence gets), for quantized and dense weights. One row takes the decode kernel
 /// (two weight rows per pass, the odd last row alone), several rows the batch kernel; odd
-/// weight counts and 8 bits cover its tail and its other unpack.
+/// weight counts and 8 bits cover its tail and its other unpack; groups of 32 and 64 (the
+/// kernels' unrolled sizes) and 128 (the general loop).
 #[test]
 fn gemv_rows_are_batch_invariant() {
-    let k = 128usize;
-    for &(bits, n) in &[(4, 40usize), (4, 41), (8, 41), (8, 69)] {
+    let k = 256usize;
+    for &(bits, n, group) in &[
+        (4, 40usize, 32),
+        (4, 41, 32),
+        (8, 41, 32),
+        (8, 69, 32),
+        (4, 41, 64),
+        (8, 41, 64),
+        (4, 41, 128),
+        (8, 41, 128),
+    ] {
         let w = arr(&rand_vec(n * k, 3), &[n as i32, k as i32]);
-        let (q, s, b) = ops::quantize(&w, 32, bits).unwrap();
+        let (q, s, b) = ops::quantize(&w, group, bits).unwrap();
         let x = arr(&rand_vec(7 * k, 5), &[7, k as i32]);
-        let all_q = ops::qgemv_cpu(&x, &q, &s, &b, 32, bits)
+        let all_q = ops::qgemv_cpu(&x, &q, &s, &b, group, bits)
             .unwrap()
             .to_vec::<f32>()
             .unwrap();
         let all_d = ops::gemv_cpu(&x, &w).unwrap().to_vec::<f32>().unwrap();
         for r in 0..7 {
             let row = x.slice_axis(0, r, r + 1).unwrap();
-            let one_q = ops::qgemv_cpu(&row, &q, &s, &b, 32, bits)
+            let one_q = ops::qgemv_cpu(&row, &q, &s, &b, group, bits)
                 .unwrap()
                 .to_vec::<f32>()
                 .unwrap();
@@ -702,9 +712,12 @@ fn gemv_rows_are_batch_invariant() {
             assert_eq!(
                 one_q,
                 all_q[at.clone()],
-                "{bits}-bit, {n} rows: quantized row {r}"
+                "{bits}-bit, group {group}, {n} rows: quantized row {r}"
             );
-            assert_eq!(one_d, all_d[at], "{bits}-bit, {n} rows: dense row {r}");
+            assert_eq!(
+                one_d, all_d[at],
+                "{bits}-bit, group {group}, {n} rows: dense row {r}"
+            );
         }
     }
 }
