@@ -186,52 +186,125 @@ AVX512_ATTN inline __m512 score_lanes(const __m512 (&q)[C], const float* kr) {
   return acc;
 }
 
-// Head dimension 16 * C. Scores four positions at a time (one reduction tree for four dot
-// products), then the softmax weights, then the values with every feature's accumulator in a
-// register, one pass over the positions (the AVX2 kernel makes one pass per 8 features).
+// Head dimension 16 * C, one job per (sequence, KV head). The query heads that share a KV head
+// (grouped-query attention) read the same keys and values: a job reads a tile of keys once for
+// all of them, and each value row once for up to kValueHeads of them. Per query head: scores
+// four positions at a time (one reduction tree for four dot products), then the softmax
+// weights, then the values with every feature's accumulator in a register, one pass over the
+// positions. (With a job per query head, each head read the keys and values again, and its value
+// pass was C chains of multiply-adds, run at their latency; heads side by side give the CPU
+// independent chains.) A head's operations and their order do not depend on its neighbours, so
+// a sequence's results are the same alone or in a batch.
+
+// Positions scored per tile (a multiple of 4, the scoring step): 64 keys of up to 128 features
+// stay in L1 while every query head of the group scores them.
+constexpr int kScoreTile = 64;
+
+// A query head's scores for positions j0..j1 of its job (j0 a multiple of 4; positions past the
+// last multiple of 4 are in the job's last tile only, and are scored one by one).
 template <int C>
-AVX512_ATTN void attn_jobs_avx512_d(const Attn& a, int j0, int j1) {
-  thread_local std::vector<float> sc;
-  for (int job = j0; job < j1; ++job) {
-    const Job t(a, job);
-    if (t.sees_nothing(a)) continue;
-    sc.resize(t.n);
-    __m512 q[C];
-    for (int c = 0; c < C; ++c) q[c] = _mm512_loadu_ps(t.q + 16 * c);
-    const auto key = [&](int j) { return a.at(a.k, t.b, t.start + j, t.kvh); };
-    int j = 0;
-    for (; j + 4 <= t.n; j += 4) {
-      const __m128 dots = hsum4(score_lanes<C>(q, key(j)), score_lanes<C>(q, key(j + 1)),
-                                score_lanes<C>(q, key(j + 2)), score_lanes<C>(q, key(j + 3)));
-      _mm_storeu_ps(&sc[j], _mm_mul_ps(dots, _mm_set1_ps(a.scale)));
+AVX512_ATTN inline void score_tile(const Attn& a, const Job& t, int j0, int j1, float* sc) {
+  __m512 q[C];
+  for (int c = 0; c < C; ++c) q[c] = _mm512_loadu_ps(t.q + 16 * c);
+  const auto key = [&](int j) { return a.at(a.k, t.b, t.start + j, t.kvh); };
+  int j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    const __m128 dots = hsum4(score_lanes<C>(q, key(j)), score_lanes<C>(q, key(j + 1)),
+                              score_lanes<C>(q, key(j + 2)), score_lanes<C>(q, key(j + 3)));
+    _mm_storeu_ps(&sc[j], _mm_mul_ps(dots, _mm_set1_ps(a.scale)));
+  }
+  for (; j < j1; ++j) sc[j] = _mm512_reduce_add_ps(score_lanes<C>(q, key(j))) * a.scale;
+}
+
+// As many query heads per value pass as keep their accumulators in 16 registers.
+template <int C>
+constexpr int kValueHeads = C <= 4 ? 4 : C <= 8 ? 2 : 1;
+
+// The value pass of H query heads of job t's group: w[h] their softmax weights, inv[h] 1 / their
+// sums, o[h] their outputs.
+template <int C, int H>
+AVX512_ATTN inline void value_heads(const Attn& a, const Job& t, const float* const* w, const float* inv,
+                                    float* const* o) {
+  __m512 acc[H][C];
+  for (int h = 0; h < H; ++h) {
+    for (int c = 0; c < C; ++c) acc[h][c] = _mm512_setzero_ps();
+  }
+  for (int u = 0; u < t.n; ++u) {
+    const float* vr = a.at(a.v, t.b, t.start + u, t.kvh);
+    __m512 v[C];
+    for (int c = 0; c < C; ++c) v[c] = _mm512_loadu_ps(vr + 16 * c);
+    for (int h = 0; h < H; ++h) {
+      const __m512 wu = _mm512_set1_ps(w[h][u]);
+      for (int c = 0; c < C; ++c) acc[h][c] = _mm512_fmadd_ps(wu, v[c], acc[h][c]);
     }
-    for (; j < t.n; ++j) sc[j] = _mm512_reduce_add_ps(score_lanes<C>(q, key(j))) * a.scale;
-    const float sum = exp_and_sum(sc.data(), t.n, cap_and_max(a, sc.data(), t.n));
-    __m512 acc[C];
-    for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
-    for (int u = 0; u < t.n; ++u) {
-      const __m512 w = _mm512_set1_ps(sc[u]);
-      const float* vr = a.at(a.v, t.b, t.start + u, t.kvh);
-      for (int c = 0; c < C; ++c) acc[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vr + 16 * c), acc[c]);
-    }
-    const __m512 inv = _mm512_set1_ps(1.f / sum);
-    for (int c = 0; c < C; ++c) _mm512_storeu_ps(t.o + 16 * c, _mm512_mul_ps(acc[c], inv));
+  }
+  for (int h = 0; h < H; ++h) {
+    const __m512 iv = _mm512_set1_ps(inv[h]);
+    for (int c = 0; c < C; ++c) _mm512_storeu_ps(o[h] + 16 * c, _mm512_mul_ps(acc[h][c], iv));
   }
 }
 
-// The AVX-512 kernel for head dimensions 16 * C up to 128, and 256; the AVX2 one otherwise.
-void attn_jobs_avx512(const Attn& a, int j0, int j1) {
-  switch (a.d % 16 == 0 ? a.d / 16 : 0) {
-    case 1: return attn_jobs_avx512_d<1>(a, j0, j1);
-    case 2: return attn_jobs_avx512_d<2>(a, j0, j1);
-    case 3: return attn_jobs_avx512_d<3>(a, j0, j1);
-    case 4: return attn_jobs_avx512_d<4>(a, j0, j1);
-    case 5: return attn_jobs_avx512_d<5>(a, j0, j1);
-    case 6: return attn_jobs_avx512_d<6>(a, j0, j1);
-    case 7: return attn_jobs_avx512_d<7>(a, j0, j1);
-    case 8: return attn_jobs_avx512_d<8>(a, j0, j1);
-    case 16: return attn_jobs_avx512_d<16>(a, j0, j1);
-    default: return attn_jobs_avx2(a, j0, j1);
+// `count` query heads' value passes, H at a time, the rest fewer at a time.
+template <int C, int H>
+AVX512_ATTN inline void value_passes(const Attn& a, const Job& t, const float* const* w, const float* inv,
+                                     float* const* o, int count) {
+  if constexpr (H > 0) {
+    int h = 0;
+    for (; h + H <= count; h += H) value_heads<C, H>(a, t, w + h, inv + h, o + h);
+    if (h < count) value_passes<C, H - 1>(a, t, w + h, inv + h, o + h, count - h);
+  }
+}
+
+template <int C>
+AVX512_ATTN void attn_groups_avx512_d(const Attn& a, int j0, int j1) {
+  const int per = a.hq / a.hkv;
+  thread_local std::vector<float> sc, inv;
+  thread_local std::vector<const float*> w;
+  thread_local std::vector<float*> out;
+  for (int job = j0; job < j1; ++job) {
+    // the group's first query head: its sequence, KV head and positions are the group's
+    const int head0 = (job / a.hkv) * a.hq + (job % a.hkv) * per;
+    const Job t(a, head0);
+    if (t.n <= 0) {
+      for (int h = 0; h < per; ++h) Job(a, head0 + h).sees_nothing(a);
+      continue;
+    }
+    const int n = t.n;
+    sc.resize(size_t(per) * n);
+    inv.resize(per);
+    w.resize(per);
+    out.resize(per);
+    for (int t0 = 0; t0 < n; t0 += kScoreTile) {
+      for (int h = 0; h < per; ++h) {
+        score_tile<C>(a, Job(a, head0 + h), t0, std::min(n, t0 + kScoreTile), sc.data() + size_t(h) * n);
+      }
+    }
+    for (int h = 0; h < per; ++h) {
+      float* s = sc.data() + size_t(h) * n;
+      inv[h] = 1.f / exp_and_sum(s, n, cap_and_max(a, s, n));
+      w[h] = s;
+      out[h] = Job(a, head0 + h).o;
+    }
+    value_passes<C, kValueHeads<C>>(a, t, w.data(), inv.data(), out.data(), per);
+  }
+}
+
+using AttnJobs = void (*)(const Attn&, int, int);
+
+// The AVX-512 kernel (jobs per KV head) for head dimensions 16 * C up to 128, and 256; nullptr
+// for others.
+AttnJobs attn_groups_avx512(int d) {
+  switch (d % 16 == 0 ? d / 16 : 0) {
+    case 1: return attn_groups_avx512_d<1>;
+    case 2: return attn_groups_avx512_d<2>;
+    case 3: return attn_groups_avx512_d<3>;
+    case 4: return attn_groups_avx512_d<4>;
+    case 5: return attn_groups_avx512_d<5>;
+    case 6: return attn_groups_avx512_d<6>;
+    case 7: return attn_groups_avx512_d<7>;
+    case 8: return attn_groups_avx512_d<8>;
+    case 16: return attn_groups_avx512_d<16>;
+    default: return nullptr;
   }
 }
 #pragma GCC diagnostic pop
@@ -376,9 +449,14 @@ class DecodeAttention : public mx::Primitive {
       }
       a.q = rotated.data();
       a.lens = lens.data();
-      run_kernel<Attn>(a, r * a.hq,
-                       kernels::have_avx512() ? AVX2_KERNEL(attn_jobs_avx512) : AVX2_KERNEL(attn_jobs_avx2),
-                       attn_jobs_scalar, scalar);
+#if defined(__x86_64__)
+      // AVX-512: a job per (sequence, KV head), each a few query heads' work, so chunks of two
+      if (const AttnJobs groups = kernels::have_avx512() && !scalar ? attn_groups_avx512(a.d) : nullptr) {
+        kernels::parallel_for(r * a.hkv, [&a, groups](int j0, int j1) { groups(a, j0, j1); }, 2);
+        return;
+      }
+#endif
+      run_kernel<Attn>(a, r * a.hq, AVX2_KERNEL(attn_jobs_avx2), attn_jobs_scalar, scalar);
     });
   }
 

@@ -22,7 +22,10 @@ namespace mx = mlx::core;
 // Runs f on items 0..n split into contiguous chunks across the kernel pool and waits
 // (pool.cc: spinning workers, chunks from a shared counter, one caller at a time, others run
 // inline).
-void parallel_for(int n, const std::function<void(int, int)>& f);
+// Chunks hold at least `min_chunk` items (the default suits rows of a matmul: smaller pieces
+// cost more in hand-offs than they gain in balance); with fewer than two chunks' worth, f runs
+// on the caller alone.
+void parallel_for(int n, const std::function<void(int, int)>& f, int min_chunk = 16);
 
 // Whether this CPU runs the AVX2/FMA/F16C kernels, and the 16-lane AVX-512 ones (F, BW, VL).
 bool have_avx2();

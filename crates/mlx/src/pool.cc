@@ -48,17 +48,17 @@ class Pool {
 
   // Several MLX streams (one per thread that uses MLX) may call at once; the pool serves one
   // caller at a time and the others compute on their own thread rather than wait.
-  void run(int n, const std::function<void(int, int)>& f) {
+  void run(int n, const std::function<void(int, int)>& f, int min_chunk) {
     std::unique_lock<std::mutex> serial(run_mu_, std::try_to_lock);
     const int threads = int(threads_.size()) + 1;
-    if (threads <= 1 || n < 2 * kMinChunk || !serial.owns_lock()) {
+    if (threads <= 1 || n < 2 * min_chunk || !serial.owns_lock()) {
       f(0, n);
       return;
     }
-    // About four chunks per thread, at least kMinChunk items each.
+    // About four chunks per thread, at least min_chunk items each.
     job_ = &f;
     n_ = n;
-    grain_ = std::max(kMinChunk, (n + 4 * threads - 1) / (4 * threads));
+    grain_ = std::max(min_chunk, (n + 4 * threads - 1) / (4 * threads));
     next_.store(0, std::memory_order_relaxed);
     const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;  // only callers write it
     gate_.store((tag(gen) << kGenShift) | kOpen, std::memory_order_release);
@@ -79,7 +79,6 @@ class Pool {
 
  private:
   static constexpr int kSpins = 4000;
-  static constexpr int kMinChunk = 16;
   // gate_: the job's generation above kGenShift, whether it is open, and the number of
   // workers inside it in the low bits.
   static constexpr int kGenShift = 33;
@@ -151,6 +150,8 @@ class Pool {
 
 }  // namespace
 
-void parallel_for(int n, const std::function<void(int, int)>& f) { Pool::get().run(n, f); }
+void parallel_for(int n, const std::function<void(int, int)>& f, int min_chunk) {
+  Pool::get().run(n, f, std::max(1, min_chunk));
+}
 
 }  // namespace cortex_mlx::kernels

@@ -1372,16 +1372,22 @@ fn scalar_kernels_agree_with_the_simd_ones() {
             );
         }
         out.extend(ops::gemv_cpu(&x, &w).unwrap().to_vec::<f32>().unwrap());
-        // head dimensions: one and four 16-float vectors (AVX-512), and one that is not a
-        // multiple of 16 (the AVX2 kernel on any x86 CPU)
-        let (b, slots) = (2i32, 32i32);
-        let table: Vec<i32> = (0..b * 20).map(|i| (i * 7 + 3) % slots).collect();
+        // head dimensions: one, four and eight 16-float vectors (AVX-512), and one that is not
+        // a multiple of 16 (the AVX2 kernel on any x86 CPU); 1 to 6 query heads per KV head
+        // (the AVX-512 kernel's value passes take up to 4, or 2 at 128 features, at a time);
+        // 71 and 100 positions (scored in tiles of 64, the first with a tail of 3)
+        let (b, width, slots) = (2i32, 100i32, 256i32);
+        let table: Vec<i32> = (0..b * width).map(|i| (i * 7 + 3) % slots).collect();
         let inv = arr(&[1.0, 0.1, 0.01, 0.001], &[4]);
-        let positions = Array::from_slice(&[8i32, 19], &[b]).unwrap();
+        let positions = Array::from_slice(&[70i32, 99], &[b]).unwrap();
         for (hq, hkv, d, softcap, window) in [
             (4i32, 2i32, 16i32, 0.0, 0),
             (4, 2, 16, 2.5, 6),
             (6, 2, 64, 0.0, 0),
+            (8, 2, 64, 0.0, 0),
+            (12, 2, 16, 0.0, 0),
+            (6, 1, 128, 0.0, 0),
+            (3, 3, 64, 0.0, 0),
             (3, 1, 40, 0.0, 0),
         ] {
             let (q, k, v) = (
@@ -1410,8 +1416,9 @@ fn scalar_kernels_agree_with_the_simd_ones() {
                 ops::KvStorage::Paged {
                     keys: &arr(&rand_vec((slots * hkv * d) as usize, 24), &[slots, hkv, d]),
                     values: &arr(&rand_vec((slots * hkv * d) as usize, 25), &[slots, hkv, d]),
-                    write: &Array::from_slice(&[table[8], table[20 + 19]], &[b]).unwrap(),
-                    table: &Array::from_slice(&table, &[b, 20]).unwrap(),
+                    write: &Array::from_slice(&[table[70], table[width as usize + 99]], &[b])
+                        .unwrap(),
+                    table: &Array::from_slice(&table, &[b, width]).unwrap(),
                 },
             )
             .unwrap();
