@@ -33,7 +33,8 @@ bool is_available(const Array& a);
 rust::Vec<int32_t> shape(const Array& a);
 uint8_t dtype(const Array& a);
 size_t nbytes(const Array& a);
-rust::Vec<uint8_t> to_bytes(const Array& a);
+// The array's row-major bytes into out, which holds exactly nbytes(a).
+void copy_bytes(const Array& a, rust::Slice<uint8_t> out);
 rust::String describe(const Array& a);
 
 // element-wise, reductions, shape ops

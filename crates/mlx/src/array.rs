@@ -265,7 +265,9 @@ impl Array {
 
     /// Evaluates and copies the data out as row-major bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        bridge::to_bytes(&self.0).map_err(mlx_err("to_bytes"))
+        let mut out = vec![0u8; self.nbytes()];
+        bridge::copy_bytes(&self.0, &mut out).map_err(mlx_err("to_bytes"))?;
+        Ok(out)
     }
 
     /// Evaluates and copies the data out; the array's dtype must be `T`'s.

@@ -20,7 +20,7 @@ pub(crate) mod bridge {
         fn shape(a: &Array) -> Vec<i32>;
         fn dtype(a: &Array) -> Result<u8>;
         fn nbytes(a: &Array) -> usize;
-        fn to_bytes(a: &Array) -> Result<Vec<u8>>;
+        fn copy_bytes(a: &Array, out: &mut [u8]) -> Result<()>;
         fn describe(a: &Array) -> String;
 
         fn unary(op: u8, a: &Array) -> Result<UniquePtr<Array>>;
