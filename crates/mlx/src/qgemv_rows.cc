@@ -119,14 +119,16 @@ inline float* scale_buffer(int groups, int rows) {
 // nibbles the odd ones; `p.x` is then permuted to match (permute_for_nibbles), so a slice is
 // two vectors with no shuffles. Groups that are not a multiple of 16 use x as it is and unpack
 // 8 weights at a time.
-template <int M, SideType S>
+template <int M, SideType S, int G>
 __attribute__((target("avx2,fma,f16c"))) void rows_avx2_block(const Problem& p, int m0, int n0, int n1) {
   const Operands<M, S> o(p, m0);
   float* buf = S == SideType::F32 ? nullptr : scale_buffer(o.groups, 1);
   const int groups = o.groups;
+  // the group size: a constant for the sizes models use, so the group loops unroll
+  const int group = G > 0 ? G : p.group;
   const auto& x = o.x;
   const auto& xs = o.xs;
-  const bool slices16 = p.group % 16 == 0;
+  const bool slices16 = group % 16 == 0;
   const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   const __m256i nibble = _mm256_set1_epi32(0xF);
   const __m128i lo4 = _mm_set1_epi8(0x0F);
@@ -138,12 +140,12 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2_block(const Problem& p, 
     for (int j = 0; j < M; ++j) total[j] = _mm256_setzero_ps();
     const float* sc = row_scales8<S>(srow, groups, buf);
     for (int g = 0; g < groups; ++g) {
-      const int base = g * p.group;
+      const int base = g * group;
       __m256 d[M];
       for (int j = 0; j < M; ++j) d[j] = _mm256_setzero_ps();
       if (p.bits == 4 && slices16) {
         const uint8_t* q = wrow + base / 2;
-        for (int i = 0; i < p.group; i += 16) {
+        for (int i = 0; i < group; i += 16) {
           const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i / 2));
           const __m256 even = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(v, lo4)));
           const __m256 odd = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), lo4)));
@@ -154,7 +156,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2_block(const Problem& p, 
         }
       } else if (p.bits == 4) {
         const uint8_t* q = wrow + base / 2;
-        for (int i = 0; i < p.group; i += 8) {
+        for (int i = 0; i < group; i += 8) {
           uint32_t word;
           std::memcpy(&word, q + i / 2, 4);
           const __m256 w = _mm256_cvtepi32_ps(
@@ -163,7 +165,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2_block(const Problem& p, 
         }
       } else {
         const uint8_t* q = wrow + base;
-        for (int i = 0; i < p.group; i += 8) {
+        for (int i = 0; i < group; i += 8) {
           const __m256 w =
               _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i))));
           for (int j = 0; j < M; ++j) d[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), d[j]);
@@ -339,7 +341,13 @@ void by_blocks(const Problem& p, int n0, int n1) {
 template <SideType S>
 struct QuantBlock {
   template <int M>
-  static void run(const Problem& p, int m0, int n0, int n1) { rows_avx2_block<M, S>(p, m0, n0, n1); }
+  static void run(const Problem& p, int m0, int n0, int n1) {
+    switch (p.group) {
+      case 32: return rows_avx2_block<M, S, 32>(p, m0, n0, n1);
+      case 64: return rows_avx2_block<M, S, 64>(p, m0, n0, n1);
+      default: return rows_avx2_block<M, S, 0>(p, m0, n0, n1);
+    }
+  }
 };
 template <SideType S>
 struct Quant512Block {
