@@ -220,72 +220,71 @@ AVX512_ATTN inline void score_tile(const Attn& a, const Job& t, int j0, int j1, 
 template <int C>
 constexpr int kValueHeads = C <= 4 ? 4 : C <= 8 ? 2 : 1;
 
-// The value pass of H query heads of job t's group: w[h] their softmax weights, inv[h] 1 / their
-// sums, o[h] their outputs.
+// The value pass of H query heads of one group: head h's softmax weights are w[h * n ..], its
+// sum's inverse inv[h], its output heads[h].o (heads share their sequence, KV head and
+// positions).
 template <int C, int H>
-AVX512_ATTN inline void value_heads(const Attn& a, const Job& t, const float* const* w, const float* inv,
-                                    float* const* o) {
+AVX512_ATTN inline void value_heads(const Attn& a, const Job* heads, const float* w, const float* inv) {
+  const Job& t = heads[0];
+  const int n = t.n;
+  const float* wh[H];
   __m512 acc[H][C];
   for (int h = 0; h < H; ++h) {
+    wh[h] = w + size_t(h) * n;
     for (int c = 0; c < C; ++c) acc[h][c] = _mm512_setzero_ps();
   }
-  for (int u = 0; u < t.n; ++u) {
+  for (int u = 0; u < n; ++u) {
     const float* vr = a.at(a.v, t.b, t.start + u, t.kvh);
     __m512 v[C];
     for (int c = 0; c < C; ++c) v[c] = _mm512_loadu_ps(vr + 16 * c);
     for (int h = 0; h < H; ++h) {
-      const __m512 wu = _mm512_set1_ps(w[h][u]);
+      const __m512 wu = _mm512_set1_ps(wh[h][u]);
       for (int c = 0; c < C; ++c) acc[h][c] = _mm512_fmadd_ps(wu, v[c], acc[h][c]);
     }
   }
   for (int h = 0; h < H; ++h) {
     const __m512 iv = _mm512_set1_ps(inv[h]);
-    for (int c = 0; c < C; ++c) _mm512_storeu_ps(o[h] + 16 * c, _mm512_mul_ps(acc[h][c], iv));
+    for (int c = 0; c < C; ++c) _mm512_storeu_ps(heads[h].o + 16 * c, _mm512_mul_ps(acc[h][c], iv));
   }
 }
 
 // `count` query heads' value passes, H at a time, the rest fewer at a time.
 template <int C, int H>
-AVX512_ATTN inline void value_passes(const Attn& a, const Job& t, const float* const* w, const float* inv,
-                                     float* const* o, int count) {
+AVX512_ATTN inline void value_passes(const Attn& a, const Job* heads, const float* w, const float* inv, int count) {
   if constexpr (H > 0) {
     int h = 0;
-    for (; h + H <= count; h += H) value_heads<C, H>(a, t, w + h, inv + h, o + h);
-    if (h < count) value_passes<C, H - 1>(a, t, w + h, inv + h, o + h, count - h);
+    for (; h + H <= count; h += H) value_heads<C, H>(a, heads + h, w + size_t(h) * heads[0].n, inv + h);
+    if (h < count) value_passes<C, H - 1>(a, heads + h, w + size_t(h) * heads[0].n, inv + h, count - h);
   }
 }
 
 template <int C>
 AVX512_ATTN void attn_groups_avx512_d(const Attn& a, int j0, int j1) {
   const int per = a.hq / a.hkv;
+  thread_local std::vector<Job> heads;
   thread_local std::vector<float> sc, inv;
-  thread_local std::vector<const float*> w;
-  thread_local std::vector<float*> out;
   for (int job = j0; job < j1; ++job) {
-    // the group's first query head: its sequence, KV head and positions are the group's
+    // the group's query heads: one sequence, one KV head, the same positions
     const int head0 = (job / a.hkv) * a.hq + (job % a.hkv) * per;
-    const Job t(a, head0);
-    if (t.n <= 0) {
-      for (int h = 0; h < per; ++h) Job(a, head0 + h).sees_nothing(a);
+    heads.clear();
+    for (int h = 0; h < per; ++h) heads.emplace_back(a, head0 + h);
+    if (heads[0].sees_nothing(a)) {
+      for (int h = 1; h < per; ++h) heads[h].sees_nothing(a);
       continue;
     }
-    const int n = t.n;
+    const int n = heads[0].n;
     sc.resize(size_t(per) * n);
     inv.resize(per);
-    w.resize(per);
-    out.resize(per);
     for (int t0 = 0; t0 < n; t0 += kScoreTile) {
       for (int h = 0; h < per; ++h) {
-        score_tile<C>(a, Job(a, head0 + h), t0, std::min(n, t0 + kScoreTile), sc.data() + size_t(h) * n);
+        score_tile<C>(a, heads[h], t0, std::min(n, t0 + kScoreTile), sc.data() + size_t(h) * n);
       }
     }
     for (int h = 0; h < per; ++h) {
       float* s = sc.data() + size_t(h) * n;
       inv[h] = 1.f / exp_and_sum(s, n, cap_and_max(a, s, n));
-      w[h] = s;
-      out[h] = Job(a, head0 + h).o;
     }
-    value_passes<C, kValueHeads<C>>(a, t, w.data(), inv.data(), out.data(), per);
+    value_passes<C, kValueHeads<C>>(a, heads.data(), sc.data(), inv.data(), per);
   }
 }
 

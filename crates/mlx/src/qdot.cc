@@ -426,11 +426,6 @@ __attribute__((target("avx512f"))) void group_avx512(const float* v, int chunk, 
     scale_out[pass * scale_stride] = scale;
   }
 }
-
-bool have_avx512f() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
-}
 #endif
 
 }  // namespace
@@ -447,19 +442,22 @@ void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activa
   out.q.resize(size_t(out.m) * k);
   out.scale.resize(size_t(out.m) * groups);
   out.sum.resize(size_t(out.m) * groups);
-  // storage position -> value of the group (the same for every group: chunks divide groups)
-  thread_local std::vector<int> from;
-  from.resize(group);
-  for (int i = 0; i < group; ++i) from[permute ? (i / chunk) * chunk + nibble_order(i % chunk, chunk) : i] = i;
 #ifdef QDOT_X86
   // registers hold groups of up to 128 values; larger ones take the portable code
-  const bool simd = !portable && have_avx512f() && group % 32 == 0 && group <= 128;
+  const bool simd = !portable && kernels::have_avx512() && group % 32 == 0 && group <= 128;
 #else
   const bool simd = false;
   (void)portable;
 #endif
+  // The portable code's storage position -> value of the group (the same for every group:
+  // chunks divide groups), and its buffer of what is left to round.
+  thread_local std::vector<int> from;
   thread_local std::vector<float> rest;
-  rest.resize(group);
+  if (!simd) {
+    from.resize(group);
+    for (int i = 0; i < group; ++i) from[permute ? (i / chunk) * chunk + nibble_order(i % chunk, chunk) : i] = i;
+    rest.resize(group);
+  }
   for (int row = 0; row < m; ++row) {
     for (int g = 0; g < groups; ++g) {
       const float* v = x + size_t(row) * k + size_t(g) * group;

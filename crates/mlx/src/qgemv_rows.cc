@@ -338,16 +338,23 @@ void by_blocks(const Problem& p, int n0, int n1) {
   }
 }
 
+// K::run_group<M, G> with the group size as the constant G for the sizes models use (32, 64),
+// or G = 0 (the kernel reads p.group) for others.
+template <class K, int M>
+void by_group(const Problem& p, int m0, int n0, int n1) {
+  switch (p.group) {
+    case 32: return K::template run_group<M, 32>(p, m0, n0, n1);
+    case 64: return K::template run_group<M, 64>(p, m0, n0, n1);
+    default: return K::template run_group<M, 0>(p, m0, n0, n1);
+  }
+}
+
 template <SideType S>
 struct QuantBlock {
+  template <int M, int G>
+  static void run_group(const Problem& p, int m0, int n0, int n1) { rows_avx2_block<M, S, G>(p, m0, n0, n1); }
   template <int M>
-  static void run(const Problem& p, int m0, int n0, int n1) {
-    switch (p.group) {
-      case 32: return rows_avx2_block<M, S, 32>(p, m0, n0, n1);
-      case 64: return rows_avx2_block<M, S, 64>(p, m0, n0, n1);
-      default: return rows_avx2_block<M, S, 0>(p, m0, n0, n1);
-    }
-  }
+  static void run(const Problem& p, int m0, int n0, int n1) { by_group<QuantBlock, M>(p, m0, n0, n1); }
 };
 template <SideType S>
 struct Quant512Block {
@@ -360,13 +367,7 @@ struct Quant512Block {
     }
   }
   template <int M>
-  static void run(const Problem& p, int m0, int n0, int n1) {
-    switch (p.group) {
-      case 32: return run_group<M, 32>(p, m0, n0, n1);
-      case 64: return run_group<M, 64>(p, m0, n0, n1);
-      default: return run_group<M, 0>(p, m0, n0, n1);
-    }
-  }
+  static void run(const Problem& p, int m0, int n0, int n1) { by_group<Quant512Block, M>(p, m0, n0, n1); }
 };
 struct DenseBlock {
   template <int M>
