@@ -77,16 +77,33 @@ int64_t rows16_block_bytes(int k, int group, int bits);
 void pack_rows16(const uint8_t* w, const float* scales, const float* biases, int n, int k, int group, int bits,
                  uint8_t* out);
 
+// The activations as the AVX-512 rows16 kernel reads them: rows in bands of kBand (the last
+// band padded with zero rows), each band one stream the kernel walks with a single pointer:
+// per chunk the band's rows' and roundings' activation words side by side ([chunk][row]
+// [rounding][4-bit: even word, odd word]); then per group the rows' scales and sums
+// ([group][row][rounding] scales, then [group][row] sums). With Activations' rows apart, the
+// kernel kept a pointer per row and rounding and spent as many instructions moving them and
+// its accumulators as it did on dot products.
+constexpr int kBand = 4;
+struct Bands {
+  int bands = 0, chunks = 0, groups = 0, word = 0;  // word: activation bytes per chunk and row
+  std::vector<int8_t> q;                            // [bands][chunks][kBand][kRoundings][word]
+  std::vector<float> side;                          // [bands][groups][kSideFloats]
+  static constexpr int kSideFloats = kBand * kRoundings + kBand;
+};
+void make_bands(const Activations& a, int bits, Bands& out);
+
 struct Problem16 {
   const Activations* a;
   const uint8_t* packed;  // the blocks
   float* out;             // [a->m / kRoundings, stride]
   int n, stride, bits;
+  const Bands* bands = nullptr;  // make_bands(*a, bits): the AVX-512 kernel needs them
 };
 
 // Blocks b0..b1 (rows 16 * b0 .. min(n, 16 * b1)) for every row of x; AVX-512 VNNI when the
-// CPU has it and `portable` is false, else portable code with the same float operations in the
-// same order (bit-identical results).
+// CPU has it, `portable` is false and p.bands is set, else portable code with the same float
+// operations in the same order (bit-identical results).
 void rows16(const Problem16& p, int b0, int b1, bool portable);
 
 }  // namespace cortex_mlx::qdot

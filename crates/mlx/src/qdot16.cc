@@ -38,14 +38,6 @@ struct Block {
   }
 };
 
-// The activation chunk (4 int8s) that meets weight chunk c: for 4-bit, `odd` picks the
-// odd-position half of the 8 values (quantize stores a chunk's even positions, then its odd).
-inline int32_t act_chunk(const int8_t* q, int c, int bits, bool odd) {
-  int32_t v;
-  std::memcpy(&v, q + (bits == 4 ? size_t(c) * 8 + (odd ? 4 : 0) : size_t(c) * 4), 4);
-  return v;
-}
-
 // The portable code: per row and group the exact integer dots, then the float operations of
 // the SIMD kernel in its order (std::fma for each fused multiply-add), so results match it bit
 // for bit.
@@ -83,23 +75,23 @@ void block_portable(const Problem16& p, int m0, int mcount, int blk) {
 }
 
 #if defined(__x86_64__)
-// M activation rows (each kRoundings int8 rows) against one block of 16 weight rows.
-template <int M, int BITS>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void block_avx512(const Problem16& p, int m0,
+__attribute__((target("avx512f"))) inline __m512i word(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// M activation rows (the first M of band `band`, each kRoundings int8 rows) against one block
+// of 16 weight rows; PER: chunks per group (0: any, in a loop).
+template <int M, int BITS, int PER>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void block_avx512(const Problem16& p, int band,
                                                                                    int blk) {
-  const Activations& a = *p.a;
+  const Bands& bd = *p.bands;
   const Block b(p, blk);
-  const int8_t* q[M][kRoundings];
-  const float* xs[M][kRoundings];
-  const float* sums[M];
-  for (int j = 0; j < M; ++j) {
-    for (int r = 0; r < kRoundings; ++r) {
-      const size_t row = size_t(m0 + j) * kRoundings + r;
-      q[j][r] = a.q.data() + row * a.k;
-      xs[j][r] = a.scale.data() + row * b.groups;
-    }
-    sums[j] = a.sum.data() + size_t(m0 + j) * kRoundings * b.groups;
-  }
+  constexpr int kWord = BITS == 4 ? 8 : 4, kChunkBytes = kBand * kRoundings * kWord;
+  const int8_t* aq = bd.q.data() + size_t(band) * b.chunks * kChunkBytes;
+  const float* side = bd.side.data() + size_t(band) * b.groups * Bands::kSideFloats;
+  const int per = PER > 0 ? PER : b.per_group;
   const __m512i lo4 = _mm512_set1_epi8(0x0F);
   __m512 t[M];
   for (int j = 0; j < M; ++j) t[j] = _mm512_setzero_ps();
@@ -108,56 +100,74 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void block_avx51
     for (int j = 0; j < M; ++j) {
       for (int r = 0; r < kRoundings; ++r) acc[j][r] = _mm512_setzero_si512();
     }
-    for (int c = g * b.per_group; c < (g + 1) * b.per_group; ++c) {
-      const __m512i v = _mm512_loadu_si512(b.w + size_t(c) * 64);
-      // The same chunk of the next block: each block is read twice or more (once per 4
-      // activation rows) and only the first pass misses the cache, so the hardware prefetcher
-      // alone leaves memory idle for the rest (8-bit weights: 1.9 -> 3.0 G dot products/s).
-      _mm_prefetch(reinterpret_cast<const char*>(b.w + size_t(b.chunks) * 64 + size_t(c) * 64), _MM_HINT_T0);
+    const uint8_t* w = b.w + size_t(g) * per * 64;
+    const int8_t* ac = aq + size_t(g) * per * kChunkBytes;
+#pragma GCC unroll 8
+    for (int i = 0; i < per; ++i) {
+      const __m512i v = _mm512_loadu_si512(w + size_t(i) * 64);
+      // The same chunk of the next block: each block is read twice or more (once per band)
+      // and only the first pass misses the cache, so the hardware prefetcher alone leaves
+      // memory idle for the rest (8-bit weights: 1.9 -> 3.0 G dot products/s).
+      _mm_prefetch(reinterpret_cast<const char*>(w + size_t(b.chunks) * 64 + size_t(i) * 64), _MM_HINT_T0);
+      const int8_t* a = ac + size_t(i) * kChunkBytes;
       if constexpr (BITS == 4) {
         const __m512i even = _mm512_and_si512(v, lo4), odd = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
         for (int j = 0; j < M; ++j) {
           for (int r = 0; r < kRoundings; ++r) {
-            acc[j][r] = _mm512_dpbusd_epi32(acc[j][r], even, _mm512_set1_epi32(act_chunk(q[j][r], c, 4, false)));
-            acc[j][r] = _mm512_dpbusd_epi32(acc[j][r], odd, _mm512_set1_epi32(act_chunk(q[j][r], c, 4, true)));
+            const int8_t* x = a + (j * kRoundings + r) * kWord;
+            acc[j][r] = _mm512_dpbusd_epi32(acc[j][r], even, word(x));
+            acc[j][r] = _mm512_dpbusd_epi32(acc[j][r], odd, word(x + 4));
           }
         }
       } else {
         for (int j = 0; j < M; ++j) {
           for (int r = 0; r < kRoundings; ++r) {
-            acc[j][r] = _mm512_dpbusd_epi32(acc[j][r], v, _mm512_set1_epi32(act_chunk(q[j][r], c, 8, false)));
+            acc[j][r] = _mm512_dpbusd_epi32(acc[j][r], v, word(a + (j * kRoundings + r) * kWord));
           }
         }
       }
     }
     const __m512 s = _mm512_loadu_ps(b.scales + size_t(g) * kRows16);
     const __m512 bias = _mm512_loadu_ps(b.biases + size_t(g) * kRows16);
+    const float* sd = side + size_t(g) * Bands::kSideFloats;
     for (int j = 0; j < M; ++j) {
       for (int r = 0; r < kRoundings; ++r) {
-        t[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[j][r]), _mm512_mul_ps(s, _mm512_set1_ps(xs[j][r][g])), t[j]);
+        t[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[j][r]), _mm512_mul_ps(s, _mm512_set1_ps(sd[j * kRoundings + r])),
+                               t[j]);
       }
-      t[j] = _mm512_fmadd_ps(bias, _mm512_set1_ps(sums[j][g]), t[j]);
+      t[j] = _mm512_fmadd_ps(bias, _mm512_set1_ps(sd[kBand * kRoundings + j]), t[j]);
     }
   }
   const int rows = std::min(kRows16, p.n - blk * kRows16);
   const __mmask16 keep = __mmask16((1u << rows) - 1);
   for (int j = 0; j < M; ++j) {
-    _mm512_mask_storeu_ps(p.out + size_t(m0 + j) * p.stride + size_t(blk) * kRows16, keep, t[j]);
+    _mm512_mask_storeu_ps(p.out + size_t(band * kBand + j) * p.stride + size_t(blk) * kRows16, keep, t[j]);
   }
 }
 
-template <int BITS>
-void blocks_avx512(const Problem16& p, int b0, int b1) {
+template <int BITS, int PER>
+void blocks_avx512_per(const Problem16& p, int b0, int b1) {
   const int m = p.a->m / kRoundings;
   for (int blk = b0; blk < b1; ++blk) {
-    for (int m0 = 0; m0 < m; m0 += 4) {
-      switch (std::min(4, m - m0)) {
-        case 1: block_avx512<1, BITS>(p, m0, blk); break;
-        case 2: block_avx512<2, BITS>(p, m0, blk); break;
-        case 3: block_avx512<3, BITS>(p, m0, blk); break;
-        default: block_avx512<4, BITS>(p, m0, blk); break;
+    for (int band = 0; band * kBand < m; ++band) {
+      switch (std::min(kBand, m - band * kBand)) {
+        case 1: block_avx512<1, BITS, PER>(p, band, blk); break;
+        case 2: block_avx512<2, BITS, PER>(p, band, blk); break;
+        case 3: block_avx512<3, BITS, PER>(p, band, blk); break;
+        default: block_avx512<4, BITS, PER>(p, band, blk); break;
       }
     }
+  }
+}
+
+// The group sizes models use get their chunk loop unrolled (4-bit: 32 -> 4 chunks, 64 -> 8;
+// 8-bit: 32 -> 8).
+template <int BITS>
+void blocks_avx512(const Problem16& p, int b0, int b1) {
+  switch (p.a->group * BITS / 32) {
+    case 4: return blocks_avx512_per<BITS, 4>(p, b0, b1);
+    case 8: return blocks_avx512_per<BITS, 8>(p, b0, b1);
+    default: return blocks_avx512_per<BITS, 0>(p, b0, b1);
   }
 }
 
@@ -202,9 +212,38 @@ void pack_rows16(const uint8_t* w, const float* scales, const float* biases, int
   });
 }
 
+void make_bands(const Activations& a, int bits, Bands& out) {
+  const int m = a.m / kRoundings;
+  out.bands = (m + kBand - 1) / kBand;
+  out.chunks = a.k * bits / 32;
+  out.groups = a.k / a.group;
+  out.word = bits == 4 ? 8 : 4;  // a chunk's activations: 8 (4-bit) or 4 values of each row
+  const size_t chunk_bytes = size_t(kBand) * kRoundings * out.word;
+  out.q.assign(size_t(out.bands) * out.chunks * chunk_bytes, 0);
+  out.side.assign(size_t(out.bands) * out.groups * Bands::kSideFloats, 0.f);
+  for (int j = 0; j < m; ++j) {
+    const int band = j / kBand, lane = j % kBand;
+    int8_t* q = out.q.data() + size_t(band) * out.chunks * chunk_bytes;
+    float* side = out.side.data() + size_t(band) * out.groups * Bands::kSideFloats;
+    for (int r = 0; r < kRoundings; ++r) {
+      const size_t row = size_t(j) * kRoundings + r;
+      const int8_t* from = a.q.data() + row * a.k;
+      int8_t* to = q + size_t(lane * kRoundings + r) * out.word;
+      for (int c = 0; c < out.chunks; ++c) std::memcpy(to + c * chunk_bytes, from + size_t(c) * out.word, out.word);
+      for (int g = 0; g < out.groups; ++g) {
+        side[size_t(g) * Bands::kSideFloats + lane * kRoundings + r] = a.scale[row * out.groups + g];
+      }
+    }
+    for (int g = 0; g < out.groups; ++g) {
+      side[size_t(g) * Bands::kSideFloats + kBand * kRoundings + lane] =
+          a.sum[size_t(j) * kRoundings * out.groups + g];
+    }
+  }
+}
+
 void rows16(const Problem16& p, int b0, int b1, bool portable) {
 #if defined(__x86_64__)
-  if (!portable && have_avx512_vnni()) {
+  if (!portable && p.bands != nullptr && have_avx512_vnni()) {
     if (p.bits == 4) {
       blocks_avx512<4>(p, b0, b1);
     } else {

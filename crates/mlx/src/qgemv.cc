@@ -96,12 +96,14 @@ bool run_int8(const Problem& p, bool force_scalar) {
 void run_packed(std::vector<Problem>& ps, bool force_scalar) {
   const Problem& p = ps[0];
   thread_local qdot::Activations acts;
+  thread_local qdot::Bands bands;
   qdot::quantize(p.x, p.m, p.k, p.group, p.bits, qdot::Isa::Scalar, acts, 8, force_scalar);
+  if (!force_scalar) qdot::make_bands(acts, p.bits, bands);
   std::vector<qdot::Problem16> qs;
   std::vector<int> first;  // each problem's first block in the numbering
   int blocks = 0;
   for (const auto& q : ps) {
-    qs.push_back(qdot::Problem16{&acts, q.packed, q.out, q.n, q.n, q.bits});
+    qs.push_back(qdot::Problem16{&acts, q.packed, q.out, q.n, q.n, q.bits, force_scalar ? nullptr : &bands});
     first.push_back(blocks);
     blocks += (q.n + qdot::kRows16 - 1) / qdot::kRows16;
   }
