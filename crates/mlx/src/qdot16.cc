@@ -105,10 +105,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void block_avx51
 #pragma GCC unroll 8
     for (int i = 0; i < per; ++i) {
       const __m512i v = _mm512_loadu_si512(w + size_t(i) * 64);
-      // The same chunk of the next block: each block is read twice or more (once per band)
-      // and only the first pass misses the cache, so the hardware prefetcher alone leaves
-      // memory idle for the rest (8-bit weights: 1.9 -> 3.0 G dot products/s).
-      _mm_prefetch(reinterpret_cast<const char*>(w + size_t(b.chunks) * 64 + size_t(i) * 64), _MM_HINT_T0);
+      // The same chunk of the next block, on the first band's pass: each block is read once
+      // per band and only the first pass misses the cache, so the hardware prefetcher alone
+      // leaves memory idle for the rest (8-bit weights: 1.9 -> 3.0 G dot products/s). The
+      // later bands' passes prefetching the same lines again made 8 rows streamed from
+      // memory slower than no prefetch at all (4-bit 8 x 1536 x 576: 67 us, none 59, the
+      // first pass only 46).
+      if (band == 0) _mm_prefetch(reinterpret_cast<const char*>(w + size_t(b.chunks) * 64 + size_t(i) * 64), _MM_HINT_T0);
       const int8_t* a = ac + size_t(i) * kChunkBytes;
       if constexpr (BITS == 4) {
         const __m512i even = _mm512_and_si512(v, lo4), odd = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
