@@ -73,13 +73,8 @@ struct Job {
 inline float capped(const Attn& a, float x) { return a.softcap > 0.f ? a.softcap * std::tanh(x / a.softcap) : x; }
 
 #if defined(__x86_64__)
-// exp for x <= 0 (scores minus their max), accurate to a few ulp: 2^n * e^r, r in
-// [-ln2/2, ln2/2], e^r = 1 + r + r^2 * p(r) with p's coefficients below (highest first), ln2
-// split in two for the reduction.
-constexpr float kExpPoly[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
-                              4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
-constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f, kExpFloor = -87.3f, kLog2e = 1.44269504088896341f;
-
+// exp for x <= 0 (scores minus their max), with kernels.h's constants.
+using kernels::kExpFloor, kernels::kExpPoly, kernels::kLn2Hi, kernels::kLn2Lo, kernels::kLog2e;
 __attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) {
   x = _mm256_max_ps(x, _mm256_set1_ps(kExpFloor));
   __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);

@@ -1,5 +1,7 @@
 // What the CPU kernels share (kernels.h): CPU feature checks, widening 16-bit scales and
 // biases, gathering strided inputs and preparing weights as the kernels read them.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -8,6 +10,12 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#endif
+
+// GCC 12 reports its own AVX-512 intrinsics' "undefined" pass-through operands as maybe
+// uninitialized once they are inlined (a known false positive, as in qdot.cc).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 #include "kernels.h"
@@ -98,6 +106,65 @@ void widen_simd(const uint16_t* src, size_t n, SideType type, float* dst) { wide
 #endif
 
 // Row-major copy of a strided array (an activation MLX left as a view).
+namespace {
+
+// exp for x <= 0; the floor as vmaxps takes it (x unless x is not above the floor, NaN too).
+float exp_nonpositive(float x) {
+  x = x > kExpFloor ? x : kExpFloor;
+  const float n = std::nearbyint(x * kLog2e);
+  float r = std::fma(-n, kLn2Hi, x);
+  r = std::fma(-n, kLn2Lo, r);
+  float p = kExpPoly[0];
+  for (int i = 1; i < 6; ++i) p = std::fma(p, r, kExpPoly[i]);
+  p = std::fma(p * r, r, r + 1.0f);
+  const int32_t bits = (int32_t(n) + 127) << 23;
+  float two_n;
+  std::memcpy(&two_n, &bits, 4);
+  return p * two_n;
+}
+
+float silu_mul_one(float g, float u) {
+  const float e = exp_nonpositive(-std::fabs(g)), d = 1.0f + e;
+  const float s = g >= 0.f ? 1.0f / d : e / d;
+  return g * s * u;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) inline __m512 exp_nonpositive512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(kExpFloor));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(kExpPoly[0]);
+  for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpPoly[i]));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+// 16 values at a time, the last few under a mask: every value takes the same operations.
+__attribute__((target("avx512f"))) void silu_mul512(const float* gate, const float* up, float* out, size_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i), u = _mm512_maskz_loadu_ps(m, up + i);
+    const __m512 e = exp_nonpositive512(_mm512_sub_ps(zero, _mm512_abs_ps(g))), d = _mm512_add_ps(one, e);
+    const __m512 s = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(g, zero, _CMP_GE_OQ), _mm512_div_ps(e, d),
+                                          _mm512_div_ps(one, d));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_mul_ps(g, s), u));
+  }
+}
+#endif
+
+}  // namespace
+
+void silu_mul(const float* gate, const float* up, float* out, size_t n, bool portable) {
+#if defined(__x86_64__)
+  if (!portable && have_avx512()) return silu_mul512(gate, up, out, n);
+#endif
+  for (size_t i = 0; i < n; ++i) out[i] = silu_mul_one(gate[i], up[i]);
+}
+
 void gather_contiguous(const float* src, const mx::Shape& shape, const mx::Strides& strides, float* dst) {
   size_t total = 1;
   for (auto d : shape) total *= size_t(d);

@@ -34,6 +34,19 @@ bool have_avx512();
 // Whether kernels made on this thread use the portable code only (set_scalar_kernels).
 bool scalar_now();
 
+// exp(x) for x <= 0, accurate to a few ulp: 2^n * e^r, r in [-ln2/2, ln2/2], e^r = 1 + r +
+// r^2 * p(r) with p's coefficients below (highest first), ln2 split in two for the reduction.
+// The SIMD versions (attention.cc, silu_mul) and the portable one share these.
+constexpr float kExpPoly[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                              4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f, kExpFloor = -87.3f, kLog2e = 1.44269504088896341f;
+
+// out[i] = silu(gate[i]) * up[i] for i < n (the SwiGLU of a fused gate/up matmul), the
+// sigmoid from exp(-|gate|) so nothing overflows. AVX-512 where the CPU has it and `portable`
+// is false, else portable code with the same float operations in the same order (std::fma
+// for each fused multiply-add): every value is the same bits either way, whatever n.
+void silu_mul(const float* gate, const float* up, float* out, size_t n, bool portable);
+
 // Row-major copy of a strided array (an input MLX left as a view or a broadcast).
 void gather_contiguous(const float* src, const mx::Shape& shape, const mx::Strides& strides, float* dst);
 

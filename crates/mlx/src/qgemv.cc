@@ -290,10 +290,8 @@ class QGemv : public mx::Primitive {
         ps[1].out = up.data();
       }
       run_problems(ps, scalar, int8);
-      if (fused != nullptr) {
-        // silu(g) = g * sigmoid(g), as MLX computes it
-        for (size_t i = 0; i < outs; ++i) fused[i] = gate[i] * (1.f / (1.f + std::exp(-gate[i]))) * up[i];
-      }
+      // silu(g) * u in 16 lanes (std::exp per value had been 2-3% of a batch-8 step, serial)
+      if (fused != nullptr) kernels::silu_mul(gate.data(), up.data(), fused, outs, scalar);
     });
   }
 

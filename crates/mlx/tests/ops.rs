@@ -1554,11 +1554,13 @@ fn f32_bits(v: &[f32]) -> Vec<u32> {
 /// portable code agree bit for bit, a row's result does not depend on the rows beside it or on
 /// the other weights in its node, the results agree with the int8 kernels on MLX's layout up to
 /// float summation order, and where the int8 path does not run (int8 off, more than 8 rows)
-/// the blocks are ignored. 16-bit scales pack to the same blocks as their float32 values.
+/// the blocks are ignored. 16-bit scales pack to the same blocks as their float32 values. The
+/// SwiGLU epilogue's SIMD and portable code agree bit for bit too.
 #[test]
 fn packed_int8_kernels_agree_with_the_plain_layout() {
     let (k, m) = (256usize, 9usize);
     let x = arr(&rand_vec(m * k, 91), &[m as i32, k as i32]);
+    let mut floored = false; // some gate below exp's floor
     for &(bits, group, n) in &[
         (4, 32, 37usize),
         (4, 64, 16),
@@ -1638,6 +1640,37 @@ fn packed_int8_kernels_agree_with_the_plain_layout() {
                     "{what}: in a pair"
                 );
             }
+            // The SwiGLU epilogue (gate = up = this weight) on x scaled so gates reach far
+            // past exp's floor: the SIMD code and the portable code give the same bits (their
+            // matmuls agree bit for bit, above), within float rounding of silu(g) * u.
+            let top = packed.iter().fold(0f32, |m, g| m.max(g.abs()));
+            let wide = Array::from_slice(&[150.0 / top], &[1])
+                .unwrap()
+                .multiply(&xr)
+                .unwrap();
+            let swiglu = || {
+                let blocks = [&p, &p];
+                let pair = ops::GemvWeights::Quantized {
+                    weights: &[(&q, &s, &b), (&q, &s, &b)],
+                    packed: &blocks,
+                    group_size: group,
+                    bits,
+                };
+                let out = ops::gemv_many(&wide, pair, true).unwrap();
+                out[0].to_vec::<f32>().unwrap()
+            };
+            let simd = swiglu();
+            ops::set_scalar_kernels(true);
+            let portable = swiglu();
+            ops::set_scalar_kernels(false);
+            assert_eq!(f32_bits(&simd), f32_bits(&portable), "{what}: SwiGLU");
+            let g = run(&wide, true);
+            let want: Vec<f32> = g
+                .iter()
+                .map(|&g| (g as f64 * g as f64 / (1.0 + (-g as f64).exp())) as f32)
+                .collect();
+            floored |= g.iter().any(|&g| g < -87.3);
+            assert_close(&simd, &want, 1e-6);
         }
         // 9 rows take the float kernels, int8 on or not
         let float = ops::qgemv_cpu(&x, &q, &s, &b, group, bits)
@@ -1657,6 +1690,7 @@ fn packed_int8_kernels_agree_with_the_plain_layout() {
             "{what}: int8 off"
         );
     }
+    assert!(floored, "no gate reached exp's floor");
     // shapes the kernels do not take are not packed
     let w = arr(&rand_vec(16 * 128, 99), &[16, 128]);
     let (q, s, b) = ops::quantize(&w, 64, 2).unwrap();
