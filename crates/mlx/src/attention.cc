@@ -183,8 +183,9 @@ AVX512_ATTN inline __m512 score_lanes(const __m512 (&q)[C], const float* kr) {
 
 // Head dimension 16 * C, one job per (sequence, KV head). The query heads that share a KV head
 // (grouped-query attention) read the same keys and values: a job reads a tile of keys once for
-// all of them, and each value row once for up to kValueHeads of them. Per query head: scores
-// four positions at a time (one reduction tree for four dot products), then the softmax
+// all of them (each key row loaded once for up to three heads: score_group), and each value
+// row once for up to kValueHeads of them. Per query head: scores four positions at a time (one
+// reduction tree for four dot products), then the softmax
 // weights, then the values with every feature's accumulator in a register, one pass over the
 // positions. (With a job per query head, each head read the keys and values again, and its value
 // pass was C chains of multiply-adds, run at their latency; heads side by side give the CPU
@@ -209,6 +210,51 @@ AVX512_ATTN inline void score_tile(const Attn& a, const Job& t, int j0, int j1, 
     _mm_storeu_ps(&sc[j], _mm_mul_ps(dots, _mm_set1_ps(a.scale)));
   }
   for (; j < j1; ++j) sc[j] = _mm512_reduce_add_ps(score_lanes<C>(q, key(j))) * a.scale;
+}
+
+// P query heads of a group scored together: each key row's slot is looked up and its vectors
+// loaded once for all of them (with P * C query vectors, 4 * P sums and C key vectors in
+// registers). A head's products and sums are score_tile's, in its order: the same bits.
+template <int C, int P>
+AVX512_ATTN inline void score_heads(const Attn& a, const Job* heads, int j0, int j1, float* sc, int n) {
+  const Job& t = heads[0];
+  __m512 q[P][C];
+  for (int h = 0; h < P; ++h) {
+    for (int c = 0; c < C; ++c) q[h][c] = _mm512_loadu_ps(heads[h].q + 16 * c);
+  }
+  const auto key = [&](int j) { return a.at(a.k, t.b, t.start + j, t.kvh); };
+  int j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    __m512 acc[P][4];
+    for (int u = 0; u < 4; ++u) {
+      const float* kr = key(j + u);
+      for (int c = 0; c < C; ++c) {
+        const __m512 k = _mm512_loadu_ps(kr + 16 * c);
+        for (int h = 0; h < P; ++h) {
+          acc[h][u] = c == 0 ? _mm512_mul_ps(q[h][0], k) : _mm512_fmadd_ps(q[h][c], k, acc[h][u]);
+        }
+      }
+    }
+    for (int h = 0; h < P; ++h) {
+      const __m128 dots = hsum4(acc[h][0], acc[h][1], acc[h][2], acc[h][3]);
+      _mm_storeu_ps(&sc[size_t(h) * n + j], _mm_mul_ps(dots, _mm_set1_ps(a.scale)));
+    }
+  }
+  for (; j < j1; ++j) {
+    for (int h = 0; h < P; ++h) sc[size_t(h) * n + j] = _mm512_reduce_add_ps(score_lanes<C>(q[h], key(j))) * a.scale;
+  }
+}
+
+// A group's `count` query heads scored for positions j0..j1: three at a time where their
+// vectors fit the registers (head dimension up to 64), then two, then one.
+template <int C>
+AVX512_ATTN inline void score_group(const Attn& a, const Job* heads, int count, int j0, int j1, float* sc, int n) {
+  int h = 0;
+  if constexpr (C <= 4) {
+    for (; h + 3 <= count; h += 3) score_heads<C, 3>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
+    for (; h + 2 <= count; h += 2) score_heads<C, 2>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
+  }
+  for (; h < count; ++h) score_tile<C>(a, heads[h], j0, j1, sc + size_t(h) * n);
 }
 
 // As many query heads per value pass as keep their accumulators in 16 registers.
@@ -271,9 +317,7 @@ AVX512_ATTN void attn_groups_avx512_d(const Attn& a, int j0, int j1) {
     sc.resize(size_t(per) * n);
     inv.resize(per);
     for (int t0 = 0; t0 < n; t0 += kScoreTile) {
-      for (int h = 0; h < per; ++h) {
-        score_tile<C>(a, heads[h], t0, std::min(n, t0 + kScoreTile), sc.data() + size_t(h) * n);
-      }
+      score_group<C>(a, heads.data(), per, t0, std::min(n, t0 + kScoreTile), sc.data(), n);
     }
     for (int h = 0; h < per; ++h) {
       float* s = sc.data() + size_t(h) * n;
