@@ -488,9 +488,12 @@ class DecodeAttention : public mx::Primitive {
       a.q = rotated.data();
       a.lens = lens.data();
 #if defined(__x86_64__)
-      // AVX-512: a job per (sequence, KV head), each a few query heads' work, so chunks of two
+      // AVX-512: a job per (sequence, KV head), each a few query heads' work, so chunks of two;
+      // of one each when there are few (one sequence of SmolLM2 has three jobs: in chunks of two
+      // they all ran on one thread while the other waited)
       if (const AttnJobs groups = kernels::have_avx512() && !scalar ? attn_groups_avx512(a.d) : nullptr) {
-        kernels::parallel_for(r * a.hkv, [&a, groups](int j0, int j1) { groups(a, j0, j1); }, 2);
+        const int jobs = r * a.hkv;
+        kernels::parallel_for(jobs, [&a, groups](int j0, int j1) { groups(a, j0, j1); }, jobs < 8 ? 1 : 2);
         return;
       }
 #endif
