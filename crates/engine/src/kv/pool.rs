@@ -97,11 +97,17 @@ impl KvPool {
     }
 }
 
+/// A pure decode step's index arrays, made in the shapes the attention kernel takes: the
+/// kernel checks them on the host, and an array still to be computed (a reshape of one of
+/// these) would be evaluated there, which waits behind everything queued on the stream: the
+/// whole previous step, when the serving engine builds the next one ahead.
 #[derive(Clone)]
 struct DecodeBatch {
     /// int32 [B]: the position of each sequence's new token.
     offsets: Array,
-    /// int32 [B * S]: every sequence's slots padded to the longest (padding repeats a valid
+    /// int32 [B]: the slot each sequence's new token is written to.
+    write: Array,
+    /// int32 [B, S]: every sequence's slots padded to the longest (padding repeats a valid
     /// slot; it is masked or never read).
     padded: Array,
     longest: i32,
@@ -117,8 +123,7 @@ pub struct BatchView<'a> {
     /// Per segment, int32 [offset + len]: the slots of all its positions in order.
     read: Vec<Array>,
     logit_rows: Option<Array>,
-    /// For a pure decode step: each sequence's token position ([B]) and every sequence's
-    /// slots padded to the longest ([B * S], padding repeats a valid slot; it is masked).
+    /// For a pure decode step: positions, write slots and the padded slot table.
     decode: Option<DecodeBatch>,
     /// Keep-masks of this decode step by attention window (the same for every layer).
     masks: Vec<(Option<i32>, Array)>,
@@ -152,7 +157,6 @@ impl<'a> BatchView<'a> {
         }
         let top = slots.iter().flatten().copied().max().unwrap_or(0);
         pool.reserve(top + 1)?;
-        let write = Array::from_slice(&write, &[write.len() as i32, 1, 1])?;
         let logit_rows = Some(Array::from_slice(logit_rows, &[logit_rows.len() as i32])?);
         let decode = if segments.iter().all(|s| s.len == 1) {
             let longest = slots.iter().map(Vec::len).max().unwrap_or(1);
@@ -165,12 +169,14 @@ impl<'a> BatchView<'a> {
             let b = offsets.len() as i32;
             Some(DecodeBatch {
                 offsets: Array::from_slice(&offsets, &[b])?,
-                padded: Array::from_slice(&padded, &[padded.len() as i32])?,
+                write: Array::from_slice(&write, &[b])?,
+                padded: Array::from_slice(&padded, &[b, longest as i32])?,
                 longest: longest as i32,
             })
         } else {
             None
         };
+        let write = Array::from_slice(&write, &[write.len() as i32, 1, 1])?;
         Ok(BatchView {
             pool,
             segments,
@@ -275,14 +281,13 @@ impl KvCache for BatchView<'_> {
             storage(&self.pool.keys[layer])?,
             storage(&self.pool.values[layer])?,
         );
-        let b = d.offsets.dim(0);
         let (out, keys, values) = cortex_mlx::ops::decode_attention(
             &step.kernel_step(&d.offsets),
             cortex_mlx::ops::KvStorage::Paged {
                 keys: &keys,
                 values: &values,
-                write: &self.write.reshape(&[b])?,
-                table: &d.padded.reshape(&[b, d.longest])?,
+                write: &d.write,
+                table: &d.padded,
             },
         )?;
         self.pool.keys[layer] = Some(keys);
@@ -308,21 +313,14 @@ impl KvCache for BatchView<'_> {
         k: Array,
         v: Array,
     ) -> Result<(Array, Array)> {
-        let Some(DecodeBatch {
-            padded, longest, ..
-        }) = self.decode.clone()
-        else {
+        let Some(DecodeBatch { padded, .. }) = self.decode.clone() else {
             return Err(EngineError::InvalidRequest("not a decode step".into()));
         };
         // [B, H, 1, D] -> [B, H, D]
         let (keys, values) = self.write(layer, &k.squeeze(&[2])?, &v.squeeze(&[2])?)?;
-        let b = k.dim(0);
-        // [B * S, H, D] -> [B, H, S, D]
-        let gather = |buf: &Array| -> Result<Array> {
-            let g = buf.take(&padded, 0)?;
-            Ok(g.reshape(&[b, longest, g.dim(1), g.dim(2)])?
-                .transpose(&[0, 2, 1, 3])?)
-        };
+        // [B, S, H, D] -> [B, H, S, D]
+        let gather =
+            |buf: &Array| -> Result<Array> { Ok(buf.take(&padded, 0)?.transpose(&[0, 2, 1, 3])?) };
         Ok((gather(&keys)?, gather(&values)?))
     }
 
