@@ -328,3 +328,33 @@ impl KvCache for BatchView<'_> {
         self.logit_rows.as_ref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decode kernel checks its index arrays on the host; an array still to be computed
+    /// would be evaluated there, waiting behind the whole previous step queued on the stream
+    /// (the engine's run-ahead then does nothing). They must be computed when made.
+    #[test]
+    fn a_decode_steps_index_arrays_are_computed_when_made() {
+        let mut pool = KvPool::new(2, 64);
+        let segments = vec![Segment { offset: 2, len: 1 }, Segment { offset: 0, len: 1 }];
+        let slots = vec![vec![16, 17, 18], vec![32]];
+        let view = BatchView::new(&mut pool, segments, &slots, &[0, 1]).unwrap();
+        let d = view.decode.as_ref().expect("a pure decode step");
+        for (name, a, shape) in [
+            ("offsets", &d.offsets, vec![2]),
+            ("write", &d.write, vec![2]),
+            ("table", &d.padded, vec![2, 3]),
+        ] {
+            assert!(a.is_available(), "{name} is not computed");
+            assert_eq!(a.shape(), shape, "{name}");
+        }
+        assert_eq!(d.write.to_vec::<i32>().unwrap(), vec![18, 32]);
+        assert_eq!(
+            d.padded.to_vec::<i32>().unwrap(),
+            vec![16, 17, 18, 32, 32, 32]
+        );
+    }
+}
