@@ -374,18 +374,29 @@ async fn a_load_waits_for_a_busy_model_to_finish() {
     assert_eq!(held.status(), 200);
     held.chunk().await.unwrap().expect("the stream starts");
 
-    // b waits while a answers...
+    // b waits while a answers: whenever b has been answered, a's request has ended (b is
+    // checked first, then a), however fast the model writes a's 2,000 tokens
     let url = format!("{}/v1/chat/completions", s.url);
     let (http, b) = (s.http.clone(), body("b", json!({"max_tokens": 1})));
     let waiting = tokio::spawn(async move { http.post(url).json(&b).send().await.unwrap() });
     for _ in 0..20 {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        let answered = waiting.is_finished();
+        let stats: Value = s.get("/v1/engine/stats").await.json().await.unwrap();
+        let a_active = stats["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["names"][0] == "a" && m["active_requests"].as_u64().unwrap() > 0);
         assert!(
-            !waiting.is_finished(),
-            "b was answered while a still held the only slot"
+            !(answered && a_active),
+            "b was answered while a still held the only slot: {stats}"
         );
+        if !a_active {
+            break;
+        }
     }
-    // ...and loads once a's request ends (its client hangs up)
+    // ...and loads once a's request ends (by length, or its client hangs up)
     drop(held);
     let r = waiting.await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
