@@ -196,25 +196,11 @@ AVX512_ATTN inline __m512 score_lanes(const __m512 (&q)[C], const float* kr) {
 // stay in L1 while every query head of the group scores them.
 constexpr int kScoreTile = 64;
 
-// A query head's scores for positions j0..j1 of its job (j0 a multiple of 4; positions past the
-// last multiple of 4 are in the job's last tile only, and are scored one by one).
-template <int C>
-AVX512_ATTN inline void score_tile(const Attn& a, const Job& t, int j0, int j1, float* sc) {
-  __m512 q[C];
-  for (int c = 0; c < C; ++c) q[c] = _mm512_loadu_ps(t.q + 16 * c);
-  const auto key = [&](int j) { return a.at(a.k, t.b, t.start + j, t.kvh); };
-  int j = j0;
-  for (; j + 4 <= j1; j += 4) {
-    const __m128 dots = hsum4(score_lanes<C>(q, key(j)), score_lanes<C>(q, key(j + 1)),
-                              score_lanes<C>(q, key(j + 2)), score_lanes<C>(q, key(j + 3)));
-    _mm_storeu_ps(&sc[j], _mm_mul_ps(dots, _mm_set1_ps(a.scale)));
-  }
-  for (; j < j1; ++j) sc[j] = _mm512_reduce_add_ps(score_lanes<C>(q, key(j))) * a.scale;
-}
-
-// P query heads of a group scored together: each key row's slot is looked up and its vectors
-// loaded once for all of them (with P * C query vectors, 4 * P sums and C key vectors in
-// registers). A head's products and sums are score_tile's, in its order: the same bits.
+// P query heads' scores for positions j0..j1 of their job (j0 a multiple of 4; positions past
+// the last multiple of 4 are in the job's last tile only, and are scored one by one). Each key
+// row's slot is looked up and its vectors loaded once for all P heads (P * C query vectors,
+// 4 * P sums and C key vectors in registers); a head's products and sums do not depend on P,
+// so its scores are the same bits scored alone.
 template <int C, int P>
 AVX512_ATTN inline void score_heads(const Attn& a, const Job* heads, int j0, int j1, float* sc, int n) {
   const Job& t = heads[0];
@@ -254,7 +240,7 @@ AVX512_ATTN inline void score_group(const Attn& a, const Job* heads, int count, 
     for (; h + 3 <= count; h += 3) score_heads<C, 3>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
     for (; h + 2 <= count; h += 2) score_heads<C, 2>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
   }
-  for (; h < count; ++h) score_tile<C>(a, heads[h], j0, j1, sc + size_t(h) * n);
+  for (; h < count; ++h) score_heads<C, 1>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
 }
 
 // As many query heads per value pass as keep their accumulators in 16 registers.

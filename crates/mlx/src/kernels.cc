@@ -105,7 +105,6 @@ void widen_simd(const uint16_t* src, size_t n, SideType type, float* dst) {
 void widen_simd(const uint16_t* src, size_t n, SideType type, float* dst) { widen_portable(src, n, type, dst); }
 #endif
 
-// Row-major copy of a strided array (an activation MLX left as a view).
 namespace {
 
 // exp for x <= 0; the floor as vmaxps takes it (x unless x is not above the floor, NaN too).
@@ -165,6 +164,7 @@ void silu_mul(const float* gate, const float* up, float* out, size_t n, bool por
   for (size_t i = 0; i < n; ++i) out[i] = silu_mul_one(gate[i], up[i]);
 }
 
+// Row-major copy of a strided array (an activation MLX left as a view).
 void gather_contiguous(const float* src, const mx::Shape& shape, const mx::Strides& strides, float* dst) {
   size_t total = 1;
   for (auto d : shape) total *= size_t(d);

@@ -85,10 +85,10 @@ void pack_rows16(const uint8_t* w, const float* scales, const float* biases, int
 // kernel kept a pointer per row and rounding and spent as many instructions moving them and
 // its accumulators as it did on dot products.
 constexpr int kBand = 4;
+// (word: a chunk's activation bytes per row and rounding, 8 for 4-bit weights, 4 for 8-bit)
 struct Bands {
-  int bands = 0, chunks = 0, groups = 0, word = 0;  // word: activation bytes per chunk and row
-  std::vector<int8_t> q;                            // [bands][chunks][kBand][kRoundings][word]
-  std::vector<float> side;                          // [bands][groups][kSideFloats]
+  std::vector<int8_t> q;    // [bands][chunks][kBand][kRoundings][word]
+  std::vector<float> side;  // [bands][groups][kSideFloats]
   static constexpr int kSideFloats = kBand * kRoundings + kBand;
 };
 void make_bands(const Activations& a, int bits, Bands& out);

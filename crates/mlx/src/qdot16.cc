@@ -216,30 +216,27 @@ void pack_rows16(const uint8_t* w, const float* scales, const float* biases, int
 }
 
 void make_bands(const Activations& a, int bits, Bands& out) {
-  const int m = a.m / kRoundings;
-  out.bands = (m + kBand - 1) / kBand;
-  out.chunks = a.k * bits / 32;
-  out.groups = a.k / a.group;
-  out.word = bits == 4 ? 8 : 4;  // a chunk's activations: 8 (4-bit) or 4 values of each row
-  const size_t chunk_bytes = size_t(kBand) * kRoundings * out.word;
-  out.q.assign(size_t(out.bands) * out.chunks * chunk_bytes, 0);
-  out.side.assign(size_t(out.bands) * out.groups * Bands::kSideFloats, 0.f);
+  const int m = a.m / kRoundings, bands = (m + kBand - 1) / kBand;
+  const int chunks = a.k * bits / 32, groups = a.k / a.group;
+  const int word = bits == 4 ? 8 : 4;  // a chunk's activations: 8 (4-bit) or 4 values of each row
+  const size_t chunk_bytes = size_t(kBand) * kRoundings * word;
+  out.q.assign(size_t(bands) * chunks * chunk_bytes, 0);
+  out.side.assign(size_t(bands) * groups * Bands::kSideFloats, 0.f);
   for (int j = 0; j < m; ++j) {
     const int band = j / kBand, lane = j % kBand;
-    int8_t* q = out.q.data() + size_t(band) * out.chunks * chunk_bytes;
-    float* side = out.side.data() + size_t(band) * out.groups * Bands::kSideFloats;
+    int8_t* q = out.q.data() + size_t(band) * chunks * chunk_bytes;
+    float* side = out.side.data() + size_t(band) * groups * Bands::kSideFloats;
     for (int r = 0; r < kRoundings; ++r) {
       const size_t row = size_t(j) * kRoundings + r;
       const int8_t* from = a.q.data() + row * a.k;
-      int8_t* to = q + size_t(lane * kRoundings + r) * out.word;
-      for (int c = 0; c < out.chunks; ++c) std::memcpy(to + c * chunk_bytes, from + size_t(c) * out.word, out.word);
-      for (int g = 0; g < out.groups; ++g) {
-        side[size_t(g) * Bands::kSideFloats + lane * kRoundings + r] = a.scale[row * out.groups + g];
+      int8_t* to = q + size_t(lane * kRoundings + r) * word;
+      for (int c = 0; c < chunks; ++c) std::memcpy(to + c * chunk_bytes, from + size_t(c) * word, word);
+      for (int g = 0; g < groups; ++g) {
+        side[size_t(g) * Bands::kSideFloats + lane * kRoundings + r] = a.scale[row * groups + g];
       }
     }
-    for (int g = 0; g < out.groups; ++g) {
-      side[size_t(g) * Bands::kSideFloats + kBand * kRoundings + lane] =
-          a.sum[size_t(j) * kRoundings * out.groups + g];
+    for (int g = 0; g < groups; ++g) {
+      side[size_t(g) * Bands::kSideFloats + kBand * kRoundings + lane] = a.sum[size_t(j) * kRoundings * groups + g];
     }
   }
 }
