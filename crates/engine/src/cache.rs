@@ -85,6 +85,31 @@ pub struct Segment {
     pub len: i32,
 }
 
+/// `a` (new keys or values) as a cache of `dtype` stores it. Into float16 (the int8 path's
+/// cache, `compute::kv_dtype`) values saturate at +-65504 as the decode kernel's write does:
+/// an infinite key would make every score of its head NaN.
+pub(crate) fn to_stored(a: &Array, dtype: Dtype) -> Result<Array> {
+    if a.dtype() == dtype {
+        return Ok(a.clone());
+    }
+    let a = if dtype == Dtype::Float16 {
+        a.clip(-65504.0, 65504.0)?
+    } else {
+        a.clone()
+    };
+    Ok(a.astype(dtype)?)
+}
+
+/// Cached keys or values in `dtype`, the one attention computes in (the conversion from
+/// float16 is exact).
+pub(crate) fn from_stored(a: Array, dtype: Dtype) -> Result<Array> {
+    Ok(if a.dtype() == dtype {
+        a
+    } else {
+        a.astype(dtype)?
+    })
+}
+
 #[derive(Default)]
 struct LayerKv {
     keys: Option<Array>,
@@ -142,7 +167,8 @@ fn grow(buf: Option<Array>, used: i32, more: i32, shape: [i32; 3], dtype: Dtype)
 
 impl SimpleKvCache {
     /// Layer `layer`'s entry, with room for `more` positions past its offset; `like` gives the
-    /// shape ([B, H, _, D]) and dtype of new buffers.
+    /// shape ([B, H, _, D]) and `dtype` the element type of a layer's first buffers (a grown
+    /// buffer keeps its own).
     fn reserve(
         &mut self,
         layer: usize,
@@ -155,6 +181,7 @@ impl SimpleKvCache {
         }
         let entry = &mut self.layers[layer];
         let capacity = entry.keys.as_ref().map_or(0, |a| a.dim(2));
+        let dtype = entry.keys.as_ref().map_or(dtype, Array::dtype);
         if entry.offset + more > capacity {
             entry.keys = Some(grow(entry.keys.take(), entry.offset, more, like, dtype)?);
             entry.values = Some(grow(entry.values.take(), entry.offset, more, like, dtype)?);
@@ -170,22 +197,26 @@ impl KvCache for SimpleKvCache {
 
     fn update_and_fetch(&mut self, layer: usize, k: Array, v: Array) -> Result<(Array, Array)> {
         let l = k.dim(2);
-        let entry = self.reserve(layer, l, [k.dim(0), k.dim(1), k.dim(3)], k.dtype())?;
+        let computed = k.dtype();
+        let stored = crate::compute::kv_dtype(computed);
+        let entry = self.reserve(layer, l, [k.dim(0), k.dim(1), k.dim(3)], stored)?;
         let prev = entry.offset;
         let end = prev + l;
         let write = |buf: &Array, upd: &Array| -> Result<Array> {
             let (b, h, d) = (buf.dim(0), buf.dim(1), buf.dim(3));
-            Ok(buf.slice_update(upd, &[0, 0, prev, 0], &[b, h, end, d], &[1, 1, 1, 1])?)
+            let upd = to_stored(upd, buf.dtype())?;
+            Ok(buf.slice_update(&upd, &[0, 0, prev, 0], &[b, h, end, d], &[1, 1, 1, 1])?)
         };
         let keys = write(entry.keys.as_ref().expect("grown above"), &k)?;
         let values = write(entry.values.as_ref().expect("grown above"), &v)?;
         entry.offset = end;
-        let view = |a: &Array| {
-            if a.dim(2) == end {
-                Ok(a.clone())
+        let view = |a: &Array| -> Result<Array> {
+            let part = if a.dim(2) == end {
+                a.clone()
             } else {
-                a.slice_axis(2, 0, end)
-            }
+                a.slice_axis(2, 0, end)?
+            };
+            from_stored(part, computed)
         };
         let out = (view(&keys)?, view(&values)?);
         entry.keys = Some(keys);
@@ -201,7 +232,9 @@ impl KvCache for SimpleKvCache {
         let (q, dims) = (step.q, step.dims);
         let f32 = Dtype::Float32;
         let cached = self.layers.get(layer).and_then(|l| l.keys.as_ref());
-        let other = |k: &Array| k.dtype() != f32 || k.dim(0) != 1;
+        // the kernel's storage: float32, or float16 (the int8 path's cache)
+        let other =
+            |k: &Array| !matches!(k.dtype(), Dtype::Float32 | Dtype::Float16) || k.dim(0) != 1;
         if q.ndim() != 3
             || q.dim(0) != 1
             || q.dim(1) != 1
@@ -210,7 +243,8 @@ impl KvCache for SimpleKvCache {
         {
             return Ok(None);
         }
-        let entry = self.reserve(layer, 1, [1, dims.n_kv_heads, dims.head_dim], f32)?;
+        let stored = crate::compute::kv_dtype(f32);
+        let entry = self.reserve(layer, 1, [1, dims.n_kv_heads, dims.head_dim], stored)?;
         let position = Array::from_slice(&[entry.offset], &[1])?;
         let (out, keys, values) = ops::decode_attention(
             &step.kernel_step(&position),
@@ -223,5 +257,40 @@ impl KvCache for SimpleKvCache {
         entry.values = Some(values);
         entry.offset += 1;
         Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compute::{scoped, Compute, ComputePath};
+
+    /// On the int8 path the cache keeps float16 and hands attention float32: the values come
+    /// back rounded to the nearest half (0.1 -> 0.0999755859375), saturated at 65504 instead
+    /// of infinite, subnormals kept (2.5e-7 -> 4 x 2^-24); on the exact path as they were.
+    #[test]
+    fn the_int8_paths_cache_stores_float16() {
+        let x = [0.1f32, 1.0e6, -3.0, 2.5e-7];
+        let k = Array::from_slice(&x, &[1, 1, 4, 1]).unwrap();
+        for int8 in [true, false] {
+            let compute = Compute {
+                path: ComputePath::Cpu,
+                scalar_kernels: false,
+                int8_activations: int8,
+            };
+            let mut cache = SimpleKvCache::new(1);
+            let (keys, values) =
+                scoped(compute, || cache.update_and_fetch(0, k.clone(), k.clone())).unwrap();
+            assert_eq!(keys.dtype(), Dtype::Float32);
+            let want = if int8 {
+                vec![0.099_975_586, 65504.0, -3.0, 4.0 / 16_777_216.0]
+            } else {
+                x.to_vec()
+            };
+            assert_eq!(keys.to_vec::<f32>().unwrap(), want, "int8 {int8}");
+            assert_eq!(values.to_vec::<f32>().unwrap(), want, "int8 {int8}");
+            let stored = if int8 { Dtype::Float16 } else { Dtype::Float32 };
+            assert!(cache.arrays().iter().all(|a| a.dtype() == stored));
+        }
     }
 }

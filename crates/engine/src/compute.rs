@@ -26,8 +26,11 @@
 //! faster than the float kernel (the kernels are not what bounds decode there yet; see
 //! docs/ARCHITECTURE.md), so the exact path stays the default until it pays. Turn it on with
 //! `int8_activations: Some(true)` ([`ComputeOptions::cpu_int8`]), `CORTEX_INT8=1` or
-//! `cortex bench --activations int8`. Prefill stays float either way: nodes of more than 8
-//! rows never quantize their activations (and above 256 rows they dequantize and run BLAS).
+//! `cortex bench --activations int8`. Prefill's matmuls stay float either way: nodes of more
+//! than 8 rows never quantize their activations (and above 256 rows they dequantize and run
+//! BLAS). The int8 path also keeps its KV cache in float16 ([`kv_dtype`]), prefill and decode
+//! alike: every attention reads the cache as stored, so a sequence's results do not depend on
+//! which other sequences share its steps.
 //!
 //! The choice is fixed when a model is loaded ([`crate::loader::load_with`]); every forward
 //! pass of that model builds its graph under it (a per-thread scope, so models with different
@@ -170,6 +173,20 @@ pub fn current_path() -> ComputePath {
 /// innermost [`scoped`] setting; off outside any).
 pub fn current_int8_activations() -> bool {
     CURRENT.with(Cell::get).is_some_and(|c| c.int8_activations)
+}
+
+/// What the KV cache stores for keys and values computed in `dtype`, under the setting graphs
+/// built on this thread take now: float16 on the int8 path, else `dtype` itself. The int8
+/// path's decode attention reads the cache from memory (a batch of 8 at a few hundred
+/// positions reads about as many cache bytes per step as weight bytes); in 16 bits it reads
+/// half, and the same budget holds twice the tokens. The exact path keeps float32, which its
+/// parity with mlx-lm needs. (llama.cpp's default cache type is float16 as well.)
+pub fn kv_dtype(dtype: Dtype) -> Dtype {
+    if current_int8_activations() {
+        Dtype::Float16
+    } else {
+        dtype
+    }
 }
 
 /// Runs `f` with graphs built on this thread taking `compute`'s path and kernels; the previous

@@ -97,7 +97,15 @@ pub fn estimate(dir: &Path, options: &ComputeOptions) -> Result<MemoryNeed> {
     }
     Ok(MemoryNeed {
         weights_bytes,
-        kv_bytes_per_token: kv_bytes_per_token(&config.value, float_size),
+        // the int8 path's cache is float16 (`compute::kv_dtype`)
+        kv_bytes_per_token: kv_bytes_per_token(
+            &config.value,
+            if cpu && options.int8_activations() {
+                2
+            } else {
+                float_size
+            },
+        ),
         dtype,
     })
 }

@@ -107,18 +107,26 @@ fn the_estimate_matches_what_the_engine_holds() {
     // With int8 activations, on a CPU with AVX-512 VNNI the quantized layers are held a second
     // time, repacked for the int8 kernels; the estimate counts that copy where it is made.
     let repacked = cortex_mlx::ops::int8_kernel_name() == "avx512vnni";
+    // Its KV cache is float16 (`compute::kv_dtype`): half the float32 cache's bytes per token.
     for (label, dir) in [&cases[1], &cases[3]] {
-        let float = estimate(dir, &ComputeOptions::cpu()).unwrap().weights_bytes;
-        let need = estimate(dir, &ComputeOptions::cpu_int8())
-            .unwrap()
-            .weights_bytes;
-        let (weights, _) = measure(dir, &ComputeOptions::cpu_int8());
+        let float = estimate(dir, &ComputeOptions::cpu()).unwrap();
+        let int8 = estimate(dir, &ComputeOptions::cpu_int8()).unwrap();
+        let need = int8.weights_bytes;
+        let (weights, kv) = measure(dir, &ComputeOptions::cpu_int8());
         eprintln!("{label}, int8 activations: weights {weights} measured vs {need} estimated");
         within(&format!("{label} weights, int8"), weights, need, 0.03);
         assert_eq!(
-            need > float,
+            need > float.weights_bytes,
             repacked,
             "{label}: the repacked copy is counted where it is made"
+        );
+        let per_token = int8.kv_bytes_per_token.unwrap();
+        assert_eq!(2 * per_token, float.kv_bytes_per_token.unwrap(), "{label}");
+        within(
+            &format!("{label} KV cache, int8"),
+            kv,
+            per_token * FILLED as u64,
+            0.01,
         );
     }
     let mut file_sizes = Vec::new();

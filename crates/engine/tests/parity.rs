@@ -223,16 +223,22 @@ fn decode_logits(
     common::logits(&model, r, usize::MAX)
 }
 
-/// The prompt (more than 8 rows: dequantize + BLAS) is exactly as before; each decode step's
-/// logits stay within INT8_REL_TOL of mlx-lm's, the greedy token is the same wherever mlx-lm's
-/// top-2 margin is over INT8_MARGIN, and the path was really taken (the logits differ from
-/// the exact path's).
+/// The prompt's logits (more than 8 rows: float matmuls, dequantize + BLAS, but attention over
+/// the path's float16 KV cache) and each decode step's stay within INT8_REL_TOL of mlx-lm's
+/// (relative to the largest logit), the greedy token is the same wherever mlx-lm's top-2
+/// margin is over INT8_MARGIN, and the path was really taken (the logits differ from the
+/// exact path's).
 fn check_int8(name: &str) {
     let r = common::Reference::mlx_lm(name);
     let (prompt, steps) = decode_logits(name, &ComputeOptions::cpu_int8(), &r);
     let (_, exact) = decode_logits(name, &ComputeOptions::cpu(), &r);
-    let d = common::max_abs_diff(&prompt, &r.prompt_logits);
-    assert!(d <= TOL, "{name}: prompt logits moved by {d}");
+    let scale = r.prompt_logits.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let moved = common::max_abs_diff(&prompt, &r.prompt_logits) / scale;
+    assert!(
+        moved <= INT8_REL_TOL,
+        "{name}: prompt logits moved by {moved} of the largest"
+    );
+    eprintln!("{name}: the float16 cache moves prompt logits by {moved:.2e} of the largest");
     let v = r.vocab();
     let mut worst = 0f32;
     for (i, got) in steps.iter().enumerate() {

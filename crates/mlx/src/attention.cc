@@ -6,9 +6,11 @@
 //
 // The cache comes in two layouts: one sequence's buffer [1, Hkv, capacity, D] (position j of
 // head h at (h * capacity + j) * D), or a paged pool [slots, Hkv, D] shared by many sequences,
-// each of which names its slots through a table. The kernel writes the new rows into the
-// storage it is given and returns that storage as two more outputs sharing its memory, so the
-// cache never copies: only rows nobody has read yet change (see decode_attention's contract).
+// each of which names its slots through a table; either holds float32 or float16 values (the
+// int8 path's cache, written rounded and saturating, read widened). The kernel writes the new
+// rows into the storage it is given and returns that storage as two more outputs sharing its
+// memory, so the cache never copies: only rows nobody has read yet change (see
+// decode_attention's contract).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -30,11 +32,15 @@ using kernels::Strided;
 using kernels::hsum;
 #endif
 
+// The cache's element types: float32, or IEEE half bits (the int8 path's 16-bit cache, half
+// the bytes for attention to read). Kernels read either as float32 (the conversion is exact).
+using Half = uint16_t;
+
 // Attention for one query per sequence over its cached keys and values.
 struct Attn {
   const float* q;        // [B, Hq, D], RoPE applied
-  const float* k;        // storage, see pos_stride / head_stride
-  const float* v;
+  const void* k;         // storage (float or Half), see pos_stride / head_stride
+  const void* v;
   const int32_t* table;  // [B, S]: slot of position j of sequence b; null: slot j is position j
   const int32_t* lens;   // [B]: keys of sequence b (its query sits at position lens[b] - 1)
   float* out;            // [B, Hq, D]
@@ -43,9 +49,10 @@ struct Attn {
   float scale, softcap;
   int window;            // 0: none; else the query sees its last `window` positions
 
-  const float* at(const float* base, int b, int j, int kvh) const {
+  template <class T>
+  const T* at(const void* base, int b, int j, int kvh) const {
     const int64_t slot = table != nullptr ? table[size_t(b) * s + j] : j;
-    return base + slot * pos_stride + kvh * head_stride;
+    return static_cast<const T*>(base) + slot * pos_stride + kvh * head_stride;
   }
 };
 
@@ -72,6 +79,10 @@ struct Job {
 
 inline float capped(const Attn& a, float x) { return a.softcap > 0.f ? a.softcap * std::tanh(x / a.softcap) : x; }
 
+// One stored value as float32.
+inline float widen(float x) { return x; }
+inline float widen(Half x) { return kernels::half_to_float(x); }
+
 #if defined(__x86_64__)
 // exp for x <= 0 (scores minus their max), with kernels.h's constants.
 using kernels::kExpFloor, kernels::kExpPoly, kernels::kLn2Hi, kernels::kLn2Lo, kernels::kLog2e;
@@ -87,12 +98,19 @@ __attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) {
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-__attribute__((target("avx2,fma"))) inline float dot_avx2(const float* a, const float* b, int d) {
+// 8 stored values as float32.
+__attribute__((target("avx2,f16c"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+__attribute__((target("avx2,f16c"))) inline __m256 load8(const Half* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+template <class T>
+__attribute__((target("avx2,fma,f16c"))) inline float dot_avx2(const float* a, const T* b, int d) {
   __m256 acc = _mm256_setzero_ps();
   int i = 0;
-  for (; i + 8 <= d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  for (; i + 8 <= d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b + i), acc);
   float r = hsum(acc);
-  for (; i < d; ++i) r += a[i] * b[i];
+  for (; i < d; ++i) r += a[i] * widen(b[i]);
   return r;
 }
 
@@ -124,26 +142,27 @@ __attribute__((target("avx2,fma"))) inline float exp_and_sum(float* sc, int n, f
   return sum;
 }
 
-__attribute__((target("avx2,fma"))) void attn_jobs_avx2(const Attn& a, int j0, int j1) {
+template <class T>
+__attribute__((target("avx2,fma,f16c"))) void attn_jobs_avx2(const Attn& a, int j0, int j1) {
   thread_local std::vector<float> sc;
   for (int job = j0; job < j1; ++job) {
     const Job t(a, job);
     if (t.sees_nothing(a)) continue;
     sc.resize(t.n);
-    for (int j = 0; j < t.n; ++j) sc[j] = dot_avx2(t.q, a.at(a.k, t.b, t.start + j, t.kvh), a.d) * a.scale;
+    for (int j = 0; j < t.n; ++j) sc[j] = dot_avx2(t.q, a.at<T>(a.k, t.b, t.start + j, t.kvh), a.d) * a.scale;
     const float sum = exp_and_sum(sc.data(), t.n, cap_and_max(a, sc.data(), t.n));
     const float inv = 1.f / sum;
     int i = 0;
     for (; i + 8 <= a.d; i += 8) {
       __m256 acc = _mm256_setzero_ps();
       for (int u = 0; u < t.n; ++u) {
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[u]), _mm256_loadu_ps(a.at(a.v, t.b, t.start + u, t.kvh) + i), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[u]), load8(a.at<T>(a.v, t.b, t.start + u, t.kvh) + i), acc);
       }
       _mm256_storeu_ps(t.o + i, _mm256_mul_ps(acc, _mm256_set1_ps(inv)));
     }
     for (; i < a.d; ++i) {
       float acc = 0.f;
-      for (int u = 0; u < t.n; ++u) acc += sc[u] * a.at(a.v, t.b, t.start + u, t.kvh)[i];
+      for (int u = 0; u < t.n; ++u) acc += sc[u] * widen(a.at<T>(a.v, t.b, t.start + u, t.kvh)[i]);
       t.o[i] = acc * inv;
     }
   }
@@ -172,12 +191,18 @@ AVX512_ATTN inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
   return _mm512_castps512_ps128(s);
 }
 
+// 16 stored values as float32.
+AVX512_ATTN inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+AVX512_ATTN inline __m512 load16(const Half* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
 // A query's products with one key row `kr`, C vectors of 16 features summed lane by lane (the
 // lanes still to be added up).
-template <int C>
-AVX512_ATTN inline __m512 score_lanes(const __m512 (&q)[C], const float* kr) {
-  __m512 acc = _mm512_mul_ps(q[0], _mm512_loadu_ps(kr));
-  for (int c = 1; c < C; ++c) acc = _mm512_fmadd_ps(q[c], _mm512_loadu_ps(kr + 16 * c), acc);
+template <int C, class T>
+AVX512_ATTN inline __m512 score_lanes(const __m512 (&q)[C], const T* kr) {
+  __m512 acc = _mm512_mul_ps(q[0], load16(kr));
+  for (int c = 1; c < C; ++c) acc = _mm512_fmadd_ps(q[c], load16(kr + 16 * c), acc);
   return acc;
 }
 
@@ -201,21 +226,21 @@ constexpr int kScoreTile = 64;
 // row's slot is looked up and its vectors loaded once for all P heads (P * C query vectors,
 // 4 * P sums and C key vectors in registers); a head's products and sums do not depend on P,
 // so its scores are the same bits scored alone.
-template <int C, int P>
+template <int C, int P, class T>
 AVX512_ATTN inline void score_heads(const Attn& a, const Job* heads, int j0, int j1, float* sc, int n) {
   const Job& t = heads[0];
   __m512 q[P][C];
   for (int h = 0; h < P; ++h) {
     for (int c = 0; c < C; ++c) q[h][c] = _mm512_loadu_ps(heads[h].q + 16 * c);
   }
-  const auto key = [&](int j) { return a.at(a.k, t.b, t.start + j, t.kvh); };
+  const auto key = [&](int j) { return a.at<T>(a.k, t.b, t.start + j, t.kvh); };
   int j = j0;
   for (; j + 4 <= j1; j += 4) {
     __m512 acc[P][4];
     for (int u = 0; u < 4; ++u) {
-      const float* kr = key(j + u);
+      const T* kr = key(j + u);
       for (int c = 0; c < C; ++c) {
-        const __m512 k = _mm512_loadu_ps(kr + 16 * c);
+        const __m512 k = load16(kr + 16 * c);
         for (int h = 0; h < P; ++h) {
           acc[h][u] = c == 0 ? _mm512_mul_ps(q[h][0], k) : _mm512_fmadd_ps(q[h][c], k, acc[h][u]);
         }
@@ -227,20 +252,20 @@ AVX512_ATTN inline void score_heads(const Attn& a, const Job* heads, int j0, int
     }
   }
   for (; j < j1; ++j) {
-    for (int h = 0; h < P; ++h) sc[size_t(h) * n + j] = _mm512_reduce_add_ps(score_lanes<C>(q[h], key(j))) * a.scale;
+    for (int h = 0; h < P; ++h) sc[size_t(h) * n + j] = _mm512_reduce_add_ps(score_lanes<C, T>(q[h], key(j))) * a.scale;
   }
 }
 
 // A group's `count` query heads scored for positions j0..j1: three at a time where their
 // vectors fit the registers (head dimension up to 64), then two, then one.
-template <int C>
+template <int C, class T>
 AVX512_ATTN inline void score_group(const Attn& a, const Job* heads, int count, int j0, int j1, float* sc, int n) {
   int h = 0;
   if constexpr (C <= 4) {
-    for (; h + 3 <= count; h += 3) score_heads<C, 3>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
-    for (; h + 2 <= count; h += 2) score_heads<C, 2>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
+    for (; h + 3 <= count; h += 3) score_heads<C, 3, T>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
+    for (; h + 2 <= count; h += 2) score_heads<C, 2, T>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
   }
-  for (; h < count; ++h) score_heads<C, 1>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
+  for (; h < count; ++h) score_heads<C, 1, T>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
 }
 
 // As many query heads per value pass as keep their accumulators in 16 registers.
@@ -250,7 +275,7 @@ constexpr int kValueHeads = C <= 4 ? 4 : C <= 8 ? 2 : 1;
 // The value pass of H query heads of one group: head h's softmax weights are w[h * n ..], its
 // sum's inverse inv[h], its output heads[h].o (heads share their sequence, KV head and
 // positions).
-template <int C, int H>
+template <int C, int H, class T>
 AVX512_ATTN inline void value_heads(const Attn& a, const Job* heads, const float* w, const float* inv) {
   const Job& t = heads[0];
   const int n = t.n;
@@ -261,9 +286,9 @@ AVX512_ATTN inline void value_heads(const Attn& a, const Job* heads, const float
     for (int c = 0; c < C; ++c) acc[h][c] = _mm512_setzero_ps();
   }
   for (int u = 0; u < n; ++u) {
-    const float* vr = a.at(a.v, t.b, t.start + u, t.kvh);
+    const T* vr = a.at<T>(a.v, t.b, t.start + u, t.kvh);
     __m512 v[C];
-    for (int c = 0; c < C; ++c) v[c] = _mm512_loadu_ps(vr + 16 * c);
+    for (int c = 0; c < C; ++c) v[c] = load16(vr + 16 * c);
     for (int h = 0; h < H; ++h) {
       const __m512 wu = _mm512_set1_ps(wh[h][u]);
       for (int c = 0; c < C; ++c) acc[h][c] = _mm512_fmadd_ps(wu, v[c], acc[h][c]);
@@ -276,16 +301,16 @@ AVX512_ATTN inline void value_heads(const Attn& a, const Job* heads, const float
 }
 
 // `count` query heads' value passes, H at a time, the rest fewer at a time.
-template <int C, int H>
+template <int C, int H, class T>
 AVX512_ATTN inline void value_passes(const Attn& a, const Job* heads, const float* w, const float* inv, int count) {
   if constexpr (H > 0) {
     int h = 0;
-    for (; h + H <= count; h += H) value_heads<C, H>(a, heads + h, w + size_t(h) * heads[0].n, inv + h);
-    if (h < count) value_passes<C, H - 1>(a, heads + h, w + size_t(h) * heads[0].n, inv + h, count - h);
+    for (; h + H <= count; h += H) value_heads<C, H, T>(a, heads + h, w + size_t(h) * heads[0].n, inv + h);
+    if (h < count) value_passes<C, H - 1, T>(a, heads + h, w + size_t(h) * heads[0].n, inv + h, count - h);
   }
 }
 
-template <int C>
+template <int C, class T>
 AVX512_ATTN void attn_groups_avx512_d(const Attn& a, int j0, int j1) {
   const int per = a.hq / a.hkv;
   thread_local std::vector<Job> heads;
@@ -303,13 +328,13 @@ AVX512_ATTN void attn_groups_avx512_d(const Attn& a, int j0, int j1) {
     sc.resize(size_t(per) * n);
     inv.resize(per);
     for (int t0 = 0; t0 < n; t0 += kScoreTile) {
-      score_group<C>(a, heads.data(), per, t0, std::min(n, t0 + kScoreTile), sc.data(), n);
+      score_group<C, T>(a, heads.data(), per, t0, std::min(n, t0 + kScoreTile), sc.data(), n);
     }
     for (int h = 0; h < per; ++h) {
       float* s = sc.data() + size_t(h) * n;
       inv[h] = 1.f / exp_and_sum(s, n, cap_and_max(a, s, n));
     }
-    value_passes<C, kValueHeads<C>>(a, heads.data(), sc.data(), inv.data(), per);
+    value_passes<C, kValueHeads<C>, T>(a, heads.data(), sc.data(), inv.data(), per);
   }
 }
 
@@ -317,23 +342,25 @@ using AttnJobs = void (*)(const Attn&, int, int);
 
 // The AVX-512 kernel (jobs per KV head) for head dimensions 16 * C up to 128, and 256; nullptr
 // for others.
+template <class T>
 AttnJobs attn_groups_avx512(int d) {
   switch (d % 16 == 0 ? d / 16 : 0) {
-    case 1: return attn_groups_avx512_d<1>;
-    case 2: return attn_groups_avx512_d<2>;
-    case 3: return attn_groups_avx512_d<3>;
-    case 4: return attn_groups_avx512_d<4>;
-    case 5: return attn_groups_avx512_d<5>;
-    case 6: return attn_groups_avx512_d<6>;
-    case 7: return attn_groups_avx512_d<7>;
-    case 8: return attn_groups_avx512_d<8>;
-    case 16: return attn_groups_avx512_d<16>;
+    case 1: return attn_groups_avx512_d<1, T>;
+    case 2: return attn_groups_avx512_d<2, T>;
+    case 3: return attn_groups_avx512_d<3, T>;
+    case 4: return attn_groups_avx512_d<4, T>;
+    case 5: return attn_groups_avx512_d<5, T>;
+    case 6: return attn_groups_avx512_d<6, T>;
+    case 7: return attn_groups_avx512_d<7, T>;
+    case 8: return attn_groups_avx512_d<8, T>;
+    case 16: return attn_groups_avx512_d<16, T>;
     default: return nullptr;
   }
 }
 #pragma GCC diagnostic pop
 #endif
 
+template <class T>
 void attn_jobs_scalar(const Attn& a, int j0, int j1) {
   thread_local std::vector<float> sc;
   for (int job = j0; job < j1; ++job) {
@@ -343,17 +370,17 @@ void attn_jobs_scalar(const Attn& a, int j0, int j1) {
     sc.resize(t.n);
     float mx = -INFINITY;
     for (int j = 0; j < t.n; ++j) {
-      const float* kr = a.at(a.k, t.b, t.start + j, t.kvh);
+      const T* kr = a.at<T>(a.k, t.b, t.start + j, t.kvh);
       float x = 0.f;
-      for (int i = 0; i < a.d; ++i) x += t.q[i] * kr[i];
+      for (int i = 0; i < a.d; ++i) x += t.q[i] * widen(kr[i]);
       sc[j] = capped(a, x * a.scale);
       mx = std::max(mx, sc[j]);
     }
     float sum = 0.f;
     for (int j = 0; j < t.n; ++j) sum += (sc[j] = std::exp(sc[j] - mx));
     for (int u = 0; u < t.n; ++u) {
-      const float* vr = a.at(a.v, t.b, t.start + u, t.kvh);
-      for (int i = 0; i < a.d; ++i) t.o[i] += sc[u] * vr[i];
+      const T* vr = a.at<T>(a.v, t.b, t.start + u, t.kvh);
+      for (int i = 0; i < a.d; ++i) t.o[i] += sc[u] * widen(vr[i]);
     }
     for (int i = 0; i < a.d; ++i) t.o[i] /= sum;
   }
@@ -397,9 +424,69 @@ struct Rope {
   }
 };
 
-// inputs: q [R, Hq*D], k and v [R, Hkv*D] (any leading shape), keys and values (storage),
-// positions int32 [R], inv_freq float32 [dims / 2]; paged storage adds write slots int32 [R]
-// and the table int32 [R, S]. outputs: attention [R, Hq*D] (q's shape), keys, values.
+// A storage array MLX left as a broadcast or a view, copied row-major before the write.
+struct StorageCopy {
+  const void* src;
+  mx::Shape shape;
+  mx::Strides strides;
+  void* dst;
+  bool half;
+  void run() const {
+    if (half) {
+      kernels::gather_contiguous(static_cast<const Half*>(src), shape, strides, static_cast<Half*>(dst));
+    } else {
+      kernels::gather_contiguous(static_cast<const float*>(src), shape, strides, static_cast<float*>(dst));
+    }
+  }
+};
+
+// Writes d features into a cache row: as they are, or rounded to half (saturating).
+inline void store_row(const float* src, float* dst, int d) { std::memcpy(dst, src, sizeof(float) * d); }
+inline void store_row(const float* src, Half* dst, int d) {
+  for (int i = 0; i < d; ++i) dst[i] = kernels::float_to_half(src[i]);
+}
+
+// The new rows' RoPE and cache writes, then attention, for storage of element type T.
+template <class T>
+void decode_step(Attn a, const Rope& rope, int r, const float* q, const float* k, const float* v, const int32_t* pos,
+                 const int32_t* write, bool scalar) {
+  thread_local std::vector<float> cs, rotated, krow;
+  thread_local std::vector<int32_t> lens;
+  rotated.resize(size_t(r) * a.hq * a.d);
+  krow.resize(a.d);
+  lens.resize(r);
+  T* kst = static_cast<T*>(const_cast<void*>(a.k));
+  T* vst = static_cast<T*>(const_cast<void*>(a.v));
+  for (int row = 0; row < r; ++row) {
+    rope.angles(pos[row], cs);
+    rope.apply(q + size_t(row) * a.hq * a.d, rotated.data() + size_t(row) * a.hq * a.d, a.hq, a.d, cs);
+    const int64_t slot = write != nullptr ? write[row] : pos[row];
+    for (int h = 0; h < a.hkv; ++h) {
+      rope.apply(k + (size_t(row) * a.hkv + h) * a.d, krow.data(), 1, a.d, cs);
+      store_row(krow.data(), kst + slot * a.pos_stride + h * a.head_stride, a.d);
+      store_row(v + (size_t(row) * a.hkv + h) * a.d, vst + slot * a.pos_stride + h * a.head_stride, a.d);
+    }
+    lens[row] = pos[row] + 1;
+  }
+  a.q = rotated.data();
+  a.lens = lens.data();
+#if defined(__x86_64__)
+  // AVX-512: a job per (sequence, KV head), each a few query heads' work, so chunks of two;
+  // of one each when there are few (one sequence of SmolLM2 has three jobs: in chunks of two
+  // they all ran on one thread while the other waited)
+  if (const AttnJobs groups = kernels::have_avx512() && !scalar ? attn_groups_avx512<T>(a.d) : nullptr) {
+    const int jobs = r * a.hkv;
+    kernels::parallel_for(jobs, [&a, groups](int j0, int j1) { groups(a, j0, j1); }, jobs < 8 ? 1 : 2);
+    return;
+  }
+#endif
+  run_kernel<Attn>(a, r * a.hq, AVX2_KERNEL(attn_jobs_avx2<T>), attn_jobs_scalar<T>, scalar);
+}
+
+// inputs: q [R, Hq*D], k and v [R, Hkv*D] (any leading shape), keys and values (storage,
+// float32 or float16), positions int32 [R], inv_freq float32 [dims / 2]; paged storage adds
+// write slots int32 [R] and the table int32 [R, S]. outputs: attention [R, Hq*D] (q's shape),
+// keys, values.
 class DecodeAttention : public mx::Primitive {
  public:
   DecodeAttention(mx::Stream s, int head_dim, int rope_dims, bool traditional, float rope_scale, float input_scale,
@@ -423,21 +510,22 @@ class DecodeAttention : public mx::Primitive {
     out[0].set_data(mx::allocator::malloc(out[0].nbytes()));
     // The storage: shared, and written in place, when it is a plain buffer; a copy otherwise
     // (a broadcast or a view), made on the stream before the write.
-    std::vector<std::pair<Strided, float*>> copies;
+    const bool half = in[3].dtype() == mx::float16;
+    std::vector<StorageCopy> copies;
     for (int i : {1, 2}) {
       const auto& src = in[2 + i];
       if (src.flags().row_contiguous && src.data_size() == src.size()) {
         out[i].copy_shared_buffer(src);
       } else {
         out[i].set_data(mx::allocator::malloc(out[i].nbytes()));
-        copies.emplace_back(Strided(src), out[i].data<float>());
+        copies.push_back({src.data<void>(), src.shape(), src.strides(), out[i].data<void>(), half});
       }
     }
     for (auto& a : out) enc.set_output_array(a);
     const int r = int(positions.size());
     const int hq = int(q.shape(-1)) / d_, hkv = int(k.shape(-1)) / d_;
     const auto& keys = out[1];
-    Attn a{nullptr, keys.data<float>(), out[2].data<float>(),
+    Attn a{nullptr, keys.data<void>(), out[2].data<void>(),
            paged ? in[8].data<int32_t>() : nullptr, nullptr, out[0].data<float>(), hq, hkv, d_,
            paged ? int(in[8].shape(1)) : 0,
            // paged [slots, Hkv, D]; one sequence [1, Hkv, capacity, D]
@@ -446,44 +534,18 @@ class DecodeAttention : public mx::Primitive {
     const Rope rope{inv_freq.data<float>(), rope_dims_, traditional_, rope_scale_, input_scale_};
     // q, k and v as rows; views (Phi-3's slices of one qkv matmul) are gathered.
     enc.dispatch([a, rope, r, copies = std::move(copies), qr = Strided(q), kr = Strided(k), vr = Strided(v),
-                  pos = positions.data<int32_t>(), write = paged ? in[7].data<int32_t>() : nullptr,
-                  scalar = scalar_]() mutable {
-      for (auto& [src, dst] : copies) src.gather(dst);
-      thread_local std::vector<float> qbuf, kbuf, vbuf, cs;
-      thread_local std::vector<int32_t> lens;
+                  pos = positions.data<int32_t>(), write = paged ? in[7].data<int32_t>() : nullptr, scalar = scalar_,
+                  half]() mutable {
+      for (const auto& c : copies) c.run();
+      thread_local std::vector<float> qbuf, kbuf, vbuf;
       const float* q = qr.rows(qbuf);
       const float* k = kr.rows(kbuf);
       const float* v = vr.rows(vbuf);
-      thread_local std::vector<float> rotated;
-      rotated.resize(size_t(r) * a.hq * a.d);
-      lens.resize(r);
-      float* kst = const_cast<float*>(a.k);
-      float* vst = const_cast<float*>(a.v);
-      for (int row = 0; row < r; ++row) {
-        rope.angles(pos[row], cs);
-        rope.apply(q + size_t(row) * a.hq * a.d, rotated.data() + size_t(row) * a.hq * a.d, a.hq, a.d, cs);
-        const int64_t slot = write != nullptr ? write[row] : pos[row];
-        for (int h = 0; h < a.hkv; ++h) {
-          float* kd = kst + slot * a.pos_stride + h * a.head_stride;
-          float* vd = vst + slot * a.pos_stride + h * a.head_stride;
-          rope.apply(k + (size_t(row) * a.hkv + h) * a.d, kd, 1, a.d, cs);
-          std::memcpy(vd, v + (size_t(row) * a.hkv + h) * a.d, sizeof(float) * a.d);
-        }
-        lens[row] = pos[row] + 1;
+      if (half) {
+        decode_step<Half>(a, rope, r, q, k, v, pos, write, scalar);
+      } else {
+        decode_step<float>(a, rope, r, q, k, v, pos, write, scalar);
       }
-      a.q = rotated.data();
-      a.lens = lens.data();
-#if defined(__x86_64__)
-      // AVX-512: a job per (sequence, KV head), each a few query heads' work, so chunks of two;
-      // of one each when there are few (one sequence of SmolLM2 has three jobs: in chunks of two
-      // they all ran on one thread while the other waited)
-      if (const AttnJobs groups = kernels::have_avx512() && !scalar ? attn_groups_avx512(a.d) : nullptr) {
-        const int jobs = r * a.hkv;
-        kernels::parallel_for(jobs, [&a, groups](int j0, int j1) { groups(a, j0, j1); }, jobs < 8 ? 1 : 2);
-        return;
-      }
-#endif
-      run_kernel<Attn>(a, r * a.hq, AVX2_KERNEL(attn_jobs_avx2), attn_jobs_scalar, scalar);
     });
   }
 
@@ -541,7 +603,10 @@ std::unique_ptr<ArrayList> decode_attention(const Array& q, const Array& k, cons
     fail("RoPE over an even number of features, at most head_dim, with dims / 2 frequencies");
   }
   const auto f32 = [](const mx::array& a) { return a.dtype() == mx::float32; };
-  if (!f32(qi) || !f32(ki) || !f32(vi) || !f32(ks) || !f32(vs)) fail("float32 inputs and cache expected");
+  if (!f32(qi) || !f32(ki) || !f32(vi)) fail("float32 q, k and v expected");
+  if (ks.dtype() != vs.dtype() || (!f32(ks) && ks.dtype() != mx::float16)) {
+    fail("a float32 or float16 cache expected, keys and values alike");
+  }
   auto s = mx::default_stream(mx::Device::cpu);
   auto i32 = [&](const mx::array& a) {
     return kernels::weight_input(a.dtype() == mx::int32 ? a : mx::astype(a, mx::int32, s), s, false);
@@ -552,7 +617,7 @@ std::unique_ptr<ArrayList> decode_attention(const Array& q, const Array& k, cons
     inputs.push_back(i32(table->inner));
   }
   auto outs = mx::array::make_arrays(
-      {qi.shape(), ks.shape(), vs.shape()}, {mx::float32, mx::float32, mx::float32},
+      {qi.shape(), ks.shape(), vs.shape()}, {mx::float32, ks.dtype(), vs.dtype()},
       std::make_shared<DecodeAttention>(s, head_dim, rope_dims, traditional, rope_scale, input_scale, scale, softcap,
                                         window, kernels::scalar_now()),
       std::move(inputs));

@@ -43,30 +43,6 @@ bool have_avx512() { return false; }
 #endif
 
 
-// IEEE half to float, every case: normal, subnormal (renormalized), zero, infinity and NaN.
-inline float half_to_float(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000) << 16;
-  uint32_t exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
-  if (exp == 0x1F) {
-    bits = sign | 0x7F800000u | (man << 13);
-  } else if (exp != 0) {
-    bits = sign | ((exp + 112) << 23) | (man << 13);
-  } else if (man == 0) {
-    bits = sign;
-  } else {
-    // man * 2^-24: shift the leading one up to the implicit bit, one exponent step per shift
-    exp = 113;
-    while ((man & 0x400) == 0) {
-      man <<= 1;
-      --exp;
-    }
-    bits = sign | (exp << 23) | ((man & 0x3FF) << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
 inline float bf16_to_float(uint16_t h) {
   const uint32_t bits = uint32_t(h) << 16;
   float f;
@@ -162,22 +138,6 @@ void silu_mul(const float* gate, const float* up, float* out, size_t n, bool por
   if (!portable && have_avx512()) return silu_mul512(gate, up, out, n);
 #endif
   for (size_t i = 0; i < n; ++i) out[i] = silu_mul_one(gate[i], up[i]);
-}
-
-// Row-major copy of a strided array (an activation MLX left as a view).
-void gather_contiguous(const float* src, const mx::Shape& shape, const mx::Strides& strides, float* dst) {
-  size_t total = 1;
-  for (auto d : shape) total *= size_t(d);
-  std::vector<int> idx(shape.size(), 0);
-  for (size_t i = 0; i < total; ++i) {
-    int64_t off = 0;
-    for (size_t d = 0; d < shape.size(); ++d) off += int64_t(idx[d]) * strides[d];
-    dst[i] = src[off];
-    for (int d = int(shape.size()) - 1; d >= 0; --d) {
-      if (++idx[d] < shape[d]) break;
-      idx[d] = 0;
-    }
-  }
 }
 
 mx::array weight_input(const mx::array& a, mx::Stream s, bool to_f32) {

@@ -2,8 +2,10 @@
 // pool, the CPU feature checks, the per-thread kernel choice and the input preparation.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <type_traits>
 #include <vector>
@@ -48,7 +50,21 @@ constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f, kExpFloor = -87
 void silu_mul(const float* gate, const float* up, float* out, size_t n, bool portable);
 
 // Row-major copy of a strided array (an input MLX left as a view or a broadcast).
-void gather_contiguous(const float* src, const mx::Shape& shape, const mx::Strides& strides, float* dst);
+template <class T>
+void gather_contiguous(const T* src, const mx::Shape& shape, const mx::Strides& strides, T* dst) {
+  size_t total = 1;
+  for (auto d : shape) total *= size_t(d);
+  std::vector<int> idx(shape.size(), 0);
+  for (size_t i = 0; i < total; ++i) {
+    int64_t off = 0;
+    for (size_t d = 0; d < shape.size(); ++d) off += int64_t(idx[d]) * strides[d];
+    dst[i] = src[off];
+    for (int d = int(shape.size()) - 1; d >= 0; --d) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
 
 // An input as MLX laid it out: row-major, or a view or broadcast to gather.
 struct Strided {
@@ -79,6 +95,55 @@ mx::array weight_input(const mx::array& a, mx::Stream s, bool to_f32);
 // token, so the kernels take them as stored: the SIMD float kernels convert them as they read
 // them (side16/side8 below), the others widen a few rows at a time, just before use.
 enum class SideType : int { F32, F16, BF16 };
+
+// IEEE half to float, every case: normal, subnormal (renormalized), zero, infinity and NaN.
+inline float half_to_float(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
+  if (exp == 0x1F) {
+    bits = sign | 0x7F800000u | (man << 13);
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (man << 13);
+  } else if (man == 0) {
+    bits = sign;
+  } else {
+    // man * 2^-24: shift the leading one up to the implicit bit, one exponent step per shift
+    exp = 113;
+    while ((man & 0x400) == 0) {
+      man <<= 1;
+      --exp;
+    }
+    bits = sign | (exp << 23) | ((man & 0x3FF) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// The largest finite half.
+constexpr float kHalfMax = 65504.0f;
+
+// Float to IEEE half, rounded to nearest even as MLX's astype rounds, but saturating: a
+// magnitude of 65504 or more becomes +-65504, not infinity (a 16-bit KV cache holding an
+// infinite key would turn its head's every score into NaN). NaN stays NaN.
+inline uint16_t float_to_half(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint16_t sign = uint16_t((x >> 16) & 0x8000);
+  const uint32_t ax = x & 0x7FFFFFFFu;
+  if (ax > 0x7F800000u) return uint16_t(sign | 0x7E00);  // NaN
+  if (ax >= 0x477FE000u) return uint16_t(sign | 0x7BFF);  // 65504 and up (infinity too)
+  if (ax >= 0x38800000u) {
+    // normal: drop 13 mantissa bits, rounding to nearest even (a carry bumps the exponent)
+    const uint32_t rounded = ax + 0xFFFu + ((ax >> 13) & 1u);
+    return uint16_t(sign | ((rounded - 0x38000000u) >> 13));
+  }
+  // subnormal (or zero): |f| / 2^-24 rounded to an integer, to nearest even; 1024 is the
+  // smallest normal half, whose bits it also is
+  float mag;
+  std::memcpy(&mag, &ax, 4);
+  return uint16_t(sign | uint16_t(std::nearbyint(mag * 16777216.0f)));
+}
 
 // n 16-bit values as float32 (exact, so both give the same floats): portable code, and
 // F16C/AVX2 where the CPU has them (else the portable code).

@@ -334,7 +334,9 @@ pub struct RopeTable<'a> {
     pub input_scale: f32,
 }
 
-/// Where [`decode_attention`] keeps keys and values.
+/// Where [`decode_attention`] keeps keys and values: float32 arrays, or float16 (half the bytes
+/// for attention to read). Into float16 the new rows are rounded to nearest even, as `astype`
+/// rounds, but saturate at +-65504 instead of becoming infinite; reads widen them exactly.
 #[derive(Clone, Copy)]
 pub enum KvStorage<'a> {
     /// One sequence: keys and values [1, Hkv, capacity, D]; the new token's row goes to its

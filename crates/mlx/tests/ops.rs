@@ -932,6 +932,94 @@ struct DecodeCase {
 }
 
 impl DecodeCase {
+    /// Random new rows for `rows` tokens (q [rows, Hq * D], k and v [rows, Hkv * D]), and
+    /// RoPE's inverse frequencies over `rope_dims`.
+    fn new_rows(&self, rows: usize, seed: u64) -> [Vec<f32>; 4] {
+        let dims = self.rope_dims;
+        [
+            rand_vec(rows * self.hq * self.d, seed + 1),
+            rand_vec(rows * self.hkv * self.d, seed + 2),
+            rand_vec(rows * self.hkv * self.d, seed + 3),
+            (0..dims / 2)
+                .map(|j| 10000f32.powf(-2.0 * j as f32 / dims as f32))
+                .collect(),
+        ]
+    }
+
+    /// q, k and v rows as the kernel takes them: [1, rows, H * D].
+    fn row_arrays(&self, q: &[f32], k: &[f32], v: &[f32], rows: usize) -> [Array; 3] {
+        let (q_w, kv_w) = ((self.hq * self.d) as i32, (self.hkv * self.d) as i32);
+        [
+            arr(q, &[1, rows as i32, q_w]),
+            arr(k, &[1, rows as i32, kv_w]),
+            arr(v, &[1, rows as i32, kv_w]),
+        ]
+    }
+
+    /// The kernel's step for these rows (q, k, v) at `positions`: this case's RoPE, and
+    /// `scale`, `softcap` and `window`.
+    fn step<'a>(
+        &self,
+        [q, k, v]: &'a [Array; 3],
+        positions: &'a Array,
+        inv_freq: &'a Array,
+        (scale, softcap, window): (f32, f32, i32),
+    ) -> ops::DecodeStep<'a> {
+        ops::DecodeStep {
+            q,
+            k,
+            v,
+            positions,
+            head_dim: self.d as i32,
+            rope: ops::RopeTable {
+                inv_freq,
+                dims: self.rope_dims,
+                traditional: self.traditional,
+                scale: self.rope_scale,
+                input_scale: self.input_scale,
+            },
+            scale,
+            softcap,
+            window,
+        }
+    }
+
+    /// A paged step's output in f64: each row's query (rotated by MLX) attends over the keys
+    /// and values `pools` hold at its slots (`table`, `width` per row) for the positions it
+    /// sees (all up to its own, or its last `window`).
+    fn paged_reference(
+        &self,
+        q: &[f32],
+        inv: &[f32],
+        positions: &[i32],
+        (table, width): (&[i32], usize),
+        (kp, vp): (&[f64], &[f64]),
+        (scale, softcap, window): (f64, f64, i32),
+    ) -> Vec<f32> {
+        let (hq, hkv, d) = (self.hq, self.hkv, self.d);
+        let mut want = Vec::new();
+        for (r, &p) in positions.iter().enumerate() {
+            let qr = self.mlx_rope(&q[r * hq * d..][..hq * d], hq, p, inv);
+            let len = p as usize + 1;
+            let start = if window > 0 {
+                len.saturating_sub(window as usize)
+            } else {
+                0
+            };
+            for (h, qh) in qr.iter().enumerate() {
+                let kvh = h / (hq / hkv);
+                let row = |pool: &[f64], j: usize| {
+                    let at = (table[r * width + j] as usize * hkv + kvh) * d;
+                    pool[at..at + d].to_vec()
+                };
+                let ks: Vec<_> = (start..len).map(|j| row(kp, j)).collect();
+                let vs: Vec<_> = (start..len).map(|j| row(vp, j)).collect();
+                want.extend(attend_f64(qh, &ks, &vs, scale, softcap));
+            }
+        }
+        want.iter().map(|&x| x as f32).collect()
+    }
+
     /// `x` ([heads, d] for one token at `pos`) rotated by MLX's own fast::rope (the
     /// reference the kernel must match), as f64 rows.
     fn mlx_rope(&self, x: &[f32], heads: usize, pos: i32, inv: &[f32]) -> Vec<Vec<f64>> {
@@ -1000,20 +1088,11 @@ fn decode_attention_on_a_pool_matches_rope_then_direct_attention() {
         };
         let (hq, hkv, d) = (c.hq, c.hkv, c.d);
         let seed = 10 * i as u64;
-        let q = rand_vec(rows * hq * d, seed + 1);
-        let k = rand_vec(rows * hkv * d, seed + 2);
-        let v = rand_vec(rows * hkv * d, seed + 3);
+        let [q, k, v, inv] = c.new_rows(rows, seed);
         let kp = rand_vec(slots * hkv * d, seed + 4);
         let vp = rand_vec(slots * hkv * d, seed + 5);
-        let inv: Vec<f32> = (0..rope_dims / 2)
-            .map(|j| 10000f32.powf(-2.0 * j as f32 / rope_dims as f32))
-            .collect();
         let inv_arr = arr(&inv, &[inv.len() as i32]);
-        let (q_a, k_a, v_a) = (
-            arr(&q, &[1, rows as i32, (hq * d) as i32]),
-            arr(&k, &[1, rows as i32, (hkv * d) as i32]),
-            arr(&v, &[1, rows as i32, (hkv * d) as i32]),
-        );
+        let [q_a, k_a, v_a] = c.row_arrays(&q, &k, &v, rows);
         let pos_a = Array::from_slice(&positions, &[rows as i32]).unwrap();
         let (out, keys, values) = ops::decode_attention(
             &ops::DecodeStep {
@@ -1064,27 +1143,106 @@ fn decode_attention_on_a_pool_matches_rope_then_direct_attention() {
             f32s(&vp_want),
             "values are copied as they are"
         );
-        let mut want = Vec::new();
-        for r in 0..rows {
-            let qr = c.mlx_rope(&q[r * hq * d..][..hq * d], hq, positions[r], &inv);
-            let len = positions[r] as usize + 1;
-            let start = if window > 0 {
-                len.saturating_sub(window as usize)
-            } else {
-                0
+        let want = c.paged_reference(
+            &q,
+            &inv,
+            &positions,
+            (&table, width),
+            (&kp_want, &vp_want),
+            (0.3, softcap as f64, window),
+        );
+        assert_close(&out.to_vec::<f32>().unwrap(), &want, 1e-5);
+    }
+}
+
+/// A float16 pool (the int8 path's cache): the step writes the new rows as MLX's astype to
+/// float16 rounds them (to nearest even), except that magnitudes past the largest half
+/// saturate at +-65504 instead of becoming infinite, subnormals included; and it attends over
+/// the halves as over the same values in float32 (f64 reference), on the AVX-512 code (head
+/// dimension 64, three query heads per KV head as SmolLM2), the 8-lane code (head dimension 8)
+/// and the portable code.
+#[test]
+fn decode_attention_on_a_float16_pool_rounds_saturates_and_attends() {
+    let (rows, slots, width, hq, hkv) = (3usize, 48usize, 12usize, 6usize, 2usize);
+    let positions = [4i32, 11, 0];
+    let table: Vec<i32> = (0..rows * width)
+        .map(|i| ((i * 29 + 5) % slots) as i32)
+        .collect();
+    let write: Vec<i32> = (0..rows)
+        .map(|r| table[r * width + positions[r] as usize])
+        .collect();
+    let half = |a: &Array| a.astype(Dtype::Float16).unwrap();
+    let widened = |a: &Array| a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap();
+    for d in [64usize, 8] {
+        for scalar in [false, true] {
+            let c = DecodeCase {
+                hq,
+                hkv,
+                d,
+                rope_dims: d as i32,
+                traditional: false,
+                rope_scale: 1.0,
+                input_scale: 1.0,
             };
-            for (h, qh) in qr.iter().enumerate() {
-                let kvh = h / (hq / hkv);
-                let row = |pool: &[f64], j: usize| {
-                    let at = (table[r * width + j] as usize * hkv + kvh) * d;
-                    pool[at..at + d].to_vec()
+            let seed = d as u64 * 7 + scalar as u64;
+            let [q, k, mut v, inv] = c.new_rows(rows, seed);
+            // past the largest half, at its rounding edge, and subnormal
+            v[..5].copy_from_slice(&[1.0e6, -70000.0, 65519.0, 3.0e-6, -1.0e-7]);
+            let inv_arr = arr(&inv, &[inv.len() as i32]);
+            let rows_a = c.row_arrays(&q, &k, &v, rows);
+            let pos_a = Array::from_slice(&positions, &[rows as i32]).unwrap();
+            let step = c.step(&rows_a, &pos_a, &inv_arr, (0.125, 0.0, 0));
+            let shape = [slots as i32, hkv as i32, d as i32];
+            let write_a = Array::from_slice(&write, &[rows as i32]).unwrap();
+            let table_a = Array::from_slice(&table, &[rows as i32, width as i32]).unwrap();
+            let run = |keys: &Array, values: &Array| {
+                ops::set_scalar_kernels(scalar);
+                let storage = ops::KvStorage::Paged {
+                    keys,
+                    values,
+                    write: &write_a,
+                    table: &table_a,
                 };
-                let ks: Vec<_> = (start..len).map(|j| row(&kp_want, j)).collect();
-                let vs: Vec<_> = (start..len).map(|j| row(&vp_want, j)).collect();
-                want.extend(attend_f64(qh, &ks, &vs, 0.3, softcap as f64));
-            }
+                let r = ops::decode_attention(&step, storage).unwrap();
+                ops::set_scalar_kernels(false);
+                ops::eval([&r.0, &r.1, &r.2]).unwrap();
+                r
+            };
+            // the same old rows in both pools: values a half holds
+            let kp = half(&arr(&rand_vec(slots * hkv * d, seed + 4), &shape));
+            let vp = half(&arr(&rand_vec(slots * hkv * d, seed + 5), &shape));
+            let f32_pool = |a: &Array| a.astype(Dtype::Float32).unwrap();
+            let (_, keys32, values32) = run(&f32_pool(&kp), &f32_pool(&vp));
+            let (out, keys16, values16) = run(&kp, &vp);
+            assert_eq!(keys16.dtype(), Dtype::Float16);
+            let saturated = |a: &Array| widened(&half(&a.clip(-65504.0, 65504.0).unwrap()));
+            let case = format!("head dim {d}, portable {scalar}");
+            assert_eq!(widened(&keys16), saturated(&keys32), "{case}: keys");
+            let got_v = widened(&values16);
+            assert_eq!(got_v, saturated(&values32), "{case}: values");
+            let at = |r: usize, h: usize| (write[r] as usize * hkv + h) * d;
+            assert_eq!(
+                got_v[at(0, 0)..][..3],
+                [65504.0, -65504.0, 65504.0],
+                "{case}"
+            );
+            let subnormal = widened(&half(&arr(&[3.0e-6], &[1])))[0];
+            assert!(subnormal > 0.0 && subnormal < 6.1e-5);
+            assert_eq!(got_v[at(0, 0) + 3], subnormal, "{case}: subnormal");
+            let (kw, vw): (Vec<f64>, Vec<f64>) = (
+                widened(&keys16).iter().map(|&x| x as f64).collect(),
+                got_v.iter().map(|&x| x as f64).collect(),
+            );
+            let want = c.paged_reference(
+                &q,
+                &inv,
+                &positions,
+                (&table, width),
+                (&kw, &vw),
+                (0.125, 0.0, 0),
+            );
+            assert_close(&out.to_vec::<f32>().unwrap(), &want, 1e-5);
         }
-        assert_close(&out.to_vec::<f32>().unwrap(), &f32s(&want), 1e-5);
     }
 }
 
@@ -1112,29 +1270,9 @@ fn decode_attention_on_one_sequence_writes_in_place_and_attends_its_prefix() {
     );
     let cache_k = rand_vec(hkv * cap * d, 34);
     let cache_v = rand_vec(hkv * cap * d, 35);
-    let (q_a, k_a, v_a) = (
-        arr(&q, &[1, 1, (hq * d) as i32]),
-        arr(&k, &[1, 1, (hkv * d) as i32]),
-        arr(&v, &[1, 1, (hkv * d) as i32]),
-    );
+    let rows_a = c.row_arrays(&q, &k, &v, 1);
     let pos_a = Array::from_slice(&[pos], &[1]).unwrap();
-    let step = ops::DecodeStep {
-        q: &q_a,
-        k: &k_a,
-        v: &v_a,
-        positions: &pos_a,
-        head_dim: d as i32,
-        rope: ops::RopeTable {
-            inv_freq: &inv_arr,
-            dims: 8,
-            traditional: false,
-            scale: 1.0,
-            input_scale: 1.0,
-        },
-        scale: 0.5,
-        softcap: 0.0,
-        window: 0,
-    };
+    let step = c.step(&rows_a, &pos_a, &inv_arr, (0.5, 0.0, 0));
     let shape = [1, hkv as i32, cap as i32, d as i32];
     let (keys_in, values_in) = (arr(&cache_k, &shape), arr(&cache_v, &shape));
     keys_in.eval().unwrap();

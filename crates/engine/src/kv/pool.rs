@@ -1,6 +1,6 @@
 //! The KV pool's MLX arrays and the per-step view models write through.
 use super::BlockId;
-use crate::cache::{KvCache, Segment};
+use crate::cache::{from_stored, to_stored, KvCache, Segment};
 use crate::error::{EngineError, Result};
 use cortex_mlx::{Array, Dtype};
 
@@ -89,10 +89,15 @@ impl KvPool {
         Ok(())
     }
 
+    /// A layer's buffer; a new one has `like`'s rows ([_, H, D]) in the dtype the cache stores
+    /// them in (`compute::kv_dtype`).
     fn buffer(slot: &mut Option<Array>, rows: i32, like: &Array) -> Result<Array> {
         Ok(match slot.take() {
             Some(a) => a,
-            None => Array::zeros(&[rows, like.dim(1), like.dim(2)], like.dtype())?,
+            None => Array::zeros(
+                &[rows, like.dim(1), like.dim(2)],
+                crate::compute::kv_dtype(like.dtype()),
+            )?,
         })
     }
 }
@@ -197,16 +202,10 @@ impl<'a> BatchView<'a> {
             )));
         }
         let rows = self.pool.capacity;
-        let keys = KvPool::buffer(&mut self.pool.keys[layer], rows, k)?.put_along_axis(
-            &self.write,
-            k,
-            0,
-        )?;
-        let values = KvPool::buffer(&mut self.pool.values[layer], rows, v)?.put_along_axis(
-            &self.write,
-            v,
-            0,
-        )?;
+        let keys = KvPool::buffer(&mut self.pool.keys[layer], rows, k)?;
+        let keys = keys.put_along_axis(&self.write, &to_stored(k, keys.dtype())?, 0)?;
+        let values = KvPool::buffer(&mut self.pool.values[layer], rows, v)?;
+        let values = values.put_along_axis(&self.write, &to_stored(v, values.dtype())?, 0)?;
         self.pool.keys[layer] = Some(keys.clone());
         self.pool.values[layer] = Some(values.clone());
         Ok((keys, values))
@@ -237,9 +236,11 @@ impl KvCache for BatchView<'_> {
         // [1, H, T, D] -> [T, H, D]
         let rows = |a: &Array| -> Result<Array> { Ok(a.squeeze(&[0])?.transpose(&[1, 0, 2])?) };
         let (keys, values) = self.write(layer, &rows(&k)?, &rows(&v)?)?;
-        // [S, H, D] -> [1, H, S, D]
+        // [S, H, D] -> [1, H, S, D], in k's dtype
+        let computed = k.dtype();
         let gather = |buf: &Array, idx: &Array| -> Result<Array> {
-            Ok(buf.take(idx, 0)?.transpose(&[1, 0, 2])?.expand_dims(0)?)
+            let rows = from_stored(buf.take(idx, 0)?, computed)?;
+            Ok(rows.transpose(&[1, 0, 2])?.expand_dims(0)?)
         };
         self.read
             .iter()
@@ -261,7 +262,9 @@ impl KvCache for BatchView<'_> {
         };
         let f32 = Dtype::Float32;
         let stored = self.pool.keys.get(layer).and_then(Option::as_ref);
-        if step.q.dtype() != f32 || stored.is_some_and(|k| k.dtype() != f32) {
+        // the kernel's storage: float32, or float16 (the int8 path's cache)
+        let kernel_storage = |k: &Array| matches!(k.dtype(), Dtype::Float32 | Dtype::Float16);
+        if step.q.dtype() != f32 || stored.is_some_and(|k| !kernel_storage(k)) {
             return Ok(None);
         }
         if layer >= self.pool.keys.len() {
@@ -274,7 +277,7 @@ impl KvCache for BatchView<'_> {
         let storage = |buf: &Option<Array>| -> Result<Array> {
             Ok(match buf {
                 Some(a) => a.clone(),
-                None => Array::zeros(&shape, f32)?,
+                None => Array::zeros(&shape, crate::compute::kv_dtype(f32))?,
             })
         };
         let (keys, values) = (
@@ -317,10 +320,12 @@ impl KvCache for BatchView<'_> {
             return Err(EngineError::InvalidRequest("not a decode step".into()));
         };
         // [B, H, 1, D] -> [B, H, D]
+        let computed = k.dtype();
         let (keys, values) = self.write(layer, &k.squeeze(&[2])?, &v.squeeze(&[2])?)?;
-        // [B, S, H, D] -> [B, H, S, D]
-        let gather =
-            |buf: &Array| -> Result<Array> { Ok(buf.take(&padded, 0)?.transpose(&[0, 2, 1, 3])?) };
+        // [B, S, H, D] -> [B, H, S, D], in k's dtype
+        let gather = |buf: &Array| -> Result<Array> {
+            Ok(from_stored(buf.take(&padded, 0)?, computed)?.transpose(&[0, 2, 1, 3])?)
+        };
         Ok((gather(&keys)?, gather(&values)?))
     }
 

@@ -115,7 +115,7 @@ pub fn build(w: &Weights, s: DecoderSpec) -> Result<Box<dyn Model>> {
         rope: s.rope,
         dims: s.dims,
         vocab_size: s.vocab,
-        kv_itemsize: w.dtype().size_bytes(),
+        kv_itemsize: crate::compute::kv_dtype(w.dtype()).size_bytes(),
     }))
 }
 

@@ -166,7 +166,7 @@ pub fn build(raw: &RawConfig, mut w: Weights) -> Result<Box<dyn Model>> {
         embed_scale: (h as f64).sqrt(),
         final_logit_softcapping: c.final_logit_softcapping.filter(|_| c.is_gemma2()),
         vocab_size: c.vocab_size,
-        kv_itemsize: w.dtype().size_bytes(),
+        kv_itemsize: crate::compute::kv_dtype(w.dtype()).size_bytes(),
     }))
 }
 

@@ -189,7 +189,7 @@ pub fn build(raw: &RawConfig, mut w: Weights) -> Result<Box<dyn Model>> {
         dims: d,
         hidden_size: h,
         vocab_size: c.vocab_size,
-        kv_itemsize: w.dtype().size_bytes(),
+        kv_itemsize: crate::compute::kv_dtype(w.dtype()).size_bytes(),
     }))
 }
 
