@@ -86,6 +86,7 @@ ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array&
 // x @ w.T for a dense [N, K] weight on the CPU, few rows of x (src/qgemv.cc)
 ArrayPtr gemv_f32(const Array& x, const Array& w);
 ArrayPtr rms_norm_cpu(const Array& x, const Array& weight, float eps);
+ArrayPtr silu_mul_cpu(const Array& gate, const Array& up);
 std::unique_ptr<ArrayList> add_rms_norm_cpu(const Array& x, const Array& residual, const Array& weight, float eps);
 // Several weights against the same x in one node (src/qgemv.cc): `weights` holds (w, scales,
 // biases) triples, with `packed` (w, scales, biases, pack_rows16's blocks) quadruples, or dense

@@ -199,6 +199,15 @@ pub fn rms_norm_cpu(x: &Array, weight: &Array, eps: f32) -> Result<Array> {
     wrap("rms_norm_cpu", bridge::rms_norm_cpu(&x.0, &weight.0, eps))
 }
 
+/// SwiGLU's elementwise step, `silu(gate) * up`, as one CPU graph node (src/norm.cc): 16 lanes
+/// where the CPU has AVX-512, else portable code giving the same bits (`set_scalar_kernels`),
+/// the sigmoid from `exp(-|gate|)` so nothing overflows; the work split over the kernel pool.
+/// Off Apple silicon MLX's own elementwise ops are scalar. float32 out, `gate`'s shape (`up`'s
+/// must match).
+pub fn silu_mul_cpu(gate: &Array, up: &Array) -> Result<Array> {
+    wrap("silu_mul_cpu", bridge::silu_mul_cpu(&gate.0, &up.0))
+}
+
 /// A residual add and the RMSNorm after it, one CPU graph node: `(x + residual, rms_norm(x +
 /// residual))`, each as [`rms_norm_cpu`] and an add would give them (float32).
 pub fn add_rms_norm_cpu(

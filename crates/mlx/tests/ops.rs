@@ -272,6 +272,75 @@ fn norms_match_reference() {
     }
 }
 
+fn array_bits(a: &Array) -> Vec<u32> {
+    f32_bits(&a.to_vec::<f32>().unwrap())
+}
+
+/// SwiGLU's elementwise node (`ops::silu_mul_cpu`) against f64 silu(g) * u: sizes with a tail
+/// past 16 lanes and of several chunks of the pool's work, gates far enough out that exp(-g)
+/// would overflow; the portable code gives the same bits; views (the halves of a fused
+/// gate_up output) are read as what they show; mismatched shapes are refused.
+#[test]
+fn cpu_silu_mul_matches_f64_on_every_code_path() {
+    let reference = |g: &[f32], u: &[f32]| -> Vec<f32> {
+        g.iter()
+            .zip(u)
+            .map(|(&g, &u)| {
+                let g = g as f64;
+                (g / (1.0 + (-g).exp()) * u as f64) as f32
+            })
+            .collect()
+    };
+    for n in [37usize, 3 * 4096 + 21] {
+        let mut g: Vec<f32> = rand_vec(n, 41 + n as u64)
+            .iter()
+            .map(|x| x * 12.0)
+            .collect();
+        g[..3].copy_from_slice(&[-120.0, 120.0, 0.0]);
+        let u = rand_vec(n, 42);
+        let (ga, ua) = (arr(&g, &[1, n as i32]), arr(&u, &[1, n as i32]));
+        let simd = ops::silu_mul_cpu(&ga, &ua).unwrap();
+        ops::set_scalar_kernels(true);
+        let portable = ops::silu_mul_cpu(&ga, &ua).unwrap();
+        ops::set_scalar_kernels(false);
+        assert_eq!(simd.shape(), vec![1, n as i32]);
+        assert_eq!(array_bits(&simd), array_bits(&portable), "n {n}");
+        assert_close(&simd.to_vec::<f32>().unwrap(), &reference(&g, &u), 1e-5);
+    }
+    let (rows, d) = (3usize, 40usize);
+    let yv = rand_vec(rows * 2 * d, 43);
+    let y = arr(&yv, &[rows as i32, 2 * d as i32]);
+    let (g, u) = (
+        y.slice_axis(-1, 0, d as i32).unwrap(),
+        y.slice_axis(-1, d as i32, 2 * d as i32).unwrap(),
+    );
+    let half = |from: usize| -> Vec<f32> {
+        (0..rows)
+            .flat_map(|r| yv[r * 2 * d + from..][..d].to_vec())
+            .collect()
+    };
+    let got = ops::silu_mul_cpu(&g, &u).unwrap();
+    assert_close(
+        &got.to_vec::<f32>().unwrap(),
+        &reference(&half(0), &half(d)),
+        1e-5,
+    );
+    assert!(ops::silu_mul_cpu(&g, &y).is_err(), "shapes differ");
+    // RMSNorm's rows split over the kernel pool: each row the bits it gets alone
+    let (n, d) = (40i32, 64i32);
+    let x = arr(&rand_vec((n * d) as usize, 44), &[n, d]);
+    let w = arr(&rand_vec(d as usize, 45), &[d]);
+    let all = ops::rms_norm_cpu(&x, &w, 1e-5).unwrap();
+    for row in [0, 17, 39] {
+        let one = |a: &Array| a.slice_axis(0, row, row + 1).unwrap();
+        assert_eq!(
+            array_bits(&ops::rms_norm_cpu(&one(&x), &w, 1e-5).unwrap()),
+            array_bits(&one(&all)),
+            "row {row}"
+        );
+    }
+}
+
 /// The CPU's one-node RMSNorm (and its residual-add form) against MLX's `fast::rms_norm` and an
 /// add: close on every row (sizes with and without a tail past 16 lanes, a row of zeros, inputs
 /// that are views), and a row's result is bit for bit the same alone or among other rows.

@@ -653,8 +653,13 @@ impl GatedMlp {
                 )
             }
         };
-        self.down_proj
-            .forward(&self.act.apply(&gate)?.multiply(&up)?)
+        let h = if self.act == Activation::Silu && cpu_kernels() && gate.dtype() == Dtype::Float32 {
+            // one node in 16 lanes (MLX's CPU sigmoid is scalar off Apple silicon)
+            ops::silu_mul_cpu(&gate, &up)?
+        } else {
+            self.act.apply(&gate)?.multiply(&up)?
+        };
+        self.down_proj.forward(&h)
     }
 }
 
