@@ -102,6 +102,8 @@ ArrayPtr pack_rows16(const Array& w, const Array& scales, const Array& biases, i
 // positions. Storage is one sequence's [1, Hkv, capacity, D] (write and table null) or a paged
 // pool [slots, Hkv, D] with write slots [R] and a slot table [R, S]. Returns the attention
 // output (q's shape), then the keys and values storage (sharing the given memory).
+ArrayPtr prefill_attention(const Array& q, const Array& keys, const Array& values, int32_t q_start, float scale,
+                           float softcap, int32_t window);
 std::unique_ptr<ArrayList> decode_attention(const Array& q, const Array& k, const Array& v, const Array& keys,
                                             const Array& values, const Array& positions, const Array& inv_freq,
                                             const Array* write, const Array* table, int32_t head_dim,

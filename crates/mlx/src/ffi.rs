@@ -130,6 +130,15 @@ pub(crate) mod bridge {
         fn int8_kernel_name() -> String;
 
         #[allow(clippy::too_many_arguments)]
+        fn prefill_attention(
+            q: &Array,
+            keys: &Array,
+            values: &Array,
+            q_start: i32,
+            scale: f32,
+            softcap: f32,
+            window: i32,
+        ) -> Result<UniquePtr<Array>>;
         unsafe fn decode_attention(
             q: &Array,
             k: &Array,

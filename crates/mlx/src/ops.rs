@@ -343,6 +343,27 @@ pub struct RopeTable<'a> {
     pub input_scale: f32,
 }
 
+/// A prompt's attention on the CPU as one node (src/attention.cc): queries q [1, Hq, L, D]
+/// (float32, RoPE applied) at positions `q_start..q_start + L` of one sequence whose keys and
+/// values ([1, Hkv, S, D], float32 or float16, views welcome) hold positions 0..S; each query
+/// sees the keys up to its own position (its last `window`, when > 0), scores scaled by
+/// `scale` and capped as cap x tanh(s / cap) when `softcap` > 0. Returns [1, L, Hq * D], the
+/// heads merged. The kernels and arithmetic are [`decode_attention`]'s, a row per query.
+pub fn prefill_attention(
+    q: &Array,
+    keys: &Array,
+    values: &Array,
+    q_start: i32,
+    scale: f32,
+    softcap: f32,
+    window: i32,
+) -> Result<Array> {
+    wrap(
+        "prefill_attention",
+        bridge::prefill_attention(&q.0, &keys.0, &values.0, q_start, scale, softcap, window),
+    )
+}
+
 /// Where [`decode_attention`] keeps keys and values: float32 arrays, or float16 (half the bytes
 /// for attention to read). Into float16 the new rows are rounded to nearest even, as `astype`
 /// rounds, but saturate at +-65504 instead of becoming infinite; reads widen them exactly.

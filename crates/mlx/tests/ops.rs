@@ -1315,6 +1315,119 @@ fn decode_attention_on_a_float16_pool_rounds_saturates_and_attends() {
     }
 }
 
+/// A prompt's attention as one node (`ops::prefill_attention`) against attention computed
+/// directly (f64): a chunk continuing at position 5 (each query sees the keys up to its own
+/// position), GQA, sliding windows, soft-capping; keys and values as one sequence's buffer
+/// sliced to the positions filled ([1, Hkv, capacity, D] -> S) and as the pool's gathered
+/// rows transposed ([S, Hkv, D] -> [1, Hkv, S, D]) and with the features strided, in float32
+/// and float16; on the AVX-512,
+/// 8-lane and portable code (head dimensions 32 and 8).
+#[test]
+fn prefill_attention_matches_direct_attention() {
+    let (hq, hkv, l, q_start, cap) = (6usize, 2usize, 7usize, 5usize, 16usize);
+    let s = q_start + l;
+    for (d, window, softcap, scalar) in [
+        (32usize, 0, 0.0f32, false),
+        (32, 4, 0.0, false),
+        (8, 0, 2.5, false),
+        (32, 3, 2.5, true),
+    ] {
+        let seed = d as u64 + window as u64 * 3 + scalar as u64;
+        let q = rand_vec(hq * l * d, seed + 1);
+        let kb = rand_vec(hkv * cap * d, seed + 2);
+        let vb = rand_vec(hkv * cap * d, seed + 3);
+        let q_a = arr(&q, &[1, hq as i32, l as i32, d as i32]);
+        // one sequence's buffer, the first S positions
+        let buf = |x: &[f32]| {
+            arr(x, &[1, hkv as i32, cap as i32, d as i32])
+                .slice_axis(2, 0, s as i32)
+                .unwrap()
+        };
+        // the pool's layout: [S, Hkv, D] rows, transposed to [1, Hkv, S, D]
+        let pool = |x: &[f32]| {
+            let rows: Vec<f32> = (0..s * hkv * d)
+                .map(|t| {
+                    let (j, h, i) = (t / (hkv * d), (t / d) % hkv, t % d);
+                    x[(h * cap + j) * d + i]
+                })
+                .collect();
+            arr(&rows, &[s as i32, hkv as i32, d as i32])
+                .transpose(&[1, 0, 2])
+                .unwrap()
+                .expand_dims(0)
+                .unwrap()
+        };
+        // features strided (stored [1, Hkv, D, S], transposed): the kernel gathers them
+        let columns = |x: &[f32]| {
+            let cols: Vec<f32> = (0..hkv * d * s)
+                .map(|t| {
+                    let (h, i, j) = (t / (d * s), (t / s) % d, t % s);
+                    x[(h * cap + j) * d + i]
+                })
+                .collect();
+            arr(&cols, &[1, hkv as i32, d as i32, s as i32])
+                .transpose(&[0, 1, 3, 2])
+                .unwrap()
+        };
+        for layout in ["buffer", "pool", "columns"] {
+            for dtype in [Dtype::Float32, Dtype::Float16] {
+                let make = |x: &[f32]| {
+                    let a = match layout {
+                        "buffer" => buf(x),
+                        "pool" => pool(x),
+                        _ => columns(x),
+                    };
+                    a.astype(dtype).unwrap()
+                };
+                let (k_a, v_a) = (make(&kb), make(&vb));
+                // the values the kernel sees
+                let seen = |a: &Array| -> Vec<f64> {
+                    a.astype(Dtype::Float32)
+                        .unwrap()
+                        .to_vec::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|&x| x as f64)
+                        .collect()
+                };
+                let (kw, vw) = (seen(&k_a), seen(&v_a));
+                ops::set_scalar_kernels(scalar);
+                let out =
+                    ops::prefill_attention(&q_a, &k_a, &v_a, q_start as i32, 0.3, softcap, window)
+                        .unwrap();
+                ops::set_scalar_kernels(false);
+                assert_eq!(out.shape(), vec![1, l as i32, (hq * d) as i32]);
+                let mut want = Vec::new();
+                for i in 0..l {
+                    let p = q_start + i;
+                    let start = if window > 0 {
+                        (p + 1).saturating_sub(window as usize)
+                    } else {
+                        0
+                    };
+                    for h in 0..hq {
+                        let kvh = h / (hq / hkv);
+                        let qh: Vec<f64> = q[(h * l + i) * d..][..d]
+                            .iter()
+                            .map(|&x| x as f64)
+                            .collect();
+                        let row = |w: &[f64], j: usize| w[(kvh * s + j) * d..][..d].to_vec();
+                        let ks: Vec<_> = (start..=p).map(|j| row(&kw, j)).collect();
+                        let vs: Vec<_> = (start..=p).map(|j| row(&vw, j)).collect();
+                        want.extend(attend_f64(&qh, &ks, &vs, 0.3, softcap as f64));
+                    }
+                }
+                let want: Vec<f32> = want.iter().map(|&x| x as f32).collect();
+                assert_close(&out.to_vec::<f32>().unwrap(), &want, 1e-5);
+            }
+        }
+    }
+    // queries past the keys are refused
+    let q = arr(&rand_vec(2 * 4 * 8, 1), &[1, 2, 4, 8]);
+    let k = arr(&rand_vec(2 * 3 * 8, 2), &[1, 2, 3, 8]);
+    assert!(ops::prefill_attention(&q, &k, &k, 0, 1.0, 0.0, 0).is_err());
+}
+
 /// One sequence's cache [1, Hkv, capacity, D]: the new token's key and value land at its
 /// position, it attends to positions 0..=position, and the storage is written in place (the
 /// array handed in sees the new row) unless it is a broadcast, which is copied first.

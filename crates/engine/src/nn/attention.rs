@@ -2,7 +2,7 @@
 //! fused SDPA (causal, sliding windows) or soft-capped attention spelled out, for one sequence,
 //! several sequences back to back (continuous batching) or a batched decode step (padded keys
 //! with a keep-mask, or the paged CPU kernel reading the KV pool directly).
-use super::RotaryEmbedding;
+use super::{cpu_kernels, RotaryEmbedding};
 use crate::cache::KvCache;
 use crate::error::{EngineError, Result};
 use cortex_mlx::fast::{self, Mask};
@@ -160,7 +160,7 @@ pub fn attend_with(
     let Some(segments) = cache.segments().map(<[_]>::to_vec) else {
         let scale = inp.scale;
         let (q, k, v) = rope_and_cache(inp, cache)?;
-        return merge_heads(&attend_cached(&q, k, v, scale, opts)?);
+        return attend_cached(&q, k, v, scale, opts);
     };
     let (mut qs, mut ks) = (Vec::new(), Vec::new());
     let mut start = 0;
@@ -187,12 +187,11 @@ pub fn attend_with(
         .zip(fetched)
         .map(|(q, (k, v))| attend_cached(q, k, v, inp.scale, opts))
         .collect::<Result<Vec<_>>>()?;
-    let out = if outs.len() == 1 {
+    Ok(if outs.len() == 1 {
         outs.into_iter().next().expect("one segment")
     } else {
-        ops::concatenate(&outs, 2)?
-    };
-    merge_heads(&out)
+        ops::concatenate(&outs, 1)?
+    })
 }
 
 /// The keep-mask [B, S] of a decode step: key j is visible to the query at position p when
@@ -245,9 +244,11 @@ fn attend_decode_batch(
     back(&out)
 }
 
-/// Queries [B, H, L, D] for the last L of the S cached positions in k/v ([B, Hkv, S, D]).
-/// The cache may keep more than the window: keys no query can see are sliced off (so decode
-/// reads only W keys) and the rest are masked, which gives what a rotating window cache gives.
+/// Queries [B, H, L, D] for the last L of the S cached positions in k/v ([B, Hkv, S, D]);
+/// returns [B, L, H * D], the heads merged. The cache may keep more than the window: keys no
+/// query can see are sliced off (so decode reads only W keys) and the rest are masked, which
+/// gives what a rotating window cache gives. On the CPU path one sequence's attention is one
+/// kernel node (`ops::prefill_attention`, which also skips what the window hides).
 fn attend_cached(
     q: &Array,
     k: Array,
@@ -258,6 +259,13 @@ fn attend_cached(
     let (l, total) = (q.dim(2), k.dim(2));
     // The new queries are the last `l` of the `total` cached positions.
     let q_start = total - l;
+    let kernel_storage = matches!(k.dtype(), Dtype::Float32 | Dtype::Float16);
+    if cpu_kernels() && q.dim(0) == 1 && q.dtype() == Dtype::Float32 && kernel_storage {
+        let (softcap, window) = (opts.softcap.unwrap_or(0.0), opts.window.unwrap_or(0));
+        return Ok(ops::prefill_attention(
+            q, &k, &v, q_start, scale, softcap, window,
+        )?);
+    }
     let k_start = opts.window.map_or(0, |w| (q_start + 1 - w).max(0));
     let (k, v) = if k_start > 0 {
         (
@@ -268,7 +276,7 @@ fn attend_cached(
         (k, v)
     };
     let window_bites = opts.window.is_some_and(|w| l > 1 && total > w);
-    Ok(match opts.softcap {
+    merge_heads(&match opts.softcap {
         None if window_bites => {
             let keep = keep_mask(q_start, l, k_start, total - k_start, opts.window)?;
             fast::scaled_dot_product_attention(q, &k, &v, scale, Mask::Array(&keep))?
