@@ -201,6 +201,10 @@ impl Sampler {
     pub fn pick(&mut self, logits: &Array) -> Result<Array> {
         let p = &self.params;
         if p.temperature == 0.0 {
+            if crate::nn::cpu_kernels() {
+                // one node, 16 lanes, rows on the pool (MLX's CPU argmax scans value by value)
+                return Ok(ops::argmax_cpu(logits)?);
+            }
             return Ok(logits.argmax(-1, false)?.astype(Dtype::Uint32)?);
         }
         let mut l = logits

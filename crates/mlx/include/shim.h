@@ -87,6 +87,7 @@ ArrayPtr qgemv(const Array& x, const Array& w, const Array& scales, const Array&
 ArrayPtr gemv_f32(const Array& x, const Array& w);
 ArrayPtr rms_norm_cpu(const Array& x, const Array& weight, float eps);
 ArrayPtr silu_mul_cpu(const Array& gate, const Array& up);
+ArrayPtr argmax_cpu(const Array& x);
 std::unique_ptr<ArrayList> add_rms_norm_cpu(const Array& x, const Array& residual, const Array& weight, float eps);
 // Several weights against the same x in one node (src/qgemv.cc): `weights` holds (w, scales,
 // biases) triples, with `packed` (w, scales, biases, pack_rows16's blocks) quadruples, or dense

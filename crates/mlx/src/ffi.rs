@@ -103,6 +103,7 @@ pub(crate) mod bridge {
         fn gemv_f32(x: &Array, w: &Array) -> Result<UniquePtr<Array>>;
         fn rms_norm_cpu(x: &Array, weight: &Array, eps: f32) -> Result<UniquePtr<Array>>;
         fn silu_mul_cpu(gate: &Array, up: &Array) -> Result<UniquePtr<Array>>;
+        fn argmax_cpu(x: &Array) -> Result<UniquePtr<Array>>;
         fn add_rms_norm_cpu(
             x: &Array,
             residual: &Array,

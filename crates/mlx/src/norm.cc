@@ -12,9 +12,13 @@
 // otherwise builds from MLX's sigmoid and two multiplies. Off Apple silicon MLX's CPU
 // elementwise code is scalar (an exp and libm fma calls per value): it was a seventh of the
 // stream thread's time in a batch of 8 prompts of 128 tokens.
+//
+// And greedy sampling's argmax over the vocabulary, which MLX's CPU code scans one value at a
+// time on the stream thread (2.6% of a batch-8 decode step there).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -101,10 +105,11 @@ class RmsNormCpu : public mx::Primitive {
 // runs whole vectors, and each value takes the same operations wherever it falls).
 constexpr int kSiluChunk = 4096;
 
-// inputs: gate and up (one shape, float32, row-major); output: silu(gate) * up.
-class SiluMulCpu : public mx::Primitive {
+// A CPU-only node of one output whose one setting is whether it runs the portable code: `job`
+// gets the evaluated inputs and the allocated output and returns the work for the stream.
+class CpuNode : public mx::Primitive {
  public:
-  SiluMulCpu(mx::Stream s, bool portable) : mx::Primitive(s), portable_(portable) {}
+  CpuNode(mx::Stream s, bool portable, const char* name) : mx::Primitive(s), portable_(portable), name_(name) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     auto& out = outputs[0];
@@ -112,8 +117,37 @@ class SiluMulCpu : public mx::Primitive {
     auto& enc = mx::cpu::get_command_encoder(stream());
     for (auto& in : inputs) enc.set_input_array(in);
     enc.set_output_array(out);
-    enc.dispatch([g = inputs[0].data<float>(), u = inputs[1].data<float>(), o = out.data<float>(), n = out.size(),
-                  portable = portable_]() {
+    enc.dispatch(job(inputs, out));
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error(std::string(name_) + " runs on the CPU only");
+  }
+
+  const char* name() const override { return name_; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    const auto* o = dynamic_cast<const CpuNode*>(&other);
+    return o != nullptr && std::string(o->name_) == name_ && o->portable_ == portable_;
+  }
+
+ protected:
+  virtual std::function<void()> job(const std::vector<mx::array>& inputs, mx::array& out) const = 0;
+  bool portable_;
+
+ private:
+  const char* name_;
+};
+
+// inputs: gate and up (one shape, float32, row-major); output: silu(gate) * up.
+class SiluMulCpu : public CpuNode {
+ public:
+  SiluMulCpu(mx::Stream s, bool portable) : CpuNode(s, portable, "CortexSiluMul") {}
+
+ protected:
+  std::function<void()> job(const std::vector<mx::array>& inputs, mx::array& out) const override {
+    return [g = inputs[0].data<float>(), u = inputs[1].data<float>(), o = out.data<float>(), n = out.size(),
+            portable = portable_]() {
       const int chunks = int((n + kSiluChunk - 1) / kSiluChunk);
       kernels::parallel_for(
           chunks,
@@ -122,21 +156,73 @@ class SiluMulCpu : public mx::Primitive {
             kernels::silu_mul(g + a, u + a, o + a, b - a, portable);
           },
           1);
-    });
+    };
   }
+};
 
-  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
-    throw std::runtime_error("cortex silu_mul runs on the CPU only");
+// The index MLX's argmax gives for one row of n values: NaN counts as larger than any number
+// (the first NaN when the row has one), else the first maximum. Found as the maximum of the
+// row and whether it holds a NaN (16 lanes where the CPU has AVX-512), then the first index
+// holding that.
+#if defined(__x86_64__)
+// GCC 12 reports the "undefined" upper halves inside its own AVX-512 reduce intrinsic as
+// uninitialized once it is inlined (a false positive, as in attention.cc and qdot.cc).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) float row_max512(const float* x, int n, bool& nan) {
+  __m512 best = _mm512_set1_ps(-INFINITY);
+  __mmask16 nans = 0;
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    nans |= _mm512_mask_cmp_ps_mask(m, v, v, _CMP_UNORD_Q);
+    // max_ps returns its second operand when either is NaN: NaNs are passed over
+    best = _mm512_mask_max_ps(best, m, v, best);
   }
+  nan = nans != 0;
+  return _mm512_reduce_max_ps(best);
+}
+#pragma GCC diagnostic pop
+#endif
 
-  const char* name() const override { return "CortexSiluMul"; }
-
-  bool is_equivalent(const mx::Primitive& other) const override {
-    return portable_ == static_cast<const SiluMulCpu&>(other).portable_;
+uint32_t row_argmax(const float* x, int n, bool portable) {
+  float best = -INFINITY;
+  bool nan = false;
+#if defined(__x86_64__)
+  if (!portable && kernels::have_avx512()) {
+    best = row_max512(x, n, nan);
+  } else
+#endif
+  {
+    for (int i = 0; i < n; ++i) {
+      nan = nan || std::isnan(x[i]);
+      best = x[i] > best ? x[i] : best;
+    }
   }
+  for (int i = 0; i < n; ++i) {
+    if (nan ? std::isnan(x[i]) : x[i] == best) return uint32_t(i);
+  }
+  return 0;  // every value -infinity
+}
 
- private:
-  bool portable_;
+// input: x [.., n] float32 (row-major); output: uint32 [..], each row's argmax.
+class ArgmaxCpu : public CpuNode {
+ public:
+  ArgmaxCpu(mx::Stream s, bool portable) : CpuNode(s, portable, "CortexArgmax") {}
+
+ protected:
+  std::function<void()> job(const std::vector<mx::array>& inputs, mx::array& out) const override {
+    return [x = inputs[0].data<float>(), o = out.data<uint32_t>(), n = int(inputs[0].shape(-1)),
+            rows = int(out.size()), portable = portable_]() {
+      kernels::parallel_for(
+          rows,
+          [&](int r0, int r1) {
+            for (int r = r0; r < r1; ++r) o[r] = row_argmax(x + size_t(r) * n, n, portable);
+          },
+          1);
+    };
+  }
 };
 
 mx::array f32(const mx::array& a, mx::Stream s) { return a.dtype() == mx::float32 ? a : mx::astype(a, mx::float32, s); }
@@ -170,6 +256,15 @@ ArrayPtr silu_mul_cpu(const Array& gate, const Array& up) {
   std::vector<mx::array> inputs{kernels::weight_input(gate.inner, s, true), kernels::weight_input(up.inner, s, true)};
   return std::make_unique<Array>(mx::array(gate.inner.shape(), mx::float32,
                                            std::make_shared<SiluMulCpu>(s, kernels::scalar_now()), std::move(inputs)));
+}
+
+ArrayPtr argmax_cpu(const Array& x) {
+  auto s = mx::default_stream(mx::Device::cpu);
+  const auto& xi = x.inner;
+  if (xi.ndim() < 1 || xi.shape(-1) <= 0) throw std::invalid_argument("argmax: the rows are empty");
+  mx::Shape shape(xi.shape().begin(), xi.shape().end() - 1);
+  return std::make_unique<Array>(mx::array(shape, mx::uint32, std::make_shared<ArgmaxCpu>(s, kernels::scalar_now()),
+                                           {kernels::weight_input(xi, s, true)}));
 }
 
 std::unique_ptr<ArrayList> add_rms_norm_cpu(const Array& x, const Array& residual, const Array& weight, float eps) {

@@ -208,6 +208,14 @@ pub fn silu_mul_cpu(gate: &Array, up: &Array) -> Result<Array> {
     wrap("silu_mul_cpu", bridge::silu_mul_cpu(&gate.0, &up.0))
 }
 
+/// The argmax over the last axis as one CPU graph node (src/norm.cc), uint32 [..]: the index
+/// MLX's `argmax` gives (NaN counts as the largest, the first of equals wins), found in 16
+/// lanes where the CPU has AVX-512 and rows split over the kernel pool.
+/// MLX's own CPU argmax scans one value at a time. `x` is converted to float32 if it is not.
+pub fn argmax_cpu(x: &Array) -> Result<Array> {
+    wrap("argmax_cpu", bridge::argmax_cpu(&x.0))
+}
+
 /// A residual add and the RMSNorm after it, one CPU graph node: `(x + residual, rms_norm(x +
 /// residual))`, each as [`rms_norm_cpu`] and an add would give them (float32).
 pub fn add_rms_norm_cpu(

@@ -341,6 +341,62 @@ fn cpu_silu_mul_matches_f64_on_every_code_path() {
     }
 }
 
+/// The argmax node gives MLX's argmax on every row: random rows of a tail past 16 lanes and of
+/// a vocabulary's size, the maximum repeated (the first wins), NaNs (MLX takes the first NaN
+/// as the largest), a row of -infinity and a NaN, a row of -infinity only; on the AVX-512 and
+/// the portable code, and from bfloat16 logits.
+#[test]
+fn cpu_argmax_matches_mlx() {
+    for n in [37usize, 49_157] {
+        let rows = 6usize;
+        let mut x = rand_vec(rows * n, 51 + n as u64);
+        let row = |r: usize| r * n;
+        // row 1: the maximum three times; row 2: NaNs before and at the maximum's place
+        for i in [n / 3, 5, n - 1] {
+            x[row(1) + i] = 7.0;
+        }
+        x[row(2) + 2] = f32::NAN;
+        x[row(2) + n / 2] = 9.0;
+        x[row(2) + n / 2 + 1] = f32::NAN;
+        // row 3: NaN first; row 4: -infinity and a NaN; row 5: -infinity only
+        x[row(3)] = f32::NAN;
+        x[row(3) + 4] = 50.0;
+        x[row(4)..row(5)].fill(f32::NEG_INFINITY);
+        x[row(4) + 3] = f32::NAN;
+        x[row(5)..].fill(f32::NEG_INFINITY);
+        let a = arr(&x, &[2, 3, n as i32]);
+        let want = a.argmax(-1, false).unwrap().astype(Dtype::Uint32).unwrap();
+        let want = want.to_vec::<u32>().unwrap();
+        assert_eq!(want[1], 5, "MLX: the first maximum");
+        assert_eq!(want[2], 2, "MLX: the first NaN");
+        assert_eq!(want[3], 0, "MLX: the first NaN");
+        assert_eq!(want[4], 3, "MLX: the first NaN");
+        assert_eq!(want[5], 0, "MLX: all equal");
+        for portable in [false, true] {
+            ops::set_scalar_kernels(portable);
+            let got = ops::argmax_cpu(&a).unwrap();
+            ops::set_scalar_kernels(false);
+            assert_eq!(got.shape(), vec![2, 3]);
+            assert_eq!(
+                got.to_vec::<u32>().unwrap(),
+                want,
+                "n {n}, portable {portable}"
+            );
+        }
+        let bf16 = a.astype(Dtype::Bfloat16).unwrap();
+        assert_eq!(
+            ops::argmax_cpu(&bf16).unwrap().to_vec::<u32>().unwrap(),
+            bf16.argmax(-1, false)
+                .unwrap()
+                .astype(Dtype::Uint32)
+                .unwrap()
+                .to_vec::<u32>()
+                .unwrap(),
+            "n {n}, bfloat16"
+        );
+    }
+}
+
 /// The CPU's one-node RMSNorm (and its residual-add form) against MLX's `fast::rms_norm` and an
 /// add: close on every row (sizes with and without a tail past 16 lanes, a row of zeros, inputs
 /// that are views), and a row's result is bit for bit the same alone or among other rows.
