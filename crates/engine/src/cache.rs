@@ -100,6 +100,12 @@ pub(crate) fn to_stored(a: &Array, dtype: Dtype) -> Result<Array> {
     Ok(a.astype(dtype)?)
 }
 
+/// Whether the CPU attention kernels read a cache of `dtype`: float32, or float16 (the int8
+/// path's).
+pub(crate) fn kernel_storage(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::Float32 | Dtype::Float16)
+}
+
 /// Cached keys or values in `dtype`, the one attention computes in (the conversion from
 /// float16 is exact).
 pub(crate) fn from_stored(a: Array, dtype: Dtype) -> Result<Array> {
@@ -232,9 +238,7 @@ impl KvCache for SimpleKvCache {
         let (q, dims) = (step.q, step.dims);
         let f32 = Dtype::Float32;
         let cached = self.layers.get(layer).and_then(|l| l.keys.as_ref());
-        // the kernel's storage: float32, or float16 (the int8 path's cache)
-        let other =
-            |k: &Array| !matches!(k.dtype(), Dtype::Float32 | Dtype::Float16) || k.dim(0) != 1;
+        let other = |k: &Array| !kernel_storage(k.dtype()) || k.dim(0) != 1;
         if q.ndim() != 3
             || q.dim(0) != 1
             || q.dim(1) != 1

@@ -446,6 +446,11 @@ inline void store_row(const float* src, Half* dst, int d) {
   for (int i = 0; i < d; ++i) dst[i] = kernels::float_to_half(src[i]);
 }
 
+// Whether keys and values are storage the kernels read: float32, or float16, both alike.
+bool kernel_storage(const mx::array& keys, const mx::array& values) {
+  return keys.dtype() == values.dtype() && (keys.dtype() == mx::float32 || keys.dtype() == mx::float16);
+}
+
 // Attention for r query rows (a.q [r, Hq, D], a.lens set) over storage of element type T, on
 // the kernel pool.
 template <class T>
@@ -670,9 +675,7 @@ ArrayPtr prefill_attention(const Array& q, const Array& keys, const Array& value
   if (hkv <= 0 || hq % hkv != 0) fail("query heads must be a multiple of KV heads");
   if (q_start < 0 || int64_t(q_start) + l > s) fail("the queries' positions must be among the keys'");
   if (qi.dtype() != mx::float32) fail("float32 queries expected");
-  if (ks.dtype() != vs.dtype() || (ks.dtype() != mx::float32 && ks.dtype() != mx::float16)) {
-    fail("float32 or float16 keys and values expected, alike");
-  }
+  if (!kernel_storage(ks, vs)) fail("float32 or float16 keys and values expected, alike");
   auto st = mx::default_stream(mx::Device::cpu);
   // [1, Hq, L, D] -> [L, Hq, D]: the kernel's rows (a view, gathered when it runs)
   auto rows = mx::reshape(mx::transpose(qi, {0, 2, 1, 3}, st), {l, hq, d}, st);
@@ -714,9 +717,7 @@ std::unique_ptr<ArrayList> decode_attention(const Array& q, const Array& k, cons
   }
   const auto f32 = [](const mx::array& a) { return a.dtype() == mx::float32; };
   if (!f32(qi) || !f32(ki) || !f32(vi)) fail("float32 q, k and v expected");
-  if (ks.dtype() != vs.dtype() || (!f32(ks) && ks.dtype() != mx::float16)) {
-    fail("a float32 or float16 cache expected, keys and values alike");
-  }
+  if (!kernel_storage(ks, vs)) fail("a float32 or float16 cache expected, keys and values alike");
   auto s = mx::default_stream(mx::Device::cpu);
   auto i32 = [&](const mx::array& a) {
     return kernels::weight_input(a.dtype() == mx::int32 ? a : mx::astype(a, mx::int32, s), s, false);

@@ -120,9 +120,6 @@ inline float half_to_float(uint16_t h) {
   return f;
 }
 
-// The largest finite half.
-constexpr float kHalfMax = 65504.0f;
-
 // Float to IEEE half, rounded to nearest even as MLX's astype rounds, but saturating: a
 // magnitude of 65504 or more becomes +-65504, not infinity (a 16-bit KV cache holding an
 // infinite key would turn its head's every score into NaN). NaN stays NaN.

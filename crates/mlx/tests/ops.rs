@@ -1399,32 +1399,34 @@ fn prefill_attention_matches_direct_attention() {
                 .slice_axis(2, 0, s as i32)
                 .unwrap()
         };
-        // the pool's layout: [S, Hkv, D] rows, transposed to [1, Hkv, S, D]
-        let pool = |x: &[f32]| {
-            let rows: Vec<f32> = (0..s * hkv * d)
+        // the first S positions stored with their axes (head, position, feature) in `order`,
+        // viewed back as [1, Hkv, S, D] (`order` is its own inverse here)
+        let stored = |x: &[f32], order: [usize; 3]| {
+            let dims = [hkv, s, d];
+            let shape = order.map(|a| dims[a]);
+            let data: Vec<f32> = (0..hkv * s * d)
                 .map(|t| {
-                    let (j, h, i) = (t / (hkv * d), (t / d) % hkv, t % d);
-                    x[(h * cap + j) * d + i]
+                    let at = [
+                        t / (shape[1] * shape[2]),
+                        (t / shape[2]) % shape[1],
+                        t % shape[2],
+                    ];
+                    let mut hji = [0; 3];
+                    for (k, &a) in order.iter().enumerate() {
+                        hji[a] = at[k];
+                    }
+                    x[(hji[0] * cap + hji[1]) * d + hji[2]]
                 })
                 .collect();
-            arr(&rows, &[s as i32, hkv as i32, d as i32])
-                .transpose(&[1, 0, 2])
+            arr(&data, &shape.map(|n| n as i32))
+                .transpose(&order.map(|a| a as i32))
                 .unwrap()
                 .expand_dims(0)
                 .unwrap()
         };
-        // features strided (stored [1, Hkv, D, S], transposed): the kernel gathers them
-        let columns = |x: &[f32]| {
-            let cols: Vec<f32> = (0..hkv * d * s)
-                .map(|t| {
-                    let (h, i, j) = (t / (d * s), (t / s) % d, t % s);
-                    x[(h * cap + j) * d + i]
-                })
-                .collect();
-            arr(&cols, &[1, hkv as i32, d as i32, s as i32])
-                .transpose(&[0, 1, 3, 2])
-                .unwrap()
-        };
+        // the pool's layout ([S, Hkv, D] rows), and features strided ([Hkv, D, S]: gathered)
+        let pool = |x: &[f32]| stored(x, [1, 0, 2]);
+        let columns = |x: &[f32]| stored(x, [0, 2, 1]);
         for layout in ["buffer", "pool", "columns"] {
             for dtype in [Dtype::Float32, Dtype::Float16] {
                 let make = |x: &[f32]| {

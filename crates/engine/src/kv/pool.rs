@@ -1,6 +1,6 @@
 //! The KV pool's MLX arrays and the per-step view models write through.
 use super::BlockId;
-use crate::cache::{from_stored, to_stored, KvCache, Segment};
+use crate::cache::{from_stored, kernel_storage, to_stored, KvCache, Segment};
 use crate::error::{EngineError, Result};
 use cortex_mlx::{Array, Dtype};
 
@@ -262,9 +262,7 @@ impl KvCache for BatchView<'_> {
         };
         let f32 = Dtype::Float32;
         let stored = self.pool.keys.get(layer).and_then(Option::as_ref);
-        // the kernel's storage: float32, or float16 (the int8 path's cache)
-        let kernel_storage = |k: &Array| matches!(k.dtype(), Dtype::Float32 | Dtype::Float16);
-        if step.q.dtype() != f32 || stored.is_some_and(|k| !kernel_storage(k)) {
+        if step.q.dtype() != f32 || stored.is_some_and(|k| !kernel_storage(k.dtype())) {
             return Ok(None);
         }
         if layer >= self.pool.keys.len() {

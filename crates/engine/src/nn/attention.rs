@@ -3,7 +3,7 @@
 //! several sequences back to back (continuous batching) or a batched decode step (padded keys
 //! with a keep-mask, or the paged CPU kernel reading the KV pool directly).
 use super::{cpu_kernels, RotaryEmbedding};
-use crate::cache::KvCache;
+use crate::cache::{kernel_storage, KvCache};
 use crate::error::{EngineError, Result};
 use cortex_mlx::fast::{self, Mask};
 use cortex_mlx::{ops, Array, Dtype};
@@ -259,8 +259,7 @@ fn attend_cached(
     let (l, total) = (q.dim(2), k.dim(2));
     // The new queries are the last `l` of the `total` cached positions.
     let q_start = total - l;
-    let kernel_storage = matches!(k.dtype(), Dtype::Float32 | Dtype::Float16);
-    if cpu_kernels() && q.dim(0) == 1 && q.dtype() == Dtype::Float32 && kernel_storage {
+    if cpu_kernels() && q.dim(0) == 1 && q.dtype() == Dtype::Float32 && kernel_storage(k.dtype()) {
         let (softcap, window) = (opts.softcap.unwrap_or(0.0), opts.window.unwrap_or(0));
         return Ok(ops::prefill_attention(
             q, &k, &v, q_start, scale, softcap, window,
