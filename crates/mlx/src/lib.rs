@@ -5,6 +5,7 @@
 //! Every MLX exception comes back as [`Error::Mlx`]; nothing here may abort the process.
 //! MLX is lazy: ops build a graph, [`eval`] / [`async_eval`] compute it.
 
+mod alloc;
 mod array;
 mod blas;
 mod device;
