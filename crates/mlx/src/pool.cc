@@ -79,6 +79,11 @@ class Pool {
 
  private:
   static constexpr int kSpins = 4000;
+  // A worker that has spun this long without a job offers its core to any other runnable
+  // thread every kYieldEvery spins, still spinning otherwise: on a machine with no core to
+  // spare, the thread building the next step's graph runs in what would have been spin time
+  // instead of preempting a thread inside a chunk.
+  static constexpr int kYieldAfter = 256, kYieldEvery = 64;
   // gate_: the job's generation above kGenShift, whether it is open, and the number of
   // workers inside it in the low bits.
   static constexpr int kGenShift = 33;
@@ -120,6 +125,7 @@ class Pool {
       uint64_t g = generation_.load(std::memory_order_acquire);
       for (int i = 0; i < kSpins && g == seen; ++i) {
         cpu_relax();
+        if (i >= kYieldAfter && i % kYieldEvery == 0) std::this_thread::yield();
         g = generation_.load(std::memory_order_acquire);
       }
       if (g == seen) {
