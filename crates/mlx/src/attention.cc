@@ -468,28 +468,38 @@ void attend(const Attn& a, int r, bool scalar) {
   run_kernel<Attn>(a, r * a.hq, AVX2_KERNEL(attn_jobs_avx2<T>), attn_jobs_scalar<T>, scalar);
 }
 
-// The new rows' RoPE and cache writes, then attention, for storage of element type T.
+// The new rows' RoPE and cache writes, then attention, for storage of element type T. The rows
+// go to the pool in pairs (each writes its own slots and rotated query; a batch-8 step had
+// spent 2.6% of its stream thread here, serial, while the worker waited).
 template <class T>
 void decode_step(Attn a, const Rope& rope, int r, const float* q, const float* k, const float* v, const int32_t* pos,
                  const int32_t* write, bool scalar) {
-  thread_local std::vector<float> cs, rotated, krow;
+  thread_local std::vector<float> rotated;
   thread_local std::vector<int32_t> lens;
   rotated.resize(size_t(r) * a.hq * a.d);
-  krow.resize(a.d);
   lens.resize(r);
   T* kst = static_cast<T*>(const_cast<void*>(a.k));
   T* vst = static_cast<T*>(const_cast<void*>(a.v));
-  for (int row = 0; row < r; ++row) {
-    rope.angles(pos[row], cs);
-    rope.apply(q + size_t(row) * a.hq * a.d, rotated.data() + size_t(row) * a.hq * a.d, a.hq, a.d, cs);
-    const int64_t slot = write != nullptr ? write[row] : pos[row];
-    for (int h = 0; h < a.hkv; ++h) {
-      rope.apply(k + (size_t(row) * a.hkv + h) * a.d, krow.data(), 1, a.d, cs);
-      store_row(krow.data(), kst + slot * a.pos_stride + h * a.head_stride, a.d);
-      store_row(v + (size_t(row) * a.hkv + h) * a.d, vst + slot * a.pos_stride + h * a.head_stride, a.d);
-    }
-    lens[row] = pos[row] + 1;
-  }
+  float* rot = rotated.data();
+  int32_t* len = lens.data();
+  kernels::parallel_for(
+      r,
+      [&](int r0, int r1) {
+        thread_local std::vector<float> cs, krow;
+        krow.resize(a.d);
+        for (int row = r0; row < r1; ++row) {
+          rope.angles(pos[row], cs);
+          rope.apply(q + size_t(row) * a.hq * a.d, rot + size_t(row) * a.hq * a.d, a.hq, a.d, cs);
+          const int64_t slot = write != nullptr ? write[row] : pos[row];
+          for (int h = 0; h < a.hkv; ++h) {
+            rope.apply(k + (size_t(row) * a.hkv + h) * a.d, krow.data(), 1, a.d, cs);
+            store_row(krow.data(), kst + slot * a.pos_stride + h * a.head_stride, a.d);
+            store_row(v + (size_t(row) * a.hkv + h) * a.d, vst + slot * a.pos_stride + h * a.head_stride, a.d);
+          }
+          len[row] = pos[row] + 1;
+        }
+      },
+      2);
   a.q = rotated.data();
   a.lens = lens.data();
   attend<T>(a, r, scalar);
