@@ -114,6 +114,8 @@ std::unique_ptr<ArrayList> decode_attention(const Array& q, const Array& k, cons
 void set_scalar_kernels(bool scalar);
 // Whether this CPU runs the AVX2/FMA kernels.
 bool cpu_has_avx2();
+// Tests: every chunk of the kernel pool on a worker thread (kernels::set_pool_workers_only).
+void set_pool_workers_only(bool only);
 // qgemv nodes made on the calling thread after this quantize their activations to int8 per
 // weight group and use integer dot products (src/qdot.h) when `int8`.
 void set_int8_activations(bool int8);

@@ -127,6 +127,7 @@ pub(crate) mod bridge {
         ) -> Result<UniquePtr<Array>>;
         fn set_scalar_kernels(scalar: bool);
         fn cpu_has_avx2() -> bool;
+        fn set_pool_workers_only(only: bool);
         fn set_int8_activations(int8: bool);
         fn int8_kernel_name() -> String;
 

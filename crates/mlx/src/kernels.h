@@ -28,6 +28,10 @@ namespace mx = mlx::core;
 // cost more in hand-offs than they gain in balance); with fewer than two chunks' worth, f runs
 // on the caller alone.
 void parallel_for(int n, const std::function<void(int, int)>& f, int min_chunk = 16);
+// Tests: when `only`, callers of parallel_for with a worker to hand take no chunk themselves
+// (they wait for the workers), so every kernel's chunks run on another thread than the one
+// that set them up (process-wide; results must not change).
+void set_pool_workers_only(bool only);
 
 // Whether this CPU runs the AVX2/FMA/F16C kernels, and the 16-lane AVX-512 ones (F, BW, VL).
 bool have_avx2();

@@ -318,6 +318,15 @@ pub fn set_scalar_kernels(scalar: bool) {
     bridge::set_scalar_kernels(scalar)
 }
 
+/// For tests: while `only`, the CPU kernels' thread pool gives every chunk of work to its
+/// worker threads and none to the thread that asks for it (which waits), so a kernel whose
+/// chunks would read that thread's own state fails every time rather than when a worker
+/// happens to take a chunk. Process-wide; results are the same either way, only slower. No
+/// effect on a one-core machine (there is no worker).
+pub fn set_pool_workers_only(only: bool) {
+    bridge::set_pool_workers_only(only)
+}
+
 /// Whether this CPU has the AVX2/FMA kernels (else every kernel runs the portable code).
 pub fn cpu_has_avx2() -> bool {
     bridge::cpu_has_avx2()

@@ -17,6 +17,9 @@
 #include "kernels.h"
 
 namespace cortex_mlx::kernels {
+
+extern std::atomic<bool> workers_only;  // set_pool_workers_only
+
 namespace {
 
 inline void cpu_relax() {
@@ -67,7 +70,13 @@ class Pool {
       generation_.store(gen, std::memory_order_release);
     }
     cv_.notify_all();
-    take_chunks();
+    if (workers_only.load(std::memory_order_relaxed)) {
+      // tests: every chunk runs on a worker (a thread_local named inside f would be another
+      // thread's there)
+      while (next_.load(std::memory_order_acquire) < n_) cpu_relax();
+    } else {
+      take_chunks();
+    }
     // No chunk is left: late workers must not enter; wait for those inside one.
     gate_.fetch_and(~kOpen, std::memory_order_acq_rel);
     for (int i = 0; i < kSpins && inside() != 0; ++i) cpu_relax();
@@ -156,8 +165,12 @@ class Pool {
 
 }  // namespace
 
+std::atomic<bool> workers_only{false};
+
 void parallel_for(int n, const std::function<void(int, int)>& f, int min_chunk) {
   Pool::get().run(n, f, std::max(1, min_chunk));
 }
+
+void set_pool_workers_only(bool only) { workers_only.store(only, std::memory_order_relaxed); }
 
 }  // namespace cortex_mlx::kernels

@@ -328,6 +328,8 @@ rust::String int8_kernel_name() { return qdot::isa_name(qdot::best_isa()); }
 
 bool cpu_has_avx2() { return have_avx2(); }
 
+void set_pool_workers_only(bool only) { kernels::set_pool_workers_only(only); }
+
 namespace kernels {
 
 bool scalar_now() { return scalar_kernels; }

@@ -39,6 +39,14 @@ fn naive_matmul(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> 
     out
 }
 
+/// Every chunk of the kernel pool on a worker from here on (`ops::set_pool_workers_only`):
+/// a kernel that set up state on the calling thread and read it by name inside its chunks
+/// would then fail every time, not only when a worker happens to take one. Never switched off
+/// again, so tests running beside each other cannot undo it for one another; results do not
+/// depend on it.
+fn workers_only() {
+    ops::set_pool_workers_only(true);
+}
 #[test]
 fn round_trip_and_dtypes() {
     let a = Array::from_slice(&[1i32, 2, 3, 4, 5, 6], &[2, 3]).unwrap();
@@ -282,6 +290,7 @@ fn array_bits(a: &Array) -> Vec<u32> {
 /// gate_up output) are read as what they show; mismatched shapes are refused.
 #[test]
 fn cpu_silu_mul_matches_f64_on_every_code_path() {
+    workers_only();
     let reference = |g: &[f32], u: &[f32]| -> Vec<f32> {
         g.iter()
             .zip(u)
@@ -347,6 +356,7 @@ fn cpu_silu_mul_matches_f64_on_every_code_path() {
 /// the portable code, and from bfloat16 logits.
 #[test]
 fn cpu_argmax_matches_mlx() {
+    workers_only();
     for n in [37usize, 49_157] {
         let rows = 6usize;
         let mut x = rand_vec(rows * n, 51 + n as u64);
@@ -402,6 +412,7 @@ fn cpu_argmax_matches_mlx() {
 /// that are views), and a row's result is bit for bit the same alone or among other rows.
 #[test]
 fn cpu_rms_norm_matches_mlx_and_is_batch_invariant() {
+    workers_only();
     let bits = |a: &Array| -> Vec<u32> {
         a.to_vec::<f32>()
             .unwrap()
@@ -1184,6 +1195,7 @@ impl DecodeCase {
 /// every other row unchanged.
 #[test]
 fn decode_attention_on_a_pool_matches_rope_then_direct_attention() {
+    workers_only();
     let (rows, slots, width) = (3usize, 64usize, 20usize);
     let positions = [4i32, 16, 0];
     // each row's positions in scattered, distinct slots
@@ -1288,6 +1300,7 @@ fn decode_attention_on_a_pool_matches_rope_then_direct_attention() {
 /// and the portable code.
 #[test]
 fn decode_attention_on_a_float16_pool_rounds_saturates_and_attends() {
+    workers_only();
     let (rows, slots, width, hq, hkv) = (3usize, 48usize, 12usize, 6usize, 2usize);
     let positions = [4i32, 11, 0];
     let table: Vec<i32> = (0..rows * width)
@@ -1380,6 +1393,7 @@ fn decode_attention_on_a_float16_pool_rounds_saturates_and_attends() {
 /// 8-lane and portable code (head dimensions 32 and 8).
 #[test]
 fn prefill_attention_matches_direct_attention() {
+    workers_only();
     let (hq, hkv, l, q_start, cap) = (6usize, 2usize, 7usize, 5usize, 16usize);
     let s = q_start + l;
     for (d, window, softcap, scalar) in [
@@ -1491,6 +1505,7 @@ fn prefill_attention_matches_direct_attention() {
 /// array handed in sees the new row) unless it is a broadcast, which is copied first.
 #[test]
 fn decode_attention_on_one_sequence_writes_in_place_and_attends_its_prefix() {
+    workers_only();
     let (hq, hkv, d, cap, pos) = (6usize, 2usize, 8usize, 24usize, 9i32);
     let c = DecodeCase {
         hq,
@@ -1936,6 +1951,7 @@ fn f32_bits(v: &[f32]) -> Vec<u32> {
 /// SwiGLU epilogue's SIMD and portable code agree bit for bit too.
 #[test]
 fn packed_int8_kernels_agree_with_the_plain_layout() {
+    workers_only();
     let (k, m) = (256usize, 9usize);
     let x = arr(&rand_vec(m * k, 91), &[m as i32, k as i32]);
     let mut floored = false; // some gate below exp's floor
