@@ -100,6 +100,16 @@ impl SamplerParams {
     }
 }
 
+/// Each row's greedy token (uint32 [rows]) of logits [rows, vocab]: the index of the largest
+/// value, the first of equals, NaN counting as the largest (as MLX's argmax).
+pub fn greedy_pick(logits: &Array) -> Result<Array> {
+    if crate::nn::cpu_kernels() {
+        // one node, 16 lanes, rows on the pool (MLX's CPU argmax scans value by value)
+        return Ok(ops::argmax_cpu(logits)?);
+    }
+    Ok(logits.argmax(-1, false)?.astype(Dtype::Uint32)?)
+}
+
 pub struct Sampler {
     params: SamplerParams,
     key: Array,
@@ -197,15 +207,19 @@ impl Sampler {
         self.pick(&processed)
     }
 
+    /// Whether this sampler takes the largest logit of the raw logits: greedy, with nothing
+    /// that [`Sampler::process`] would change. Rows of such samplers can be picked together
+    /// ([`greedy_pick`]) with the same result as one by one.
+    pub fn is_plain_greedy(&self) -> bool {
+        let p = &self.params;
+        p.temperature == 0.0 && !p.uses_history() && p.logit_bias.is_empty()
+    }
+
     /// Samples from logits that already went through [`Sampler::process`].
     pub fn pick(&mut self, logits: &Array) -> Result<Array> {
         let p = &self.params;
         if p.temperature == 0.0 {
-            if crate::nn::cpu_kernels() {
-                // one node, 16 lanes, rows on the pool (MLX's CPU argmax scans value by value)
-                return Ok(ops::argmax_cpu(logits)?);
-            }
-            return Ok(logits.argmax(-1, false)?.astype(Dtype::Uint32)?);
+            return greedy_pick(logits);
         }
         let mut l = logits
             .astype(Dtype::Float32)?

@@ -192,6 +192,20 @@ fn batched_equals_alone(compute: ComputeOptions, run_ahead: bool) {
         assert_eq!((&text, &ids), (&alone[i].0, &alone[i].1), "prompt {i}");
         assert_ne!(done.finish_reason, FinishReason::Error);
     }
+    // Steps whose rows are all plain greedy pick every row in one node; asking for
+    // log-probabilities sends each row through its own sampler instead: the same tokens.
+    let with_logprobs = RequestParams {
+        logprobs: Some(1),
+        ..greedy(n)
+    };
+    let streams: Vec<_> = prompts
+        .iter()
+        .map(|p| engine.submit(p.clone(), with_logprobs.clone()).unwrap())
+        .collect();
+    for (i, s) in streams.into_iter().enumerate() {
+        let (_, ids, _) = s.collect_blocking().unwrap();
+        assert_eq!(ids, alone[i].1, "prompt {i}, row by row");
+    }
     assert_all_free(&engine);
 }
 

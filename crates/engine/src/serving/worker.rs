@@ -488,6 +488,38 @@ impl Worker {
             self.model.forward(&input, &mut view)?
         };
         let logits = logits.squeeze(&[0])?;
+        let sampled = || plan.work.iter().filter(|w| w.sample);
+        // Every row plain greedy (the benchmarks' and many scripts' case): one pick for all of
+        // them, not a slice, a pick and a reshape per row and then a concatenation.
+        let plain_greedy = sampled().next().is_some()
+            && sampled().all(|w| {
+                self.active
+                    .get(&w.id)
+                    .is_some_and(|a| a.sampler.is_plain_greedy() && a.params.logprobs.is_none())
+            });
+        let (picked, lps) = if plain_greedy {
+            let picked = sampler::greedy_pick(&logits.astype(Dtype::Float32)?)?;
+            (Some(picked), vec![None; sampled().count()])
+        } else {
+            self.pick_rows(plan, &logits)?
+        };
+        let mut to_eval: Vec<Array> = self.pool.arrays();
+        to_eval.extend(picked.iter().cloned());
+        for (a, b, c) in lps.iter().flatten() {
+            to_eval.extend([a.clone(), b.clone(), c.clone()]);
+        }
+        ops::async_eval(to_eval.iter())?;
+        Ok((picked, lps))
+    }
+
+    /// Each sampled row's token through its own sampler (and its log-probabilities when
+    /// asked for).
+    #[allow(clippy::type_complexity)]
+    fn pick_rows(
+        &mut self,
+        plan: &Plan,
+        logits: &Array,
+    ) -> Result<(Option<Array>, Vec<Option<(Array, Array, Array)>>)> {
         let mut picks = Vec::new();
         let mut lps = Vec::new();
         for (row, w) in plan.work.iter().filter(|w| w.sample).enumerate() {
@@ -510,12 +542,6 @@ impl Worker {
         } else {
             Some(ops::concatenate(&picks, 0)?.astype(Dtype::Uint32)?)
         };
-        let mut to_eval: Vec<Array> = self.pool.arrays();
-        to_eval.extend(picked.iter().cloned());
-        for (a, b, c) in lps.iter().flatten() {
-            to_eval.extend([a.clone(), b.clone(), c.clone()]);
-        }
-        ops::async_eval(to_eval.iter())?;
         Ok((picked, lps))
     }
 
