@@ -17,10 +17,10 @@
 #include "kernels.h"
 
 namespace cortex_mlx::kernels {
-
-extern std::atomic<bool> workers_only;  // set_pool_workers_only
-
 namespace {
+
+// set_pool_workers_only (tests)
+std::atomic<bool> workers_only{false};
 
 inline void cpu_relax() {
 #if defined(__x86_64__)
@@ -164,8 +164,6 @@ class Pool {
 };
 
 }  // namespace
-
-std::atomic<bool> workers_only{false};
 
 void parallel_for(int n, const std::function<void(int, int)>& f, int min_chunk) {
   Pool::get().run(n, f, std::max(1, min_chunk));
