@@ -85,12 +85,17 @@ pub struct Segment {
     pub len: i32,
 }
 
-/// `a` (new keys or values) as a cache of `dtype` stores it. Into float16 (the int8 path's
-/// cache, `compute::kv_dtype`) values saturate at +-65504 as the decode kernel's write does:
-/// an infinite key would make every score of its head NaN.
+/// `a` (new keys or values, [.., D]) as a cache of `dtype` stores it. Int8 (the int8 path's
+/// cache, `compute::kv_dtype`): rows of D values and their blocks' scales ([.., W],
+/// `ops::kv_quantize_rows`, the decode kernel's own arithmetic). Into float16 values saturate
+/// at +-65504 as the decode kernel's write does: an infinite key would make every score of
+/// its head NaN.
 pub(crate) fn to_stored(a: &Array, dtype: Dtype) -> Result<Array> {
     if a.dtype() == dtype {
         return Ok(a.clone());
+    }
+    if dtype == Dtype::Int8 {
+        return Ok(ops::kv_quantize_rows(a)?);
     }
     let a = if dtype == Dtype::Float16 {
         a.clip(-65504.0, 65504.0)?
@@ -100,20 +105,28 @@ pub(crate) fn to_stored(a: &Array, dtype: Dtype) -> Result<Array> {
     Ok(a.astype(dtype)?)
 }
 
-/// Whether the CPU attention kernels read a cache of `dtype`: float32, or float16 (the int8
-/// path's).
+/// Whether the CPU decode attention kernel reads a cache of `dtype`: float32, float16, or
+/// int8 rows (the int8 path's).
 pub(crate) fn kernel_storage(dtype: Dtype) -> bool {
-    matches!(dtype, Dtype::Float32 | Dtype::Float16)
+    matches!(dtype, Dtype::Float32 | Dtype::Float16 | Dtype::Int8)
 }
 
-/// Cached keys or values in `dtype`, the one attention computes in (the conversion from
-/// float16 is exact).
+/// Cached keys or values ([.., W]) as [.., D] in `dtype`, the one attention computes in (the
+/// conversion from float16 is exact; int8 rows are their values times their scale).
 pub(crate) fn from_stored(a: Array, dtype: Dtype) -> Result<Array> {
     Ok(if a.dtype() == dtype {
         a
+    } else if a.dtype() == Dtype::Int8 {
+        ops::kv_dequantize_rows(&a, dtype)?
     } else {
         a.astype(dtype)?
     })
+}
+
+/// The shape [B, H, W] of a cache's rows of `head_dim` values stored in `dtype` (W:
+/// `ops::kv_row_width`).
+fn stored_rows(b: i32, heads: i32, head_dim: i32, dtype: Dtype) -> [i32; 3] {
+    [b, heads, ops::kv_row_width(dtype, head_dim)]
 }
 
 #[derive(Default)]
@@ -173,8 +186,8 @@ fn grow(buf: Option<Array>, used: i32, more: i32, shape: [i32; 3], dtype: Dtype)
 
 impl SimpleKvCache {
     /// Layer `layer`'s entry, with room for `more` positions past its offset; `like` gives the
-    /// shape ([B, H, _, D]) and `dtype` the element type of a layer's first buffers (a grown
-    /// buffer keeps its own).
+    /// shape ([B, H, _, W], `stored_rows`) and `dtype` the element type of a layer's first
+    /// buffers (a grown buffer keeps its own).
     fn reserve(
         &mut self,
         layer: usize,
@@ -205,7 +218,8 @@ impl KvCache for SimpleKvCache {
         let l = k.dim(2);
         let computed = k.dtype();
         let stored = crate::compute::kv_dtype(computed);
-        let entry = self.reserve(layer, l, [k.dim(0), k.dim(1), k.dim(3)], stored)?;
+        let like = stored_rows(k.dim(0), k.dim(1), k.dim(3), stored);
+        let entry = self.reserve(layer, l, like, stored)?;
         let prev = entry.offset;
         let end = prev + l;
         let write = |buf: &Array, upd: &Array| -> Result<Array> {
@@ -248,7 +262,8 @@ impl KvCache for SimpleKvCache {
             return Ok(None);
         }
         let stored = crate::compute::kv_dtype(f32);
-        let entry = self.reserve(layer, 1, [1, dims.n_kv_heads, dims.head_dim], stored)?;
+        let like = stored_rows(1, dims.n_kv_heads, dims.head_dim, stored);
+        let entry = self.reserve(layer, 1, like, stored)?;
         let position = Array::from_slice(&[entry.offset], &[1])?;
         let (out, keys, values) = ops::decode_attention(
             &step.kernel_step(&position),
@@ -269,13 +284,15 @@ mod tests {
     use super::*;
     use crate::compute::{scoped, Compute, ComputePath};
 
-    /// On the int8 path the cache keeps float16 and hands attention float32: the values come
-    /// back rounded to the nearest half (0.1 -> 0.0999755859375), saturated at 65504 instead
-    /// of infinite, subnormals kept (2.5e-7 -> 4 x 2^-24); on the exact path as they were.
+    /// On the int8 path the cache keeps int8 rows (`ops::kv_quantize_rows`: per position and
+    /// head, D values over their scale, the largest magnitude / 127, then the scale) and hands
+    /// attention float32: each value comes back as its int8 value times its row's scale, so a
+    /// value far below its row's largest becomes 0; on the exact path as they were.
     #[test]
-    fn the_int8_paths_cache_stores_float16() {
-        let x = [0.1f32, 1.0e6, -3.0, 2.5e-7];
-        let k = Array::from_slice(&x, &[1, 1, 4, 1]).unwrap();
+    fn the_int8_paths_cache_stores_int8_rows() {
+        // two positions of one head, D = 4
+        let x = [0.1f32, 1.0e6, -3.0, 2.5e-7, 1.0, -0.5, 0.25, 0.0];
+        let k = Array::from_slice(&x, &[1, 1, 2, 4]).unwrap();
         for int8 in [true, false] {
             let compute = Compute {
                 path: ComputePath::Cpu,
@@ -286,15 +303,33 @@ mod tests {
             let (keys, values) =
                 scoped(compute, || cache.update_and_fetch(0, k.clone(), k.clone())).unwrap();
             assert_eq!(keys.dtype(), Dtype::Float32);
+            assert_eq!(keys.shape(), vec![1, 1, 2, 4]);
             let want = if int8 {
-                vec![0.099_975_586, 65504.0, -3.0, 4.0 / 16_777_216.0]
+                let (big, one) = (1.0e6f32 / 127.0, 1.0f32 / 127.0);
+                // -0.5 * 127 = -63.5 rounds to even
+                vec![
+                    0.0,
+                    127.0 * big,
+                    0.0,
+                    0.0,
+                    127.0 * one,
+                    -64.0 * one,
+                    32.0 * one,
+                    0.0,
+                ]
             } else {
                 x.to_vec()
             };
             assert_eq!(keys.to_vec::<f32>().unwrap(), want, "int8 {int8}");
             assert_eq!(values.to_vec::<f32>().unwrap(), want, "int8 {int8}");
-            let stored = if int8 { Dtype::Float16 } else { Dtype::Float32 };
-            assert!(cache.arrays().iter().all(|a| a.dtype() == stored));
+            for a in cache.arrays() {
+                let (dtype, width) = if int8 {
+                    (Dtype::Int8, 8)
+                } else {
+                    (Dtype::Float32, 4)
+                };
+                assert_eq!((a.dtype(), a.dim(3)), (dtype, width), "int8 {int8}");
+            }
         }
     }
 }

@@ -21,16 +21,20 @@
 //! twice (x, then what the first rounding left over), because one rounding, as llama.cpp does,
 //! flipped 6.65% of SmolLM2's greedy tokens (bench/accuracy.sh, 2,000 tokens: top-1 agreement
 //! 93.35%, perplexity +1.0%); with two the measured agreement is 100% and perplexity moves by
-//! 0.002%. It is **off
-//! by default**: on this project's 2-core reference machine it did not make whole-run decode
-//! faster than the float kernel (the kernels are not what bounds decode there yet; see
-//! docs/ARCHITECTURE.md), so the exact path stays the default until it pays. Turn it on with
-//! `int8_activations: Some(true)` ([`ComputeOptions::cpu_int8`]), `CORTEX_INT8=1` or
-//! `cortex bench --activations int8`. Prefill's matmuls stay float either way: nodes of more
-//! than 8 rows never quantize their activations (and above 256 rows they dequantize and run
-//! BLAS). The int8 path also keeps its KV cache in float16 ([`kv_dtype`]), prefill and decode
-//! alike: every attention reads the cache as stored, so a sequence's results do not depend on
-//! which other sequences share its steps.
+//! 0.002%. With the path's int8 KV cache (below) the agreement is 99.1% and perplexity moves
+//! by 0.01%. It is faster (on the 2-core reference machine, decode about 1.3x the float
+//! path's in bench/compare.py, eight streams' about 1.7x; docs/ARCHITECTURE.md) but **off by
+//! default**: it holds the quantized weights a second time (repacked for the int8 kernels),
+//! and it changes the numbers, while the exact float path is what the parity tests hold to
+//! mlx-lm. Turn it on with `int8_activations: Some(true)` ([`ComputeOptions::cpu_int8`]),
+//! `CORTEX_INT8=1` or `cortex bench --activations int8`. Prefill's matmuls stay float either
+//! way: nodes of more than 8 rows never quantize their activations (and above 256 rows they
+//! dequantize and run BLAS). The int8 path also keeps its KV cache in int8 rows
+//! ([`kv_dtype`]: blocks of 32 values and their scales, a little over a quarter of float32's
+//! bytes), prefill and decode alike: every attention reads the cache as stored (the decode
+//! kernel applies each block's scale as it loads the values, which gives the bits the prompt
+//! path's dequantized copy holds), so a sequence's results do not depend on which other
+//! sequences share its steps.
 //!
 //! The choice is fixed when a model is loaded ([`crate::loader::load_with`]); every forward
 //! pass of that model builds its graph under it (a per-thread scope, so models with different
@@ -176,14 +180,16 @@ pub fn current_int8_activations() -> bool {
 }
 
 /// What the KV cache stores for keys and values computed in `dtype`, under the setting graphs
-/// built on this thread take now: float16 on the int8 path, else `dtype` itself. The int8
-/// path's decode attention reads the cache from memory (a batch of 8 at a few hundred
-/// positions reads about as many cache bytes per step as weight bytes); in 16 bits it reads
-/// half, and the same budget holds twice the tokens. The exact path keeps float32, which its
-/// parity with mlx-lm needs. (llama.cpp's default cache type is float16 as well.)
+/// built on this thread take now: int8 rows on the int8 path (each head's D values in blocks
+/// of 32, each scaled by its largest magnitude, the float32 scales stored after them:
+/// `cortex_mlx::ops::kv_quantize_rows`), else `dtype` itself. The int8 path's decode
+/// attention reads the cache from memory (a batch of 8 at a few hundred positions reads about
+/// as many cache bytes per step as weight bytes); int8 rows of 64 values are 72 bytes against
+/// float16's 128 and float32's 256, and the same budget holds that many more tokens. The exact
+/// path keeps float32, which its parity with mlx-lm needs.
 pub fn kv_dtype(dtype: Dtype) -> Dtype {
     if current_int8_activations() {
-        Dtype::Float16
+        Dtype::Int8
     } else {
         dtype
     }

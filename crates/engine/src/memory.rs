@@ -97,15 +97,12 @@ pub fn estimate(dir: &Path, options: &ComputeOptions) -> Result<MemoryNeed> {
     }
     Ok(MemoryNeed {
         weights_bytes,
-        // the int8 path's cache is float16 (`compute::kv_dtype`)
-        kv_bytes_per_token: kv_bytes_per_token(
-            &config.value,
-            if cpu && options.int8_activations() {
-                2
-            } else {
-                float_size
-            },
-        ),
+        // the int8 path's cache holds int8 rows (`compute::kv_dtype`)
+        kv_bytes_per_token: if cpu && options.int8_activations() {
+            kv_int8_bytes_per_token(&config.value)
+        } else {
+            kv_bytes_per_token(&config.value, float_size)
+        },
         dtype,
     })
 }
@@ -113,6 +110,20 @@ pub fn estimate(dir: &Path, options: &ComputeOptions) -> Result<MemoryNeed> {
 /// K+V bytes per token from a Hugging Face config.json (multimodal configs: its `text_config`)
 /// with `element_bytes` per cached value.
 pub fn kv_bytes_per_token(config: &Value, element_bytes: u64) -> Option<u64> {
+    let (rows, head_dim) = kv_rows_per_token(config)?;
+    rows.checked_mul(head_dim)?.checked_mul(element_bytes)
+}
+
+/// K+V bytes per token of the int8 path's cache: per head, D int8 values and a 4-byte scale
+/// per block of 32 (`ops::kv_row_width`).
+pub fn kv_int8_bytes_per_token(config: &Value) -> Option<u64> {
+    let (rows, head_dim) = kv_rows_per_token(config)?;
+    let width = cortex_mlx::ops::kv_row_width(Dtype::Int8, i32::try_from(head_dim).ok()?);
+    rows.checked_mul(u64::try_from(width).ok()?)
+}
+
+/// The rows of head_dim values a token caches (2 x layers x KV heads), and head_dim.
+fn kv_rows_per_token(config: &Value) -> Option<(u64, u64)> {
     let cfg = if config.get("num_hidden_layers").is_none() {
         config.get("text_config")?
     } else {
@@ -126,10 +137,7 @@ pub fn kv_bytes_per_token(config: &Value, element_bytes: u64) -> Option<u64> {
         Some(d) => d,
         None => int("hidden_size")? / heads,
     };
-    2u64.checked_mul(layers)?
-        .checked_mul(kv_heads)?
-        .checked_mul(head_dim)?
-        .checked_mul(element_bytes)
+    Some((2u64.checked_mul(layers)?.checked_mul(kv_heads)?, head_dim))
 }
 
 /// Bytes per float the engine holds on this device for a checkpoint saved in
@@ -155,6 +163,9 @@ mod tests {
             "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16}});
         assert_eq!(kv_bytes_per_token(&wrapped, 4), Some(2 * 2 * 16 * 4));
         assert_eq!(kv_bytes_per_token(&json!({"model_type": "x"}), 2), None);
+        // int8 rows: 128 values and four 4-byte scales per head; 16 values and one
+        assert_eq!(kv_int8_bytes_per_token(&c), Some(2 * 32 * 8 * (128 + 16)));
+        assert_eq!(kv_int8_bytes_per_token(&wrapped), Some(2 * 2 * (16 + 4)));
         let huge = json!({"num_hidden_layers": u64::MAX, "num_attention_heads": 1,
                           "head_dim": 2});
         assert_eq!(kv_bytes_per_token(&huge, 4), None, "overflow is no size");

@@ -185,12 +185,15 @@ fn gemma3_six_layer_pattern_matches_mlx_lm() {
 
 // ---- the int8-activation path (cortex_engine::compute, opt-in on the CPU) ----
 
-/// How far decode logits of the tiny 4- and 8-bit models may move, as a fraction of the
-/// largest logit, when decode's quantized matmuls round their activations to int8 per group
-/// (twice: x, then its remainder). Measured: at most 1.9e-4 (q4) and 2.2e-4 (q8) over the 16
-/// steps; one rounding alone moved them by 0.06, a wrong scale, group or bias term by the
-/// whole logit range.
-const INT8_REL_TOL: f32 = 1e-3;
+/// How far the logits of the tiny 4- and 8-bit models may move, as a fraction of the largest
+/// logit, on the int8 path: decode's quantized matmuls round their activations to int8 per
+/// group (twice: x, then its remainder) and the KV cache holds int8 rows. Measured
+/// (eighteenth session): prompt 7.9e-3 (q4) and 7.1e-3 (q8), decode at most 6.5e-3 and 7.9e-3
+/// over the 16 steps; with the float16 cache before it, decode moved by 1.9e-4 and 2.2e-4, so
+/// the cache's rows are most of it (these fixtures' random keys and values have no structure
+/// for a row's scale to follow). One rounding of the activations alone moved them by 0.06, a
+/// wrong scale, group or bias term by the whole logit range.
+const INT8_REL_TOL: f32 = 2e-2;
 /// Above this top-2 margin (in logits) the greedy token must not flip.
 const INT8_MARGIN: f32 = 0.01;
 
@@ -224,7 +227,7 @@ fn decode_logits(
 }
 
 /// The prompt's logits (more than 8 rows: float matmuls, dequantize + BLAS, but attention over
-/// the path's float16 KV cache) and each decode step's stay within INT8_REL_TOL of mlx-lm's
+/// the path's int8 KV cache) and each decode step's stay within INT8_REL_TOL of mlx-lm's
 /// (relative to the largest logit), the greedy token is the same wherever mlx-lm's top-2
 /// margin is over INT8_MARGIN, and the path was really taken (the logits differ from the
 /// exact path's).
@@ -238,7 +241,7 @@ fn check_int8(name: &str) {
         moved <= INT8_REL_TOL,
         "{name}: prompt logits moved by {moved} of the largest"
     );
-    eprintln!("{name}: the float16 cache moves prompt logits by {moved:.2e} of the largest");
+    eprintln!("{name}: the int8 cache moves prompt logits by {moved:.2e} of the largest");
     let v = r.vocab();
     let mut worst = 0f32;
     for (i, got) in steps.iter().enumerate() {
@@ -258,7 +261,7 @@ fn check_int8(name: &str) {
             );
         }
     }
-    eprintln!("{name}: int8 activations move decode logits by at most {worst:.2e} of the largest");
+    eprintln!("{name}: the int8 path moves decode logits by at most {worst:.2e} of the largest");
     assert!(
         steps != exact,
         "{name}: int8 decode equals the exact path: the switch was not taken"

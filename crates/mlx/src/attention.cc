@@ -6,14 +6,18 @@
 //
 // The cache comes in two layouts: one sequence's buffer [1, Hkv, capacity, D] (position j of
 // head h at (h * capacity + j) * D), or a paged pool [slots, Hkv, D] shared by many sequences,
-// each of which names its slots through a table; either holds float32 or float16 values (the
-// int8 path's cache, written rounded and saturating, read widened). The kernel writes the new
+// each of which names its slots through a table; either holds float32 values, float16 ones
+// (written rounded and saturating, read widened), or int8 rows (the int8 path's cache: each
+// head's D values in blocks of 32 scaled by their largest magnitude, the blocks' float32
+// scales stored after them, so a row of 64 is 72 bytes). The kernel writes the new
 // rows into the storage it is given and returns that storage as two more outputs sharing its
 // memory, so the cache never copies: only rows nobody has read yet change (see
 // decode_attention's contract).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels.h"
@@ -32,9 +36,41 @@ using kernels::Strided;
 using kernels::hsum;
 #endif
 
-// The cache's element types: float32, or IEEE half bits (the int8 path's 16-bit cache, half
-// the bytes for attention to read). Kernels read either as float32 (the conversion is exact).
+// The cache's element types: float32, IEEE half bits, or Q8 (the int8 path's cache: a row of
+// D int8 values in blocks of kQ8Block, then each block's float32 scale, four bytes each; a
+// value is q * its block's scale). Kernels read each value as float32 and then compute as for
+// a float32 cache: a Q8 value is float(q) * scale, the bits ops::kv_dequantize_rows gives, so
+// attention over a Q8 cache equals attention over its dequantized rows (the prompt kernel's
+// input) exactly.
 using Half = uint16_t;
+using Q8 = int8_t;
+
+// Values per Q8 scale. A whole row of 64 under one scale flipped 1.4% of SmolLM2's greedy
+// tokens (bench/accuracy.sh); blocks of 32 flip about half as many, and keep a row's error
+// the same whatever its head dimension.
+constexpr int kQ8Block = 32;
+
+// Scales of a Q8 row of d values (its last block may be short).
+constexpr int q8_blocks(int d) { return (d + kQ8Block - 1) / kQ8Block; }
+
+// Elements per stored row of D values: D, or for Q8 D and four bytes per block's scale.
+template <class T>
+constexpr int row_width(int d) {
+  return std::is_same_v<T, Q8> ? d + q8_blocks(d) * int(sizeof(float)) : d;
+}
+
+// The scale of the block holding value i of a stored row of d values: 1 but for Q8 (times 1
+// is exact: the other types' values are unchanged).
+template <class T>
+inline float block_scale(const T*, int, int) {
+  return 1.f;
+}
+template <>
+inline float block_scale<Q8>(const Q8* row, int d, int i) {
+  float s;
+  std::memcpy(&s, row + d + (i / kQ8Block) * sizeof s, sizeof s);
+  return s;
+}
 
 // Attention for one query per sequence over its cached keys and values.
 struct Attn {
@@ -82,6 +118,13 @@ inline float capped(const Attn& a, float x) { return a.softcap > 0.f ? a.softcap
 // One stored value as float32.
 inline float widen(float x) { return x; }
 inline float widen(Half x) { return kernels::half_to_float(x); }
+inline float widen(Q8 x) { return float(x); }
+// One stored value whose block's scale is `rs` (Q8's; the other types have none).
+template <class T>
+inline float value_of(T x, float rs) {
+  if constexpr (std::is_same_v<T, Q8>) return widen(x) * rs;
+  return widen(x);
+}
 
 #if defined(__x86_64__)
 // exp for x <= 0 (scores minus their max), with kernels.h's constants.
@@ -103,14 +146,23 @@ __attribute__((target("avx2,f16c"))) inline __m256 load8(const float* p) { retur
 __attribute__((target("avx2,f16c"))) inline __m256 load8(const Half* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
+__attribute__((target("avx2,f16c"))) inline __m256 load8(const Q8* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+// 8 stored values whose block's scale is `rs` (Q8's; the other types have none).
+template <class T>
+__attribute__((target("avx2,f16c"))) inline __m256 load8s(const T* p, float rs) {
+  if constexpr (std::is_same_v<T, Q8>) return _mm256_mul_ps(load8(p), _mm256_set1_ps(rs));
+  return load8(p);
+}
 
 template <class T>
 __attribute__((target("avx2,fma,f16c"))) inline float dot_avx2(const float* a, const T* b, int d) {
   __m256 acc = _mm256_setzero_ps();
   int i = 0;
-  for (; i + 8 <= d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b + i), acc);
+  for (; i + 8 <= d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8s(b + i, block_scale(b, d, i)), acc);
   float r = hsum(acc);
-  for (; i < d; ++i) r += a[i] * widen(b[i]);
+  for (; i < d; ++i) r += a[i] * value_of(b[i], block_scale(b, d, i));
   return r;
 }
 
@@ -149,20 +201,24 @@ __attribute__((target("avx2,fma,f16c"))) void attn_jobs_avx2(const Attn& a, int 
     const Job t(a, job);
     if (t.sees_nothing(a)) continue;
     sc.resize(t.n);
-    for (int j = 0; j < t.n; ++j) sc[j] = dot_avx2(t.q, a.at<T>(a.k, t.b, t.start + j, t.kvh), a.d) * a.scale;
+    for (int j = 0; j < t.n; ++j) {
+      const T* kr = a.at<T>(a.k, t.b, t.start + j, t.kvh);
+      sc[j] = dot_avx2(t.q, kr, a.d) * a.scale;
+    }
+    const auto vrow = [&](int u) { return a.at<T>(a.v, t.b, t.start + u, t.kvh); };
     const float sum = exp_and_sum(sc.data(), t.n, cap_and_max(a, sc.data(), t.n));
     const float inv = 1.f / sum;
     int i = 0;
     for (; i + 8 <= a.d; i += 8) {
       __m256 acc = _mm256_setzero_ps();
       for (int u = 0; u < t.n; ++u) {
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[u]), load8(a.at<T>(a.v, t.b, t.start + u, t.kvh) + i), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[u]), load8s(vrow(u) + i, block_scale(vrow(u), a.d, i)), acc);
       }
       _mm256_storeu_ps(t.o + i, _mm256_mul_ps(acc, _mm256_set1_ps(inv)));
     }
     for (; i < a.d; ++i) {
       float acc = 0.f;
-      for (int u = 0; u < t.n; ++u) acc += sc[u] * widen(a.at<T>(a.v, t.b, t.start + u, t.kvh)[i]);
+      for (int u = 0; u < t.n; ++u) acc += sc[u] * value_of(vrow(u)[i], block_scale(vrow(u), a.d, i));
       t.o[i] = acc * inv;
     }
   }
@@ -196,13 +252,25 @@ AVX512_ATTN inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 AVX512_ATTN inline __m512 load16(const Half* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
+AVX512_ATTN inline __m512 load16(const Q8* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+// 16 stored values whose block's scale is `rs` (Q8's; the other types have none). A block
+// holds whole vectors of 16.
+template <class T>
+AVX512_ATTN inline __m512 load16s(const T* p, __m512 rs) {
+  if constexpr (std::is_same_v<T, Q8>) return _mm512_mul_ps(load16(p), rs);
+  return load16(p);
+}
 
 // A query's products with one key row `kr`, C vectors of 16 features summed lane by lane (the
 // lanes still to be added up).
 template <int C, class T>
-AVX512_ATTN inline __m512 score_lanes(const __m512 (&q)[C], const T* kr) {
-  __m512 acc = _mm512_mul_ps(q[0], load16(kr));
-  for (int c = 1; c < C; ++c) acc = _mm512_fmadd_ps(q[c], load16(kr + 16 * c), acc);
+AVX512_ATTN inline __m512 score_lanes(const __m512 (&q)[C], const T* kr, int d) {
+  __m512 acc = _mm512_mul_ps(q[0], load16s(kr, _mm512_set1_ps(block_scale(kr, d, 0))));
+  for (int c = 1; c < C; ++c) {
+    acc = _mm512_fmadd_ps(q[c], load16s(kr + 16 * c, _mm512_set1_ps(block_scale(kr, d, 16 * c))), acc);
+  }
   return acc;
 }
 
@@ -240,7 +308,7 @@ AVX512_ATTN inline void score_heads(const Attn& a, const Job* heads, int j0, int
     for (int u = 0; u < 4; ++u) {
       const T* kr = key(j + u);
       for (int c = 0; c < C; ++c) {
-        const __m512 k = load16(kr + 16 * c);
+        const __m512 k = load16s(kr + 16 * c, _mm512_set1_ps(block_scale(kr, a.d, 16 * c)));
         for (int h = 0; h < P; ++h) {
           acc[h][u] = c == 0 ? _mm512_mul_ps(q[h][0], k) : _mm512_fmadd_ps(q[h][c], k, acc[h][u]);
         }
@@ -252,7 +320,7 @@ AVX512_ATTN inline void score_heads(const Attn& a, const Job* heads, int j0, int
     }
   }
   for (; j < j1; ++j) {
-    for (int h = 0; h < P; ++h) sc[size_t(h) * n + j] = _mm512_reduce_add_ps(score_lanes<C, T>(q[h], key(j))) * a.scale;
+    for (int h = 0; h < P; ++h) sc[size_t(h) * n + j] = _mm512_reduce_add_ps(score_lanes<C, T>(q[h], key(j), a.d)) * a.scale;
   }
 }
 
@@ -288,7 +356,7 @@ AVX512_ATTN inline void value_heads(const Attn& a, const Job* heads, const float
   for (int u = 0; u < n; ++u) {
     const T* vr = a.at<T>(a.v, t.b, t.start + u, t.kvh);
     __m512 v[C];
-    for (int c = 0; c < C; ++c) v[c] = load16(vr + 16 * c);
+    for (int c = 0; c < C; ++c) v[c] = load16s(vr + 16 * c, _mm512_set1_ps(block_scale(vr, a.d, 16 * c)));
     for (int h = 0; h < H; ++h) {
       const __m512 wu = _mm512_set1_ps(wh[h][u]);
       for (int c = 0; c < C; ++c) acc[h][c] = _mm512_fmadd_ps(wu, v[c], acc[h][c]);
@@ -372,7 +440,7 @@ void attn_jobs_scalar(const Attn& a, int j0, int j1) {
     for (int j = 0; j < t.n; ++j) {
       const T* kr = a.at<T>(a.k, t.b, t.start + j, t.kvh);
       float x = 0.f;
-      for (int i = 0; i < a.d; ++i) x += t.q[i] * widen(kr[i]);
+      for (int i = 0; i < a.d; ++i) x += t.q[i] * value_of(kr[i], block_scale(kr, a.d, i));
       sc[j] = capped(a, x * a.scale);
       mx = std::max(mx, sc[j]);
     }
@@ -380,7 +448,7 @@ void attn_jobs_scalar(const Attn& a, int j0, int j1) {
     for (int j = 0; j < t.n; ++j) sum += (sc[j] = std::exp(sc[j] - mx));
     for (int u = 0; u < t.n; ++u) {
       const T* vr = a.at<T>(a.v, t.b, t.start + u, t.kvh);
-      for (int i = 0; i < a.d; ++i) t.o[i] += sc[u] * widen(vr[i]);
+      for (int i = 0; i < a.d; ++i) t.o[i] += sc[u] * value_of(vr[i], block_scale(vr, a.d, i));
     }
     for (int i = 0; i < a.d; ++i) t.o[i] /= sum;
   }
@@ -424,31 +492,69 @@ struct Rope {
   }
 };
 
+// The storage's element type.
+enum class Elem { F32, F16, Q8 };
+
+Elem elem_of(const mx::array& a) {
+  return a.dtype() == mx::float16 ? Elem::F16 : a.dtype() == mx::int8 ? Elem::Q8 : Elem::F32;
+}
+
 // A storage array MLX left as a broadcast or a view, copied row-major before the write.
 struct StorageCopy {
   const void* src;
   mx::Shape shape;
   mx::Strides strides;
   void* dst;
-  bool half;
+  Elem elem;
+  template <class T>
+  void copy() const {
+    kernels::gather_contiguous(static_cast<const T*>(src), shape, strides, static_cast<T*>(dst));
+  }
   void run() const {
-    if (half) {
-      kernels::gather_contiguous(static_cast<const Half*>(src), shape, strides, static_cast<Half*>(dst));
-    } else {
-      kernels::gather_contiguous(static_cast<const float*>(src), shape, strides, static_cast<float*>(dst));
+    switch (elem) {
+      case Elem::F16: return copy<Half>();
+      case Elem::Q8: return copy<Q8>();
+      case Elem::F32: return copy<float>();
     }
   }
 };
 
-// Writes d features into a cache row: as they are, or rounded to half (saturating).
+// Writes d features into a cache row: as they are, rounded to half (saturating), or as a Q8
+// row (ops::kv_quantize_rows spells the same arithmetic in MLX ops, for the cache's other
+// writes): per block, infinities clamped to the largest finite float, scale = the largest
+// magnitude / 127, each value divided by it, rounded to nearest even and clamped to +-127 (a
+// scale that rounded down, or a subnormal one, could give 128); an all-zero block keeps
+// scale 0.
 inline void store_row(const float* src, float* dst, int d) { std::memcpy(dst, src, sizeof(float) * d); }
 inline void store_row(const float* src, Half* dst, int d) {
   for (int i = 0; i < d; ++i) dst[i] = kernels::float_to_half(src[i]);
 }
+inline void store_row(const float* src, Q8* dst, int d) {
+  static constexpr float kMax = std::numeric_limits<float>::max();
+  const auto finite = [](float x) { return std::min(std::max(x, -kMax), kMax); };
+  for (int b0 = 0; b0 < d; b0 += kQ8Block) {
+    const int b1 = std::min(d, b0 + kQ8Block);
+    float amax = 0.f;
+    for (int i = b0; i < b1; ++i) amax = std::max(amax, std::fabs(finite(src[i])));
+    const float scale = amax / 127.f;
+    const float div = scale > 0.f ? scale : 1.f;
+    for (int i = b0; i < b1; ++i) {
+      // NaN compares false both ways and is stored as 0
+      const float r = std::nearbyint(finite(src[i]) / div);
+      dst[i] = r >= -127.f && r <= 127.f ? Q8(r) : r > 127.f ? Q8(127) : r < -127.f ? Q8(-127) : Q8(0);
+    }
+    std::memcpy(dst + d + (b0 / kQ8Block) * sizeof scale, &scale, sizeof scale);
+  }
+}
 
-// Whether keys and values are storage the kernels read: float32, or float16, both alike.
+// Whether keys and values are storage the prompt kernel reads: float32, or float16, both alike.
 bool kernel_storage(const mx::array& keys, const mx::array& values) {
   return keys.dtype() == values.dtype() && (keys.dtype() == mx::float32 || keys.dtype() == mx::float16);
+}
+
+// Whether keys and values are storage the decode kernel reads: those, or Q8 rows.
+bool decode_storage(const mx::array& keys, const mx::array& values) {
+  return kernel_storage(keys, values) || (keys.dtype() == mx::int8 && values.dtype() == mx::int8);
 }
 
 // Attention for r query rows (a.q [r, Hq, D], a.lens set) over storage of element type T, on
@@ -532,7 +638,7 @@ class DecodeAttention : public mx::Primitive {
     out[0].set_data(mx::allocator::malloc(out[0].nbytes()));
     // The storage: shared, and written in place, when it is a plain buffer; a copy otherwise
     // (a broadcast or a view), made on the stream before the write.
-    const bool half = in[3].dtype() == mx::float16;
+    const Elem elem = elem_of(in[3]);
     std::vector<StorageCopy> copies;
     for (int i : {1, 2}) {
       const auto& src = in[2 + i];
@@ -540,33 +646,35 @@ class DecodeAttention : public mx::Primitive {
         out[i].copy_shared_buffer(src);
       } else {
         out[i].set_data(mx::allocator::malloc(out[i].nbytes()));
-        copies.push_back({src.data<void>(), src.shape(), src.strides(), out[i].data<void>(), half});
+        copies.push_back({src.data<void>(), src.shape(), src.strides(), out[i].data<void>(), elem});
       }
     }
     for (auto& a : out) enc.set_output_array(a);
     const int r = int(positions.size());
     const int hq = int(q.shape(-1)) / d_, hkv = int(k.shape(-1)) / d_;
     const auto& keys = out[1];
+    // elements per stored row: D, or for Q8 D and the blocks' scales
+    const int64_t w = keys.shape(-1);
     Attn a{nullptr, keys.data<void>(), out[2].data<void>(),
            paged ? in[8].data<int32_t>() : nullptr, nullptr, out[0].data<float>(), hq, hkv, d_,
            paged ? int(in[8].shape(1)) : 0,
-           // paged [slots, Hkv, D]; one sequence [1, Hkv, capacity, D]
-           paged ? int64_t(hkv) * d_ : int64_t(d_), paged ? int64_t(d_) : int64_t(keys.shape(2)) * d_,
+           // paged [slots, Hkv, W]; one sequence [1, Hkv, capacity, W]
+           paged ? int64_t(hkv) * w : w, paged ? w : int64_t(keys.shape(2)) * w,
            scale_, softcap_, window_};
     const Rope rope{inv_freq.data<float>(), rope_dims_, traditional_, rope_scale_, input_scale_};
     // q, k and v as rows; views (Phi-3's slices of one qkv matmul) are gathered.
     enc.dispatch([a, rope, r, copies = std::move(copies), qr = Strided(q), kr = Strided(k), vr = Strided(v),
                   pos = positions.data<int32_t>(), write = paged ? in[7].data<int32_t>() : nullptr, scalar = scalar_,
-                  half]() mutable {
+                  elem]() mutable {
       for (const auto& c : copies) c.run();
       thread_local std::vector<float> qbuf, kbuf, vbuf;
       const float* q = qr.rows(qbuf);
       const float* k = kr.rows(kbuf);
       const float* v = vr.rows(vbuf);
-      if (half) {
-        decode_step<Half>(a, rope, r, q, k, v, pos, write, scalar);
-      } else {
-        decode_step<float>(a, rope, r, q, k, v, pos, write, scalar);
+      switch (elem) {
+        case Elem::F16: return decode_step<Half>(a, rope, r, q, k, v, pos, write, scalar);
+        case Elem::Q8: return decode_step<Q8>(a, rope, r, q, k, v, pos, write, scalar);
+        case Elem::F32: return decode_step<float>(a, rope, r, q, k, v, pos, write, scalar);
       }
     });
   }
@@ -617,11 +725,12 @@ class PrefillAttention : public mx::Primitive {
     enc.set_output_array(out[0]);
     const auto &q = in[0], &k = in[1], &v = in[2];
     const int r = int(q.shape(0)), hq = int(q.shape(1)), hkv = int(k.shape(1)), s = int(k.shape(2));
-    const bool half = k.dtype() == mx::float16;
+    const Elem elem = elem_of(k);
+    const bool half = elem == Elem::F16;
     // keys and values as the kernel indexes them: position and head strides, unit last axis
     const bool direct = k.strides() == v.strides() && k.strides(3) == 1;
-    StorageCopy ck{k.data<void>(), k.shape(), k.strides(), nullptr, half};
-    StorageCopy cv{v.data<void>(), v.shape(), v.strides(), nullptr, half};
+    StorageCopy ck{k.data<void>(), k.shape(), k.strides(), nullptr, elem};
+    StorageCopy cv{v.data<void>(), v.shape(), v.strides(), nullptr, elem};
     Attn a{nullptr, k.data<void>(), v.data<void>(), nullptr, nullptr, out[0].data<float>(), hq, hkv, d_, s,
            direct ? int64_t(k.strides(2)) : int64_t(d_), direct ? int64_t(k.strides(1)) : int64_t(s) * d_,
            scale_, softcap_, window_};
@@ -713,21 +822,23 @@ std::unique_ptr<ArrayList> decode_attention(const Array& q, const Array& k, cons
   }
   if (hq % hkv != 0) fail("query heads must be a multiple of KV heads");
   if (ks.shape() != vs.shape()) fail("keys and values must have one shape");
+  if (!decode_storage(ks, vs)) fail("a float32, float16 or int8 cache expected, keys and values alike");
+  // a stored row: D values, and a Q8 row's scale
+  const int width = ks.dtype() == mx::int8 ? row_width<Q8>(head_dim) : head_dim;
   if (paged) {
-    if (ks.ndim() != 3 || ks.shape(1) != hkv || ks.shape(2) != head_dim) fail("a paged pool [slots, Hkv, D] expected");
+    if (ks.ndim() != 3 || ks.shape(1) != hkv || ks.shape(2) != width) fail("a paged pool [slots, Hkv, W] expected");
     if (write == nullptr || int64_t(write->inner.size()) != rows || table->inner.ndim() != 2 ||
         table->inner.shape(0) != rows) {
       fail("write slots [R] and a table [R, S] expected");
     }
-  } else if (ks.ndim() != 4 || ks.shape(0) != 1 || ks.shape(1) != hkv || ks.shape(3) != head_dim || rows != 1) {
-    fail("one sequence's cache [1, Hkv, capacity, D] and one row expected");
+  } else if (ks.ndim() != 4 || ks.shape(0) != 1 || ks.shape(1) != hkv || ks.shape(3) != width || rows != 1) {
+    fail("one sequence's cache [1, Hkv, capacity, W] and one row expected");
   }
   if (rope_dims < 0 || rope_dims % 2 != 0 || rope_dims > head_dim || int64_t(inv_freq.inner.size()) != rope_dims / 2) {
     fail("RoPE over an even number of features, at most head_dim, with dims / 2 frequencies");
   }
   const auto f32 = [](const mx::array& a) { return a.dtype() == mx::float32; };
   if (!f32(qi) || !f32(ki) || !f32(vi)) fail("float32 q, k and v expected");
-  if (!kernel_storage(ks, vs)) fail("a float32 or float16 cache expected, keys and values alike");
   auto s = mx::default_stream(mx::Device::cpu);
   auto i32 = [&](const mx::array& a) {
     return kernels::weight_input(a.dtype() == mx::int32 ? a : mx::astype(a, mx::int32, s), s, false);

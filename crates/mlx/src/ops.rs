@@ -27,6 +27,7 @@ enum Unary {
     LogicalNot,
     StopGradient,
     Copy,
+    Round,
 }
 
 /// Codes shared with shim.cc's `binary` switch.
@@ -381,15 +382,119 @@ pub fn prefill_attention(
     )
 }
 
-/// Where [`decode_attention`] keeps keys and values: float32 arrays, or float16 (half the bytes
-/// for attention to read). Into float16 the new rows are rounded to nearest even, as `astype`
+/// Elements a KV cache of `dtype` stores per row of `head_dim` values: `head_dim`, or for int8
+/// rows ([`kv_quantize_rows`]) `head_dim` and four bytes per block of [`KV_BLOCK`] values (its
+/// float32 scale).
+pub fn kv_row_width(dtype: Dtype, head_dim: i32) -> i32 {
+    if dtype == Dtype::Int8 {
+        head_dim + kv_blocks(head_dim) * KV_SCALE_BYTES
+    } else {
+        head_dim
+    }
+}
+
+/// Values per scale in an int8 KV row. A row of 64 under one scale flipped 1.4% of SmolLM2's
+/// greedy tokens against the float path (bench/accuracy.sh); blocks of 32 about half as many,
+/// and a row's error then does not grow with the head dimension.
+pub const KV_BLOCK: i32 = 32;
+
+/// The bytes of an int8 KV block's scale.
+const KV_SCALE_BYTES: i32 = std::mem::size_of::<f32>() as i32;
+
+/// Blocks of an int8 KV row of `head_dim` values (the last may be short).
+fn kv_blocks(head_dim: i32) -> i32 {
+    (head_dim + KV_BLOCK - 1) / KV_BLOCK
+}
+
+/// Rows of `x` ([.., D], float) as an int8 KV cache stores them: [.., W] int8
+/// ([`kv_row_width`]). Per block of [`KV_BLOCK`] values (the last may be short), each value is
+/// divided by the block's scale (its largest magnitude / 127, infinities taken as the largest
+/// finite float), rounded to nearest even and clamped to +-127; after the D values come the
+/// blocks' scales (float32, native byte order). An all-zero block has scale 0.
+/// [`decode_attention`] writes its new rows with the same arithmetic: a row stored either way
+/// is the same bytes.
+pub fn kv_quantize_rows(x: &Array) -> Result<Array> {
+    let f32 = Dtype::Float32;
+    let shape = x.shape();
+    let d = x.dim(-1);
+    let blocks = kv_blocks(d);
+    if shape.is_empty() || d <= 0 {
+        return Err(invalid(format!("rows [.., D] expected, got {shape:?}")));
+    }
+    let x = x.astype(f32)?.clip(-(f32::MAX as f64), f32::MAX as f64)?;
+    // zeros up to whole blocks (they change no block's largest magnitude)
+    let padded = blocks * KV_BLOCK;
+    let x = if padded > d {
+        let mut pad = shape.clone();
+        *pad.last_mut().expect("not empty") = padded - d;
+        concatenate(&[x, Array::zeros(&pad, f32)?], -1)?
+    } else {
+        x
+    };
+    let mut blocked = shape.clone();
+    blocked.pop();
+    let lead = blocked.clone();
+    blocked.extend([blocks, KV_BLOCK]);
+    let x = x.reshape(&blocked)?;
+    let scale = x
+        .abs()?
+        .max(&[-1], true)?
+        .divide(&Array::full(&[], 127.0, f32)?)?;
+    let positive = scale.greater(&Array::full(&[], 0.0, f32)?)?;
+    let divisor = where_(&positive, &scale, &Array::full(&[], 1.0, f32)?)?;
+    let mut flat = lead.clone();
+    flat.push(padded);
+    let q = x
+        .divide(&divisor)?
+        .round()?
+        .clip(-127.0, 127.0)?
+        .astype(Dtype::Int8)?
+        .reshape(&flat)?
+        .slice_axis(-1, 0, d)?;
+    let mut scales = lead;
+    scales.push(blocks);
+    let scale_bytes = scale.reshape(&scales)?.view(Dtype::Int8)?;
+    concatenate(&[q, scale_bytes], -1)
+}
+
+/// Int8 KV rows ([.., W], [`kv_quantize_rows`]) back as values in `dtype` ([.., D]): each
+/// value times its block's scale, computed in float32.
+pub fn kv_dequantize_rows(rows: &Array, dtype: Dtype) -> Result<Array> {
+    let w = rows.dim(-1);
+    // W = D + 4 x blocks, a whole block taking 36 bytes and a last one of k values k + 4
+    let blocks = (w - KV_SCALE_BYTES + KV_BLOCK + KV_SCALE_BYTES - 1) / (KV_BLOCK + KV_SCALE_BYTES);
+    let d = w - blocks * KV_SCALE_BYTES;
+    if rows.dtype() != Dtype::Int8 || d <= 0 || kv_row_width(Dtype::Int8, d) != w {
+        return Err(invalid(format!(
+            "int8 KV rows [.., D + 4 x blocks] expected, got {:?} {:?}",
+            rows.dtype(),
+            rows.shape()
+        )));
+    }
+    let values = rows.slice_axis(-1, 0, d)?.astype(Dtype::Float32)?;
+    let scale = rows
+        .slice_axis(-1, d, w)?
+        .contiguous()?
+        .view(Dtype::Float32)?
+        .repeat(KV_BLOCK, -1)?
+        .slice_axis(-1, 0, d)?;
+    values.multiply(&scale)?.astype(dtype)
+}
+
+/// Where [`decode_attention`] keeps keys and values: float32 arrays, float16 (half the bytes for
+/// attention to read), or int8 rows ([`kv_quantize_rows`]: 72 bytes for 64 values, against
+/// float32's 256). Into float16 the new rows are rounded to nearest even, as `astype`
 /// rounds, but saturate at +-65504 instead of becoming infinite; reads widen them exactly.
+/// Into int8 rows they are quantized as [`kv_quantize_rows`] does; reads take each value as
+/// its int8 value times its block's scale, the bits [`kv_dequantize_rows`] gives, so attention
+/// over int8 rows equals attention over their dequantized copy exactly. A stored row is
+/// W = [`kv_row_width`] elements.
 #[derive(Clone, Copy)]
 pub enum KvStorage<'a> {
-    /// One sequence: keys and values [1, Hkv, capacity, D]; the new token's row goes to its
+    /// One sequence: keys and values [1, Hkv, capacity, W]; the new token's row goes to its
     /// position.
     Sequence { keys: &'a Array, values: &'a Array },
-    /// A pool shared by sequences: keys and values [slots, Hkv, D]; `write` int32 [R] is the
+    /// A pool shared by sequences: keys and values [slots, Hkv, W]; `write` int32 [R] is the
     /// slot of each row's new token and `table` int32 [R, S] the slot of each of its positions
     /// (padding past a row's length is never read).
     Paged {
@@ -589,7 +694,7 @@ impl Array {
         exp => Exp, log => Log, sqrt => Sqrt, rsqrt => Rsqrt, tanh => Tanh, sigmoid => Sigmoid,
         negative => Negative, abs => Abs, square => Square, sin => Sin, cos => Cos, erf => Erf,
         log1p => Log1p, floor => Floor, logical_not => LogicalNot, stop_gradient => StopGradient,
-        copy => Copy,
+        copy => Copy, round => Round,
     }
 
     binary_methods! {

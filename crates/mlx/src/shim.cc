@@ -152,6 +152,7 @@ ArrayPtr unary(uint8_t op, const Array& a) {
     case 14: return wrap(mx::logical_not(x));
     case 15: return wrap(mx::stop_gradient(x));
     case 16: return wrap(mx::copy(x));
+    case 17: return wrap(mx::round(x));
   }
   throw std::invalid_argument("unknown unary op code " + std::to_string(op));
 }

@@ -1067,7 +1067,52 @@ struct DecodeCase {
     input_scale: f32,
 }
 
+/// One paged decode step over `[keys, values, write, table]`, on the portable code when
+/// `scalar`, evaluated: (output, keys, values).
+fn run_paged(
+    step: &ops::DecodeStep<'_>,
+    [keys, values, write, table]: [&Array; 4],
+    scalar: bool,
+) -> (Array, Array, Array) {
+    ops::set_scalar_kernels(scalar);
+    let storage = ops::KvStorage::Paged {
+        keys,
+        values,
+        write,
+        table,
+    };
+    let r = ops::decode_attention(step, storage).unwrap();
+    ops::set_scalar_kernels(false);
+    ops::eval([&r.0, &r.1, &r.2]).unwrap();
+    r
+}
+
+/// Each row's `width` positions in scattered slots of a pool of `slots` ([rows, width]), and
+/// the slot its new token (at `positions[r]`) is written to.
+fn scattered_slots(positions: &[i32], slots: usize, width: usize) -> (Vec<i32>, Vec<i32>) {
+    let table: Vec<i32> = (0..positions.len() * width)
+        .map(|i| ((i * 29 + 5) % slots) as i32)
+        .collect();
+    let write = (0..positions.len())
+        .map(|r| table[r * width + positions[r] as usize])
+        .collect();
+    (table, write)
+}
+
 impl DecodeCase {
+    /// Plain RoPE over every feature, no scaling.
+    fn full_rope(hq: usize, hkv: usize, d: usize) -> DecodeCase {
+        DecodeCase {
+            hq,
+            hkv,
+            d,
+            rope_dims: d as i32,
+            traditional: false,
+            rope_scale: 1.0,
+            input_scale: 1.0,
+        }
+    }
+
     /// Random new rows for `rows` tokens (q [rows, Hq * D], k and v [rows, Hkv * D]), and
     /// RoPE's inverse frequencies over `rope_dims`.
     fn new_rows(&self, rows: usize, seed: u64) -> [Vec<f32>; 4] {
@@ -1303,25 +1348,12 @@ fn decode_attention_on_a_float16_pool_rounds_saturates_and_attends() {
     workers_only();
     let (rows, slots, width, hq, hkv) = (3usize, 48usize, 12usize, 6usize, 2usize);
     let positions = [4i32, 11, 0];
-    let table: Vec<i32> = (0..rows * width)
-        .map(|i| ((i * 29 + 5) % slots) as i32)
-        .collect();
-    let write: Vec<i32> = (0..rows)
-        .map(|r| table[r * width + positions[r] as usize])
-        .collect();
+    let (table, write) = scattered_slots(&positions, slots, width);
     let half = |a: &Array| a.astype(Dtype::Float16).unwrap();
     let widened = |a: &Array| a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap();
     for d in [64usize, 8] {
         for scalar in [false, true] {
-            let c = DecodeCase {
-                hq,
-                hkv,
-                d,
-                rope_dims: d as i32,
-                traditional: false,
-                rope_scale: 1.0,
-                input_scale: 1.0,
-            };
+            let c = DecodeCase::full_rope(hq, hkv, d);
             let seed = d as u64 * 7 + scalar as u64;
             let [q, k, mut v, inv] = c.new_rows(rows, seed);
             // past the largest half, at its rounding edge, and subnormal
@@ -1334,17 +1366,7 @@ fn decode_attention_on_a_float16_pool_rounds_saturates_and_attends() {
             let write_a = Array::from_slice(&write, &[rows as i32]).unwrap();
             let table_a = Array::from_slice(&table, &[rows as i32, width as i32]).unwrap();
             let run = |keys: &Array, values: &Array| {
-                ops::set_scalar_kernels(scalar);
-                let storage = ops::KvStorage::Paged {
-                    keys,
-                    values,
-                    write: &write_a,
-                    table: &table_a,
-                };
-                let r = ops::decode_attention(&step, storage).unwrap();
-                ops::set_scalar_kernels(false);
-                ops::eval([&r.0, &r.1, &r.2]).unwrap();
-                r
+                run_paged(&step, [keys, values, &write_a, &table_a], scalar)
             };
             // the same old rows in both pools: values a half holds
             let kp = half(&arr(&rand_vec(slots * hkv * d, seed + 4), &shape));
@@ -1380,6 +1402,184 @@ fn decode_attention_on_a_float16_pool_rounds_saturates_and_attends() {
                 (0.125, 0.0, 0),
             );
             assert_close(&out.to_vec::<f32>().unwrap(), &want, 1e-5);
+        }
+    }
+}
+
+/// `ops::kv_quantize_rows` (the int8 KV cache's rows): per block of 32, the values over the
+/// block's scale (largest magnitude / 127), rounded to nearest even, then the scales' four
+/// bytes each; a zero block has scale 0; infinities count as the largest float; a scale that
+/// rounds low (or is subnormal) still gives values within +-127; a row of 40 has a block of 32
+/// and one of 8, each with its own scale. `kv_dequantize_rows` gives q * scale back.
+#[test]
+fn int8_kv_rows_quantize_and_dequantize() {
+    let rows: [[f32; 4]; 4] = [
+        [1.0, -0.5, 0.25, 0.0],
+        [0.0; 4],
+        [f32::INFINITY, 1.0, -2.0, f32::NEG_INFINITY],
+        // 165, -40 and 100 times the smallest subnormal: the scale (165 / 127 of it) rounds
+        // down to the smallest, and 165 would not fit
+        [
+            f32::from_bits(165),
+            -f32::from_bits(40),
+            0.0,
+            f32::from_bits(100),
+        ],
+    ];
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    let stored = ops::kv_quantize_rows(&arr(&flat, &[2, 2, 4])).unwrap();
+    assert_eq!(stored.dtype(), Dtype::Int8);
+    assert_eq!(stored.shape(), vec![2, 2, 8]);
+    assert_eq!(ops::kv_row_width(Dtype::Int8, 4), 8);
+    assert_eq!(ops::kv_row_width(Dtype::Float16, 4), 4);
+    let bytes = stored.to_vec::<i8>().unwrap();
+    let row = |r: usize| -> (Vec<i8>, f32) {
+        let b = &bytes[r * 8..][..8];
+        let scale = f32::from_ne_bytes([b[4] as u8, b[5] as u8, b[6] as u8, b[7] as u8]);
+        (b[..4].to_vec(), scale)
+    };
+    // -0.5 * 127 = -63.5 rounds to even (-64); 0.25 * 127 = 31.75 -> 32
+    assert_eq!(row(0), (vec![127, -64, 32, 0], 1.0 / 127.0));
+    assert_eq!(row(1), (vec![0; 4], 0.0));
+    assert_eq!(row(2), (vec![127, 0, 0, -127], f32::MAX / 127.0));
+    assert_eq!(
+        row(3),
+        (vec![127, -40, 0, 100], f32::from_bits(1)),
+        "the largest value saturates, not wraps"
+    );
+    let back = ops::kv_dequantize_rows(&stored, Dtype::Float32).unwrap();
+    assert_eq!(back.shape(), vec![2, 2, 4]);
+    let back = back.to_vec::<f32>().unwrap();
+    for r in 0..4 {
+        let (q, scale) = row(r);
+        let want: Vec<f32> = q.iter().map(|&v| v as f32 * scale).collect();
+        assert_eq!(back[r * 4..][..4], want[..], "row {r}");
+    }
+    // not int8 rows
+    assert!(ops::kv_dequantize_rows(&arr(&flat, &[4, 4]), Dtype::Float32).is_err());
+
+    // 40 values: 0..32 up to 31.0 (scale 31 / 127), then 8 of at most 0.5 (scale 0.5 / 127)
+    let long: Vec<f32> = (0..40)
+        .map(|i| {
+            if i < 32 {
+                i as f32
+            } else {
+                -0.5 / (i - 31) as f32
+            }
+        })
+        .collect();
+    assert_eq!(ops::kv_row_width(Dtype::Int8, 40), 48);
+    let stored = ops::kv_quantize_rows(&arr(&long, &[1, 40])).unwrap();
+    assert_eq!(stored.shape(), vec![1, 48]);
+    let b = stored.to_vec::<i8>().unwrap();
+    let scale = |k: usize| f32::from_ne_bytes(std::array::from_fn(|i| b[40 + 4 * k + i] as u8));
+    assert_eq!((scale(0), scale(1)), (31.0 / 127.0, 0.5 / 127.0));
+    assert_eq!((b[31], b[32]), (127, -127), "each block's largest is +-127");
+    let want: Vec<i8> = long
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (x / scale(i / 32)).round_ties_even() as i8)
+        .collect();
+    assert_eq!(b[..40], want[..]);
+    let back = ops::kv_dequantize_rows(&stored, Dtype::Float32)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let want: Vec<f32> = (0..40).map(|i| b[i] as f32 * scale(i / 32)).collect();
+    assert_eq!(back, want);
+}
+
+/// An int8 pool (the int8 path's cache, `ops::kv_quantize_rows` rows): the step writes the new
+/// rows with the same bytes `kv_quantize_rows` gives for them (a zero row and a huge value
+/// included) and leaves the rest as they were; and its output is the same bits as the step's
+/// over a float32 pool holding the rows dequantized (`kv_dequantize_rows`: what a prompt's
+/// attention reads), and within 1e-5 of f64 attention over those values. On the AVX-512 code
+/// (head dimension 64, three query heads per KV head as SmolLM2; 48, a block of 32 and one of
+/// 16), the 8-lane code (head dimension 8) and the portable code.
+#[test]
+fn decode_attention_on_an_int8_pool_writes_quantized_rows_and_attends_as_dequantized() {
+    workers_only();
+    let (rows, slots, width, hq, hkv) = (3usize, 48usize, 12usize, 6usize, 2usize);
+    // three scratch slots past the tables' for the float32 run's writes
+    let pool_slots = slots + rows;
+    let positions = [4i32, 11, 0];
+    let (table, write) = scattered_slots(&positions, slots, width);
+    let scratch: Vec<i32> = (0..rows).map(|r| (slots + r) as i32).collect();
+    let dequant = |a: &Array| ops::kv_dequantize_rows(a, Dtype::Float32).unwrap();
+    for d in [64usize, 48, 8] {
+        for scalar in [false, true] {
+            let c = DecodeCase::full_rope(hq, hkv, d);
+            let seed = d as u64 * 11 + scalar as u64;
+            let [q, k, mut v, inv] = c.new_rows(rows, seed);
+            // a huge value in row 0's first head, row 1's first head all zero
+            v[2] = 1.0e30;
+            v[hkv * d..][..d].fill(0.0);
+            let inv_arr = arr(&inv, &[inv.len() as i32]);
+            let rows_a = c.row_arrays(&q, &k, &v, rows);
+            let pos_a = Array::from_slice(&positions, &[rows as i32]).unwrap();
+            let step = c.step(&rows_a, &pos_a, &inv_arr, (0.125, 0.0, 0));
+            let table_a = Array::from_slice(&table, &[rows as i32, width as i32]).unwrap();
+            let run = |keys: &Array, values: &Array, write: &[i32]| {
+                let write_a = Array::from_slice(write, &[rows as i32]).unwrap();
+                run_paged(&step, [keys, values, &write_a, &table_a], scalar)
+            };
+            let shape = [pool_slots as i32, hkv as i32, d as i32];
+            let quantized = |seed: u64| {
+                let x = arr(&rand_vec(pool_slots * hkv * d, seed), &shape);
+                ops::kv_quantize_rows(&x).unwrap()
+            };
+            let (kp, vp) = (quantized(seed + 4), quantized(seed + 5));
+            let (out, keys8, values8) = run(&kp, &vp, &write);
+            assert_eq!(keys8.dtype(), Dtype::Int8);
+            let w = ops::kv_row_width(Dtype::Int8, d as i32) as usize;
+            assert_eq!(keys8.shape(), vec![shape[0], shape[1], w as i32]);
+            let case = format!("head dim {d}, portable {scalar}");
+            // the new rows in float32 (k rotated), written to the scratch slots
+            let (_, keys32, values32) = run(&dequant(&kp), &dequant(&vp), &scratch);
+            let scratch_a = Array::from_slice(&scratch, &[rows as i32]).unwrap();
+            let write_idx = Array::from_slice(&write, &[rows as i32, 1, 1]).unwrap();
+            let expect = |old: &Array, new32: &Array| {
+                let new = ops::kv_quantize_rows(&new32.take(&scratch_a, 0).unwrap()).unwrap();
+                old.put_along_axis(&write_idx, &new, 0)
+                    .unwrap()
+                    .to_vec::<i8>()
+                    .unwrap()
+            };
+            assert_eq!(
+                keys8.to_vec::<i8>().unwrap(),
+                expect(&kp, &keys32),
+                "{case}: keys"
+            );
+            let got_v = values8.to_vec::<i8>().unwrap();
+            assert_eq!(got_v, expect(&vp, &values32), "{case}: values");
+            let zero_row = (write[1] as usize * hkv) * w;
+            assert!(got_v[zero_row..][..w].iter().all(|&b| b == 0), "{case}");
+            // attention over the same rows dequantized into a float32 pool (the new ones
+            // included; this run writes its own to the scratch slots, which no row reads)
+            let (kd, vd) = (dequant(&keys8), dequant(&values8));
+            let (out32, _, _) = run(&kd, &vd, &scratch);
+            let got = out.to_vec::<f32>().unwrap();
+            assert_eq!(
+                got,
+                out32.to_vec::<f32>().unwrap(),
+                "{case}: as dequantized"
+            );
+            let f64s = |a: &Array| -> Vec<f64> {
+                a.to_vec::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect()
+            };
+            let want = c.paged_reference(
+                &q,
+                &inv,
+                &positions,
+                (&table, width),
+                (&f64s(&kd), &f64s(&vd)),
+                (0.125, 0.0, 0),
+            );
+            assert_close(&got, &want, 1e-5);
         }
     }
 }

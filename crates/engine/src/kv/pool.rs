@@ -89,17 +89,26 @@ impl KvPool {
         Ok(())
     }
 
-    /// A layer's buffer; a new one has `like`'s rows ([_, H, D]) in the dtype the cache stores
-    /// them in (`compute::kv_dtype`).
+    /// A layer's buffer; a new one holds `like`'s rows ([_, H, D]) as the cache stores them
+    /// (`compute::kv_dtype`: [rows, H, W]).
     fn buffer(slot: &mut Option<Array>, rows: i32, like: &Array) -> Result<Array> {
         Ok(match slot.take() {
             Some(a) => a,
-            None => Array::zeros(
-                &[rows, like.dim(1), like.dim(2)],
+            None => new_buffer(
+                rows,
+                like.dim(1),
+                like.dim(2),
                 crate::compute::kv_dtype(like.dtype()),
             )?,
         })
     }
+}
+
+/// A zeroed layer buffer of `rows` slots for `heads` rows of `head_dim` values stored in
+/// `dtype` ([rows, heads, W], W: `ops::kv_row_width`).
+fn new_buffer(rows: i32, heads: i32, head_dim: i32, dtype: Dtype) -> Result<Array> {
+    let width = cortex_mlx::ops::kv_row_width(dtype, head_dim);
+    Ok(Array::zeros(&[rows, heads, width], dtype)?)
 }
 
 /// A pure decode step's index arrays, made in the shapes the attention kernel takes: the
@@ -271,11 +280,15 @@ impl KvCache for BatchView<'_> {
                 self.pool.keys.len()
             )));
         }
-        let shape = [self.pool.capacity, step.dims.n_kv_heads, step.dims.head_dim];
         let storage = |buf: &Option<Array>| -> Result<Array> {
             Ok(match buf {
                 Some(a) => a.clone(),
-                None => Array::zeros(&shape, crate::compute::kv_dtype(f32))?,
+                None => new_buffer(
+                    self.pool.capacity,
+                    step.dims.n_kv_heads,
+                    step.dims.head_dim,
+                    crate::compute::kv_dtype(f32),
+                )?,
             })
         };
         let (keys, values) = (

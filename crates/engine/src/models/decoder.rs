@@ -10,7 +10,7 @@ use crate::nn::{
     SelfAttention,
 };
 use crate::weights::Weights;
-use cortex_mlx::Array;
+use cortex_mlx::{Array, Dtype};
 
 /// What differs between the decoders that share this layout.
 pub struct DecoderSpec {
@@ -49,7 +49,7 @@ pub struct Decoder {
     rope: RotaryEmbedding,
     dims: AttentionDims,
     vocab_size: i32,
-    kv_itemsize: usize,
+    kv_stored: Dtype,
 }
 
 /// Drops rotary tables some exports carry: they are recomputed, not loaded.
@@ -115,7 +115,7 @@ pub fn build(w: &Weights, s: DecoderSpec) -> Result<Box<dyn Model>> {
         rope: s.rope,
         dims: s.dims,
         vocab_size: s.vocab,
-        kv_itemsize: crate::compute::kv_dtype(w.dtype()).size_bytes(),
+        kv_stored: crate::compute::kv_dtype(w.dtype()),
     }))
 }
 
@@ -154,7 +154,7 @@ impl Model for Decoder {
             vocab_size: self.vocab_size,
             kv_bytes_per_token: self
                 .dims
-                .kv_bytes_per_token(self.layers.len(), self.kv_itemsize),
+                .kv_bytes_per_token(self.layers.len(), self.kv_stored),
         }
     }
 }

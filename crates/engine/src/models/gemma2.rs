@@ -16,7 +16,7 @@ use crate::nn::{
     RotaryEmbedding, SelfAttention,
 };
 use crate::weights::Weights;
-use cortex_mlx::Array;
+use cortex_mlx::{Array, Dtype};
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -118,7 +118,7 @@ pub struct Gemma2 {
     embed_scale: f64,
     final_logit_softcapping: Option<f32>,
     vocab_size: i32,
-    kv_itemsize: usize,
+    kv_stored: Dtype,
 }
 
 pub fn build(raw: &RawConfig, mut w: Weights) -> Result<Box<dyn Model>> {
@@ -166,7 +166,7 @@ pub fn build(raw: &RawConfig, mut w: Weights) -> Result<Box<dyn Model>> {
         embed_scale: (h as f64).sqrt(),
         final_logit_softcapping: c.final_logit_softcapping.filter(|_| c.is_gemma2()),
         vocab_size: c.vocab_size,
-        kv_itemsize: crate::compute::kv_dtype(w.dtype()).size_bytes(),
+        kv_stored: crate::compute::kv_dtype(w.dtype()),
     }))
 }
 
@@ -236,7 +236,7 @@ impl Model for Gemma2 {
             vocab_size: self.vocab_size,
             kv_bytes_per_token: self
                 .dims
-                .kv_bytes_per_token(self.layers.len(), self.kv_itemsize),
+                .kv_bytes_per_token(self.layers.len(), self.kv_stored),
         }
     }
 }

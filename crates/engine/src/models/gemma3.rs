@@ -134,7 +134,7 @@ pub struct Gemma3 {
     dims: AttentionDims,
     hidden_size: i32,
     vocab_size: i32,
-    kv_itemsize: usize,
+    kv_stored: Dtype,
 }
 
 pub fn build(raw: &RawConfig, mut w: Weights) -> Result<Box<dyn Model>> {
@@ -189,7 +189,7 @@ pub fn build(raw: &RawConfig, mut w: Weights) -> Result<Box<dyn Model>> {
         dims: d,
         hidden_size: h,
         vocab_size: c.vocab_size,
-        kv_itemsize: crate::compute::kv_dtype(w.dtype()).size_bytes(),
+        kv_stored: crate::compute::kv_dtype(w.dtype()),
     }))
 }
 
@@ -268,7 +268,7 @@ impl Model for Gemma3 {
             vocab_size: self.vocab_size,
             kv_bytes_per_token: self
                 .dims
-                .kv_bytes_per_token(self.layers.len(), self.kv_itemsize),
+                .kv_bytes_per_token(self.layers.len(), self.kv_stored),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! several sequences back to back (continuous batching) or a batched decode step (padded keys
 //! with a keep-mask, or the paged CPU kernel reading the KV pool directly).
 use super::{cpu_kernels, RotaryEmbedding};
-use crate::cache::{kernel_storage, KvCache};
+use crate::cache::KvCache;
 use crate::error::{EngineError, Result};
 use cortex_mlx::fast::{self, Mask};
 use cortex_mlx::{ops, Array, Dtype};
@@ -58,8 +58,11 @@ impl AttentionDims {
     }
 
     /// Bytes of K plus V per cached token for `layers` such layers.
-    pub fn kv_bytes_per_token(&self, layers: usize, itemsize: usize) -> usize {
-        2 * layers * (self.n_kv_heads * self.head_dim) as usize * itemsize
+    /// K+V bytes a token takes in `layers` layers of a cache storing `stored` (int8 rows: D
+    /// values and a 4-byte scale per block of 32, `ops::kv_row_width`).
+    pub fn kv_bytes_per_token(&self, layers: usize, stored: Dtype) -> usize {
+        let width = cortex_mlx::ops::kv_row_width(stored, self.head_dim);
+        2 * layers * (self.n_kv_heads * width) as usize * stored.size_bytes()
     }
 }
 
@@ -259,7 +262,8 @@ fn attend_cached(
     let (l, total) = (q.dim(2), k.dim(2));
     // The new queries are the last `l` of the `total` cached positions.
     let q_start = total - l;
-    if cpu_kernels() && q.dim(0) == 1 && q.dtype() == Dtype::Float32 && kernel_storage(k.dtype()) {
+    let prompt_kernel_reads = matches!(k.dtype(), Dtype::Float32 | Dtype::Float16);
+    if cpu_kernels() && q.dim(0) == 1 && q.dtype() == Dtype::Float32 && prompt_kernel_reads {
         let (softcap, window) = (opts.softcap.unwrap_or(0.0), opts.window.unwrap_or(0));
         return Ok(ops::prefill_attention(
             q, &k, &v, q_start, scale, softcap, window,
