@@ -134,8 +134,11 @@ pub struct BatchView<'a> {
     segments: Vec<Segment>,
     /// int32 [T, 1, 1]: the slot of every new token, in input order.
     write: Array,
-    /// Per segment, int32 [offset + len]: the slots of all its positions in order.
-    read: Vec<Array>,
+    /// int32 [sum of offset + len]: every segment's slots, its positions in order, segment
+    /// after segment (one gather per layer serves them all).
+    read: Array,
+    /// Per segment, where its slots start in `read` and how many.
+    read_spans: Vec<(i32, i32)>,
     logit_rows: Option<Array>,
     /// For a pure decode step: positions, write slots and the padded slot table.
     decode: Option<DecodeBatch>,
@@ -158,7 +161,8 @@ impl<'a> BatchView<'a> {
             ));
         }
         let mut write = Vec::new();
-        let mut read = Vec::with_capacity(slots.len());
+        let mut read = Vec::new();
+        let mut read_spans = Vec::with_capacity(slots.len());
         for (s, sl) in segments.iter().zip(slots) {
             if sl.len() != (s.offset + s.len) as usize {
                 return Err(EngineError::InvalidRequest(format!(
@@ -167,7 +171,8 @@ impl<'a> BatchView<'a> {
                 )));
             }
             write.extend_from_slice(&sl[s.offset as usize..]);
-            read.push(Array::from_slice(sl, &[sl.len() as i32])?);
+            read_spans.push((read.len() as i32, sl.len() as i32));
+            read.extend_from_slice(sl);
         }
         let top = slots.iter().flatten().copied().max().unwrap_or(0);
         pool.reserve(top + 1)?;
@@ -195,7 +200,8 @@ impl<'a> BatchView<'a> {
             pool,
             segments,
             write,
-            read,
+            read: Array::from_slice(&read, &[read.len() as i32])?,
+            read_spans,
             logit_rows,
             decode,
             masks: Vec::new(),
@@ -245,15 +251,22 @@ impl KvCache for BatchView<'_> {
         // [1, H, T, D] -> [T, H, D]
         let rows = |a: &Array| -> Result<Array> { Ok(a.squeeze(&[0])?.transpose(&[1, 0, 2])?) };
         let (keys, values) = self.write(layer, &rows(&k)?, &rows(&v)?)?;
-        // [S, H, D] -> [1, H, S, D], in k's dtype
+        // every segment's rows in one gather (and one conversion from the stored type: int8
+        // rows take several MLX nodes to widen), then each segment's [S, H, D] ->
+        // [1, H, S, D], in k's dtype
         let computed = k.dtype();
-        let gather = |buf: &Array, idx: &Array| -> Result<Array> {
-            let rows = from_stored(buf.take(idx, 0)?, computed)?;
-            Ok(rows.transpose(&[1, 0, 2])?.expand_dims(0)?)
+        let gather =
+            |buf: &Array| -> Result<Array> { from_stored(buf.take(&self.read, 0)?, computed) };
+        let (keys, values) = (gather(&keys)?, gather(&values)?);
+        let part = |all: &Array, (start, len): (i32, i32)| -> Result<Array> {
+            Ok(all
+                .slice_axis(0, start, start + len)?
+                .transpose(&[1, 0, 2])?
+                .expand_dims(0)?)
         };
-        self.read
+        self.read_spans
             .iter()
-            .map(|idx| Ok((gather(&keys, idx)?, gather(&values, idx)?)))
+            .map(|&span| Ok((part(&keys, span)?, part(&values, span)?)))
             .collect()
     }
 
