@@ -81,6 +81,8 @@ fn main() {
     println!("cargo:rerun-if-changed=src/pool.cc");
     println!("cargo:rerun-if-changed=src/kernels.cc");
     println!("cargo:rerun-if-changed=src/attention.cc");
+    println!("cargo:rerun-if-changed=src/attention_kernels.cc");
+    println!("cargo:rerun-if-changed=src/attention_kernels.h");
     println!("cargo:rerun-if-changed=src/norm.cc");
     println!("cargo:rerun-if-changed=src/kernels.h");
     println!("cargo:rerun-if-changed=src/qdot.cc");
@@ -110,6 +112,7 @@ fn main() {
         .file("src/pool.cc")
         .file("src/kernels.cc")
         .file("src/attention.cc")
+        .file("src/attention_kernels.cc")
         .file("src/norm.cc")
         .file("src/qdot.cc")
         .file("src/qdot16.cc")
