@@ -48,8 +48,8 @@ constexpr float kExpPoly[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-
 constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f, kExpFloor = -87.3f, kLog2e = 1.44269504088896341f;
 
 // out[i] = silu(gate[i]) * up[i] for i < n (the SwiGLU of a fused gate/up matmul), the
-// sigmoid from exp(-|gate|) so nothing overflows. AVX-512 where the CPU has it and `portable`
-// is false, else portable code with the same float operations in the same order (std::fma
+// sigmoid from exp(-|gate|) so nothing overflows. AVX-512 (else AVX2, 8 values at a time)
+// where the CPU has it and `portable` is false, else portable code with the same float operations in the same order (std::fma
 // for each fused multiply-add): every value is the same bits either way, whatever n.
 void silu_mul(const float* gate, const float* up, float* out, size_t n, bool portable);
 

@@ -162,8 +162,8 @@ class SiluMulCpu : public CpuNode {
 
 // The index MLX's argmax gives for one row of n values: NaN counts as larger than any number
 // (the first NaN when the row has one), else the first maximum. Found as the maximum of the
-// row and whether it holds a NaN (16 lanes where the CPU has AVX-512), then the first index
-// holding that.
+// row and whether it holds a NaN (16 lanes where the CPU has AVX-512, else 8 with AVX2), then
+// the first index holding that.
 #if defined(__x86_64__)
 // GCC 12 reports the "undefined" upper halves inside its own AVX-512 reduce intrinsic as
 // uninitialized once it is inlined (a false positive, as in attention.cc and qdot.cc).
@@ -184,6 +184,20 @@ __attribute__((target("avx512f"))) float row_max512(const float* x, int n, bool&
   return _mm512_reduce_max_ps(best);
 }
 #pragma GCC diagnostic pop
+
+// The same, 8 lanes: the whole vectors' maximum and NaNs; the caller scans the tail.
+__attribute__((target("avx2"))) float row_max256(const float* x, int n, bool& nan) {
+  __m256 best = _mm256_set1_ps(-INFINITY), nans = _mm256_setzero_ps();
+  for (int i = 0; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    nans = _mm256_or_ps(nans, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    best = _mm256_max_ps(v, best);  // NaNs passed over, as above
+  }
+  nan = _mm256_movemask_ps(nans) != 0;
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(best), _mm256_extractf128_ps(best, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+}
 #endif
 
 uint32_t row_argmax(const float* x, int n, bool portable) {
@@ -192,6 +206,12 @@ uint32_t row_argmax(const float* x, int n, bool portable) {
 #if defined(__x86_64__)
   if (!portable && kernels::have_avx512()) {
     best = row_max512(x, n, nan);
+  } else if (!portable && kernels::have_avx2()) {
+    best = row_max256(x, n, nan);
+    for (int i = n - n % 8; i < n; ++i) {
+      nan = nan || std::isnan(x[i]);
+      best = x[i] > best ? x[i] : best;
+    }
   } else
 #endif
   {

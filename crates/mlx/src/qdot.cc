@@ -426,6 +426,68 @@ __attribute__((target("avx512f"))) void group_avx512(const float* v, int chunk, 
     scale_out[pass * scale_stride] = scale;
   }
 }
+
+// group_avx512's twin for CPUs without AVX-512: NV * 8 values in 8-lane registers, the sum in
+// two registers standing for the 16 lanes (even registers: lanes 0-7, odd: 8-15), the
+// storage order from pairs of registers, then the same passes. Its target has no FMA, so no
+// multiply and subtract is fused where the portable code rounds twice.
+__attribute__((target("avx2"))) inline __m256 evens(__m256 a, __m256 b) {
+  return _mm256_castpd_ps(
+      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+__attribute__((target("avx2"))) inline __m256 odds(__m256 a, __m256 b) {
+  return _mm256_castpd_ps(
+      _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+template <int NV>
+__attribute__((target("avx2"))) void group_avx2(const float* v, int chunk, int8_t* q, size_t q_stride, float* scale_out,
+                                                size_t scale_stride, float* sum) {
+  __m256 x[NV], r[NV];
+  for (int i = 0; i < NV; ++i) x[i] = _mm256_loadu_ps(v + 8 * i);
+  __m256 lo = x[0], hi = x[1];
+  for (int i = 2; i < NV; i += 2) {
+    lo = _mm256_add_ps(lo, x[i]);
+    hi = _mm256_add_ps(hi, x[i + 1]);
+  }
+  const __m256 h8 = _mm256_add_ps(lo, hi);
+  const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+  const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+  *sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
+  if (chunk == 8) {
+    const __m256i in8 = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for (int i = 0; i < NV; ++i) r[i] = _mm256_permutevar8x32_ps(x[i], in8);
+  } else if (chunk > 0) {
+    const int per = chunk / 8;  // registers per chunk: its evens fill the first half
+    for (int c = 0; c < NV; c += per) {
+      for (int i = 0; i < per; i += 2) {
+        r[c + i / 2] = evens(x[c + i], x[c + i + 1]);
+        r[c + per / 2 + i / 2] = odds(x[c + i], x[c + i + 1]);
+      }
+    }
+  } else {
+    for (int i = 0; i < NV; ++i) r[i] = x[i];
+  }
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int pass = 0; pass < kRoundings; ++pass) {
+    __m256 vmax = _mm256_setzero_ps();
+    for (int i = 0; i < NV; ++i) vmax = _mm256_max_ps(_mm256_andnot_ps(sign, r[i]), vmax);
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    const float scale = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h))) / 127.f;
+    const float inv = scale > 0.f ? 1.f / scale : 0.f;
+    const __m256 vs = _mm256_set1_ps(scale), vi = _mm256_set1_ps(inv);
+    int8_t* qp = q + pass * q_stride;
+    for (int i = 0; i < NV; ++i) {
+      const __m256 n = _mm256_round_ps(_mm256_mul_ps(r[i], vi), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m256i w = _mm256_cvtps_epi32(n);
+      const __m128i h16 = _mm_packs_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(qp + 8 * i), _mm_packs_epi16(h16, h16));
+      r[i] = _mm256_sub_ps(r[i], _mm256_mul_ps(n, vs));
+    }
+    scale_out[pass * scale_stride] = scale;
+  }
+}
 #endif
 
 }  // namespace
@@ -445,15 +507,17 @@ void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activa
 #ifdef QDOT_X86
   // registers hold groups of up to 128 values; larger ones take the portable code
   const bool simd = !portable && kernels::have_avx512() && group % 32 == 0 && group <= 128;
+  const bool simd256 = !simd && !portable && kernels::have_avx2() && group % 32 == 0 && group <= 128 &&
+                       (!permute || chunk == 8 || chunk % 16 == 0);
 #else
-  const bool simd = false;
+  const bool simd = false, simd256 = false;
   (void)portable;
 #endif
   // The portable code's storage position -> value of the group (the same for every group:
   // chunks divide groups), and its buffer of what is left to round.
   thread_local std::vector<int> from;
   thread_local std::vector<float> rest;
-  if (!simd) {
+  if (!simd && !simd256) {
     from.resize(group);
     for (int i = 0; i < group; ++i) from[permute ? (i / chunk) * chunk + nibble_order(i % chunk, chunk) : i] = i;
     rest.resize(group);
@@ -473,6 +537,16 @@ void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activa
           case 64: group_avx512<4>(v, c, q, size_t(k), scale, size_t(groups), sum); break;
           case 96: group_avx512<6>(v, c, q, size_t(k), scale, size_t(groups), sum); break;
           case 128: group_avx512<8>(v, c, q, size_t(k), scale, size_t(groups), sum); break;
+        }
+#endif
+      } else if (simd256) {
+#ifdef QDOT_X86
+        const int c = permute ? chunk : 0;
+        switch (group) {
+          case 32: group_avx2<4>(v, c, q, size_t(k), scale, size_t(groups), sum); break;
+          case 64: group_avx2<8>(v, c, q, size_t(k), scale, size_t(groups), sum); break;
+          case 96: group_avx2<12>(v, c, q, size_t(k), scale, size_t(groups), sum); break;
+          case 128: group_avx2<16>(v, c, q, size_t(k), scale, size_t(groups), sum); break;
         }
 #endif
       } else {

@@ -38,9 +38,9 @@ int chunk_for(Isa isa, int bits, int group);
 // error). Only the first row carries x's group sums, so the bias term counts once.
 constexpr int kRoundings = 2;
 // `chunk` > 0 sets the chunk of the 4-bit order (the rows16 kernel takes 8) instead of the one
-// chunk_for picks for isa. The AVX-512 code (unless `portable`) and the portable code give the
-// same bytes and floats: group sums in one order (16 lanes, then halves folded), the same
-// float operations per value.
+// chunk_for picks for isa. The SIMD code (AVX-512, else AVX2; unless `portable`) and the
+// portable code give the same bytes and floats: group sums in one order (16 lanes, then halves
+// folded), the same float operations per value.
 void quantize(const float* x, int m, int k, int group, int bits, Isa isa, Activations& out, int chunk = 0,
               bool portable = false);
 
@@ -77,7 +77,7 @@ int64_t rows16_block_bytes(int k, int group, int bits);
 void pack_rows16(const uint8_t* w, const float* scales, const float* biases, int n, int k, int group, int bits,
                  uint8_t* out);
 
-// The activations as the AVX-512 rows16 kernel reads them: rows in bands of kBand (the last
+// The activations as the SIMD rows16 kernels read them: rows in bands of kBand (the last
 // band padded with zero rows), each band one stream the kernel walks with a single pointer:
 // per chunk the band's rows' and roundings' activation words side by side ([chunk][row]
 // [rounding][4-bit: even word, odd word]); then per group the rows' scales and sums
@@ -98,12 +98,13 @@ struct Problem16 {
   const uint8_t* packed;  // the blocks
   float* out;             // [a->m / kRoundings, stride]
   int n, stride, bits;
-  const Bands* bands = nullptr;  // make_bands(*a, bits): the AVX-512 kernel needs them
+  const Bands* bands = nullptr;  // make_bands(*a, bits): the SIMD kernels need them
 };
 
 // Blocks b0..b1 (rows 16 * b0 .. min(n, 16 * b1)) for every row of x; AVX-512 VNNI when the
-// CPU has it, `portable` is false and p.bands is set, else portable code with the same float
-// operations in the same order (bit-identical results).
+// CPU has it, else AVX2 (vpmaddubsw, 8 rows to a vector), when `portable` is false and
+// p.bands is set, else portable code with the same float operations in the same order
+// (bit-identical results).
 void rows16(const Problem16& p, int b0, int b1, bool portable);
 
 }  // namespace cortex_mlx::qdot
