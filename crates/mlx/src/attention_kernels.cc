@@ -1,6 +1,7 @@
 // Attention over a KV cache for one query row per job (attention_kernels.h): a job's scores,
-// softmax and values, in AVX-512 (a job per KV head, the query heads that share it together),
-// 8-lane and portable code. A row's operations and their order do not depend on its
+// softmax and values, in AVX-512 and AVX2 (a job per KV head, the query heads that share it
+// together), 8-lane code per query head (head dimensions not a multiple of 8) and portable
+// code. A row's operations and their order do not depend on its
 // neighbours, so a sequence's results are the same alone or in a batch.
 #include "attention_kernels.h"
 
@@ -150,6 +151,140 @@ __attribute__((target("avx2,fma,f16c"))) void attn_jobs_avx2(const Attn& a, int 
       t.o[i] = acc * inv;
     }
   }
+}
+
+// The 8-lane kernel with jobs per (sequence, KV head), as the AVX-512 one below: a group's
+// query heads score each key row as it is loaded (three heads at a time, four positions per
+// step: twelve independent sums, their queries read from memory, where sixteen registers
+// would not hold them), and share each value row's loads in the value pass. The job-per-head
+// kernel above ran every score and value feature as one chain of multiply-adds at their
+// latency, and read the keys and values once per query head.
+#define AVX2_ATTN __attribute__((target("avx2,fma,f16c")))
+
+// The lane sums of four vectors, [sum a, sum b, sum c, sum d].
+AVX2_ATTN inline __m128 hsum4_256(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256 ab = _mm256_add_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m256 cd = _mm256_add_ps(_mm256_shuffle_ps(c, d, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm256_shuffle_ps(c, d, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m256 s = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+// P query heads' scores for positions j0..j1 of their job, head dimension 8 * C (C at run
+// time: the queries come from memory). Four positions a step, the rest one by one; a head's
+// products and sums do not depend on P.
+template <int P, class T>
+AVX2_ATTN inline void score_heads8(const Attn& a, const Job* heads, int j0, int j1, float* sc, int n) {
+  const Job& t = heads[0];
+  const int C = a.d / 8;
+  const float* q[P];
+  for (int h = 0; h < P; ++h) q[h] = heads[h].q;
+  const auto key = [&](int j) { return a.at<T>(a.k, t.b, t.start + j, t.kvh); };
+  int j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    const T* kr[4] = {key(j), key(j + 1), key(j + 2), key(j + 3)};
+    __m256 acc[P][4];
+    for (int u = 0; u < 4; ++u) {
+      const __m256 k = load8s(kr[u], block_scale(kr[u], a.d, 0));
+      for (int h = 0; h < P; ++h) acc[h][u] = _mm256_mul_ps(_mm256_loadu_ps(q[h]), k);
+    }
+    for (int c = 1; c < C; ++c) {
+      for (int u = 0; u < 4; ++u) {
+        const __m256 k = load8s(kr[u] + 8 * c, block_scale(kr[u], a.d, 8 * c));
+        for (int h = 0; h < P; ++h) acc[h][u] = _mm256_fmadd_ps(_mm256_loadu_ps(q[h] + 8 * c), k, acc[h][u]);
+      }
+    }
+    for (int h = 0; h < P; ++h) {
+      const __m128 dots = hsum4_256(acc[h][0], acc[h][1], acc[h][2], acc[h][3]);
+      _mm_storeu_ps(&sc[size_t(h) * n + j], _mm_mul_ps(dots, _mm_set1_ps(a.scale)));
+    }
+  }
+  for (; j < j1; ++j) {
+    const T* kr = key(j);
+    for (int h = 0; h < P; ++h) {
+      __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(q[h]), load8s(kr, block_scale(kr, a.d, 0)));
+      for (int c = 1; c < C; ++c) {
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q[h] + 8 * c), load8s(kr + 8 * c, block_scale(kr, a.d, 8 * c)), acc);
+      }
+      sc[size_t(h) * n + j] = hsum(acc) * a.scale;
+    }
+  }
+}
+
+// The value pass of H query heads of one group, V vectors of features at a time (every
+// head's accumulators for them in registers): per position, each value vector loaded once
+// for the H heads.
+template <int H, int V, class T>
+AVX2_ATTN inline void value_heads8(const Attn& a, const Job* heads, const float* w, const float* inv) {
+  const Job& t = heads[0];
+  const int n = t.n;
+  for (int c0 = 0; c0 < a.d / 8; c0 += V) {
+    __m256 acc[H][V];
+    for (int h = 0; h < H; ++h) {
+      for (int c = 0; c < V; ++c) acc[h][c] = _mm256_setzero_ps();
+    }
+    for (int u = 0; u < n; ++u) {
+      const T* vr = a.at<T>(a.v, t.b, t.start + u, t.kvh);
+      __m256 v[V];
+      for (int c = 0; c < V; ++c) v[c] = load8s(vr + 8 * (c0 + c), block_scale(vr, a.d, 8 * (c0 + c)));
+      for (int h = 0; h < H; ++h) {
+        const __m256 wu = _mm256_broadcast_ss(w + size_t(h) * n + u);
+        for (int c = 0; c < V; ++c) acc[h][c] = _mm256_fmadd_ps(wu, v[c], acc[h][c]);
+      }
+    }
+    for (int h = 0; h < H; ++h) {
+      const __m256 iv = _mm256_set1_ps(inv[h]);
+      for (int c = 0; c < V; ++c) _mm256_storeu_ps(heads[h].o + 8 * (c0 + c), _mm256_mul_ps(acc[h][c], iv));
+    }
+  }
+}
+
+// Head dimension 8 * C, V divides C (2 or 4 vectors per value pass, else 1).
+template <int V, class T>
+AVX2_ATTN void attn_groups_avx2_v(const Attn& a, int j0, int j1) {
+  const int per = a.hq / a.hkv;
+  thread_local std::vector<Job> heads;
+  thread_local std::vector<float> sc, inv;
+  for (int job = j0; job < j1; ++job) {
+    const int head0 = (job / a.hkv) * a.hq + (job % a.hkv) * per;
+    heads.clear();
+    for (int h = 0; h < per; ++h) heads.emplace_back(a, head0 + h);
+    if (heads[0].sees_nothing(a)) {
+      for (int h = 1; h < per; ++h) heads[h].sees_nothing(a);
+      continue;
+    }
+    const int n = heads[0].n;
+    sc.resize(size_t(per) * n);
+    inv.resize(per);
+    for (int t0 = 0; t0 < n; t0 += 64) {  // 64 keys stay in L1 while every head scores them
+      const int t1 = std::min(n, t0 + 64);
+      int h = 0;
+      for (; h + 3 <= per; h += 3) score_heads8<3, T>(a, heads.data() + h, t0, t1, sc.data() + size_t(h) * n, n);
+      for (; h + 2 <= per; h += 2) score_heads8<2, T>(a, heads.data() + h, t0, t1, sc.data() + size_t(h) * n, n);
+      for (; h < per; ++h) score_heads8<1, T>(a, heads.data() + h, t0, t1, sc.data() + size_t(h) * n, n);
+    }
+    for (int h = 0; h < per; ++h) {
+      float* s = sc.data() + size_t(h) * n;
+      inv[h] = 1.f / exp_and_sum(s, n, cap_and_max(a, s, n));
+    }
+    int h = 0;
+    const float* w = sc.data();
+    for (; h + 3 <= per; h += 3) value_heads8<3, (V > 2 ? 2 : V), T>(a, heads.data() + h, w + size_t(h) * n, inv.data() + h);
+    for (; h + 2 <= per; h += 2) value_heads8<2, V, T>(a, heads.data() + h, w + size_t(h) * n, inv.data() + h);
+    for (; h < per; ++h) value_heads8<1, V, T>(a, heads.data() + h, w + size_t(h) * n, inv.data() + h);
+  }
+}
+
+using AttnJobs = void (*)(const Attn&, int, int);
+
+// The 8-lane grouped kernel for head dimensions that are a multiple of 8; nullptr for others.
+template <class T>
+AttnJobs attn_groups_avx2(int d) {
+  if (d <= 0 || d % 8 != 0) return nullptr;
+  const int c = d / 8;
+  return c % 4 == 0 ? attn_groups_avx2_v<4, T> : c % 2 == 0 ? attn_groups_avx2_v<2, T> : attn_groups_avx2_v<1, T>;
 }
 
 #define AVX512_ATTN __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
@@ -334,8 +469,6 @@ AVX512_ATTN void attn_groups_avx512_d(const Attn& a, int j0, int j1) {
   }
 }
 
-using AttnJobs = void (*)(const Attn&, int, int);
-
 // The AVX-512 kernel (jobs per KV head) for head dimensions 16 * C up to 128, and 256; nullptr
 // for others.
 template <class T>
@@ -391,6 +524,11 @@ void attend(const Attn& a, int r, bool scalar) {
   // of one each when there are few (one sequence of SmolLM2 has three jobs: in chunks of two
   // they all ran on one thread while the other waited)
   if (const AttnJobs groups = kernels::have_avx512() && !scalar ? attn_groups_avx512<T>(a.d) : nullptr) {
+    const int jobs = r * a.hkv;
+    kernels::parallel_for(jobs, [&a, groups](int j0, int j1) { groups(a, j0, j1); }, jobs < 8 ? 1 : 2);
+    return;
+  }
+  if (const AttnJobs groups = kernels::have_avx2() && !scalar ? attn_groups_avx2<T>(a.d) : nullptr) {
     const int jobs = r * a.hkv;
     kernels::parallel_for(jobs, [&a, groups](int j0, int j1) { groups(a, j0, j1); }, jobs < 8 ? 1 : 2);
     return;
