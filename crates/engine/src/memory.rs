@@ -4,7 +4,7 @@
 //! on the CPU, so a bfloat16 checkpoint takes twice its file size there, and the checkpoint's
 //! half type on GPUs. Quantized weights stay packed as they are in the file (their scales and
 //! biases are floats and follow the compute dtype, except 16-bit ones of the layers the CPU
-//! kernels take, which stay as stored; with int8 activations on a CPU with AVX-512 VNNI those
+//! kernels take, which stay as stored; with int8 activations on an x86 CPU with AVX2 those
 //! layers are held a second time, repacked: see `weights`). The KV cache holds K and V for
 //! every layer in the compute dtype:
 //!
@@ -58,8 +58,7 @@ pub fn estimate(dir: &Path, options: &ComputeOptions) -> Result<MemoryNeed> {
             .map(|q| q.params_for(prefix))
             .filter(|&(g, b)| cpu && (b == 4 || b == 8) && g > 0 && g % 8 == 0)
     };
-    let repack =
-        cpu && options.int8_activations() && cortex_mlx::ops::int8_kernel_name() == "avx512vnni";
+    let repack = cpu && options.int8_activations() && cortex_mlx::ops::int8_repacks();
     let mut entries = Vec::new();
     for file in crate::weights::safetensors_files(dir)? {
         entries.extend(crate::safetensors::read_header(&file)?);

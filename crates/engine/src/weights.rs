@@ -199,15 +199,15 @@ impl Weights {
             && crate::nn::quantized_path(1, bits, group_size) == crate::nn::QuantPath::CpuGemv
             && matches!(scales.dtype(), Dtype::Float16 | Dtype::Bfloat16)
             && biases.as_ref().is_some_and(|b| b.dtype() == scales.dtype());
-        // With int8 activations on a CPU with AVX-512 VNNI, also the weight repacked for the
-        // int8 kernels (the MLX layout stays for prefill): a second copy of the weight.
+        // With int8 activations on a CPU with SIMD int8 kernels, also the weight repacked for
+        // them (the MLX layout stays for prefill): a second copy of the weight.
         let packed = match &biases {
             Some(b)
                 if crate::nn::cpu_kernels()
                     && crate::compute::current_int8_activations()
                     && crate::nn::quantized_path(1, bits, group_size)
                         == crate::nn::QuantPath::CpuGemv
-                    && cortex_mlx::ops::int8_kernel_name() == "avx512vnni" =>
+                    && cortex_mlx::ops::int8_repacks() =>
             {
                 cortex_mlx::ops::pack_rows16(&w, &scales, b, group_size, bits)?
             }

@@ -113,9 +113,9 @@ fn the_estimate_matches_what_the_engine_holds() {
         ("tiny-llama in bfloat16", bf16_copy(&scratch.join("bf16"))),
         ("SmolLM2-135M (Q4_1 GGUF import)", smollm2(&scratch)),
     ];
-    // With int8 activations, on a CPU with AVX-512 VNNI the quantized layers are held a second
-    // time, repacked for the int8 kernels; the estimate counts that copy where it is made.
-    let repacked = cortex_mlx::ops::int8_kernel_name() == "avx512vnni";
+    // With int8 activations, on a CPU with SIMD int8 kernels the quantized layers are held a
+    // second time, repacked for them; the estimate counts that copy where it is made.
+    let repacked = cortex_mlx::ops::int8_repacks();
     // Its KV cache holds int8 rows (`compute::kv_dtype`): per head, D one-byte values and a
     // 4-byte scale per 32 of them, against float32's 4 bytes a value.
     for (label, dir) in [&cases[1], &cases[3]] {

@@ -174,6 +174,128 @@ void blocks_avx512(const Problem16& p, int b0, int b1) {
   }
 }
 
+// ---- AVX2 (no VNNI): the same blocks, 8 weight rows to a 256-bit vector ----
+// vpmaddubsw multiplies a row's weight bytes by a broadcast activation word and adds pairs
+// into 16-bit sums, which run up to 8 of them deep before vpmaddwd widens them into the
+// row's 32-bit lane (a pair of 4-bit weights times int8 values is at most 2 * 15 * 127 = 3810,
+// eight of them 30480 < 32767; 8-bit weights go in as two nibbles, their high half scaled by
+// 16 as it widens). The integer dots are exact, so the float epilogue, per lane the same
+// operations in the same order as block_avx512's, gives the same bits.
+#define QDOT16_AVX2 __attribute__((target("avx2,fma")))
+
+QDOT16_AVX2 inline __m256i word8(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// M activation rows (rows j0 .. j0 + M of band `band`) against half `half` (rows 8 * half ..)
+// of one block of 16 weight rows.
+template <int M, int BITS>
+QDOT16_AVX2 void half_avx2(const Problem16& p, int band, int j0, int blk, int half) {
+  const Bands& bd = *p.bands;
+  const Block b(p, blk);
+  constexpr int kWord = BITS == 4 ? 8 : 4, kChunkBytes = kBand * kRoundings * kWord;
+  // 16-bit sums a chunk adds to each accumulator: 4-bit two (even and odd nibbles), 8-bit one
+  constexpr int kFlush = BITS == 4 ? 4 : 8;
+  const int8_t* aq = bd.q.data() + size_t(band) * b.chunks * kChunkBytes;
+  const float* side = bd.side.data() + size_t(band) * b.groups * Bands::kSideFloats;
+  const __m256i lo4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
+  const bool first = half == 0 && band == 0 && j0 == 0;  // the block's first pass
+  __m256 t[M];
+  for (int j = 0; j < M; ++j) t[j] = _mm256_setzero_ps();
+  for (int g = 0; g < b.groups; ++g) {
+    __m256i acc[M][kRoundings];
+    for (int j = 0; j < M; ++j) {
+      for (int r = 0; r < kRoundings; ++r) acc[j][r] = _mm256_setzero_si256();
+    }
+    const uint8_t* w = b.w + size_t(g) * b.per_group * 64 + half * 32;
+    const int8_t* ac = aq + size_t(g) * b.per_group * kChunkBytes + j0 * kRoundings * kWord;
+    if (first) {
+      // The next block's lines for this group: its chunks, scales and biases (see block_avx512;
+      // here the biases' and the scales' loads had been a third of one stream's kernel time,
+      // the weights' a quarter, at a fraction of the machine's read bandwidth).
+      const uint8_t* next = b.w + size_t(b.chunks) * 64 + size_t(g) * b.per_group * 64;
+      for (int i = 0; i < b.per_group; ++i) _mm_prefetch(reinterpret_cast<const char*>(next + size_t(i) * 64), _MM_HINT_T0);
+      const float* ns = b.scales + size_t(b.groups) * kRows16 * 2 + size_t(g) * kRows16;
+      _mm_prefetch(reinterpret_cast<const char*>(ns), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(ns + size_t(b.groups) * kRows16), _MM_HINT_T0);
+    }
+    for (int i0 = 0; i0 < b.per_group; i0 += kFlush) {
+      const int i1 = std::min(b.per_group, i0 + kFlush);
+      __m256i lo[M][kRoundings], hi[M][kRoundings];
+      for (int j = 0; j < M; ++j) {
+        for (int r = 0; r < kRoundings; ++r) lo[j][r] = hi[j][r] = _mm256_setzero_si256();
+      }
+      for (int i = i0; i < i1; ++i) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + size_t(i) * 64));
+        const __m256i even = _mm256_and_si256(v, lo4), odd = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+        const int8_t* a = ac + size_t(i) * kChunkBytes;
+        for (int j = 0; j < M; ++j) {
+          for (int r = 0; r < kRoundings; ++r) {
+            const int8_t* x = a + (j * kRoundings + r) * kWord;
+            if constexpr (BITS == 4) {
+              lo[j][r] = _mm256_add_epi16(lo[j][r], _mm256_maddubs_epi16(even, word8(x)));
+              lo[j][r] = _mm256_add_epi16(lo[j][r], _mm256_maddubs_epi16(odd, word8(x + 4)));
+            } else {
+              const __m256i xw = word8(x);
+              lo[j][r] = _mm256_add_epi16(lo[j][r], _mm256_maddubs_epi16(even, xw));
+              hi[j][r] = _mm256_add_epi16(hi[j][r], _mm256_maddubs_epi16(odd, xw));
+            }
+          }
+        }
+      }
+      for (int j = 0; j < M; ++j) {
+        for (int r = 0; r < kRoundings; ++r) {
+          acc[j][r] = _mm256_add_epi32(acc[j][r], _mm256_madd_epi16(lo[j][r], ones));
+          if constexpr (BITS == 8) acc[j][r] = _mm256_add_epi32(acc[j][r], _mm256_madd_epi16(hi[j][r], sixteen));
+        }
+      }
+    }
+    const __m256 s = _mm256_loadu_ps(b.scales + size_t(g) * kRows16 + half * 8);
+    const __m256 bias = _mm256_loadu_ps(b.biases + size_t(g) * kRows16 + half * 8);
+    const float* sd = side + size_t(g) * Bands::kSideFloats;
+    for (int j = 0; j < M; ++j) {
+      for (int r = 0; r < kRoundings; ++r) {
+        t[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[j][r]),
+                               _mm256_mul_ps(s, _mm256_set1_ps(sd[(j0 + j) * kRoundings + r])), t[j]);
+      }
+      t[j] = _mm256_fmadd_ps(bias, _mm256_set1_ps(sd[kBand * kRoundings + j0 + j]), t[j]);
+    }
+  }
+  const int rows = std::min(8, p.n - blk * kRows16 - half * 8);
+  for (int j = 0; j < M; ++j) {
+    float* out = p.out + size_t(band * kBand + j0 + j) * p.stride + size_t(blk) * kRows16 + half * 8;
+    if (rows == 8) {
+      _mm256_storeu_ps(out, t[j]);
+    } else {
+      alignas(32) float tmp[8];
+      _mm256_store_ps(tmp, t[j]);
+      std::copy(tmp, tmp + rows, out);
+    }
+  }
+}
+
+// Blocks b0..b1 for every activation row: per block, each half's 8 rows against the bands'
+// rows two at a time (4-bit; 8-bit one at a time: its high and low sums take twice the
+// registers), the half's weights staying in L1 between the passes.
+template <int BITS>
+void blocks_avx2(const Problem16& p, int b0, int b1) {
+  constexpr int kPair = BITS == 4 ? 2 : 1;
+  const int m = p.a->m / kRoundings;
+  for (int blk = b0; blk < b1; ++blk) {
+    for (int half = 0; half < 2 && blk * kRows16 + half * 8 < p.n; ++half) {
+      for (int j = 0; j < m; j += kPair) {
+        if (kPair == 2 && j + 1 < m) {
+          half_avx2<kPair, BITS>(p, j / kBand, j % kBand, blk, half);
+        } else {
+          half_avx2<1, BITS>(p, j / kBand, j % kBand, blk, half);
+        }
+      }
+    }
+  }
+}
+
 bool have_avx512_vnni() {
   static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
@@ -248,6 +370,14 @@ void rows16(const Problem16& p, int b0, int b1, bool portable) {
       blocks_avx512<4>(p, b0, b1);
     } else {
       blocks_avx512<8>(p, b0, b1);
+    }
+    return;
+  }
+  if (!portable && p.bands != nullptr && kernels::have_avx2()) {
+    if (p.bits == 4) {
+      blocks_avx2<4>(p, b0, b1);
+    } else {
+      blocks_avx2<8>(p, b0, b1);
     }
     return;
   }

@@ -352,8 +352,8 @@ fn cpu_silu_mul_matches_f64_on_every_code_path() {
 
 /// The argmax node gives MLX's argmax on every row: random rows of a tail past 16 lanes and of
 /// a vocabulary's size, the maximum repeated (the first wins), NaNs (MLX takes the first NaN
-/// as the largest), a row of -infinity and a NaN, a row of -infinity only; on the AVX-512 and
-/// the portable code, and from bfloat16 logits.
+/// as the largest), a row of -infinity and a NaN, a row of -infinity only; on the SIMD code
+/// (AVX-512, or AVX2 on CPUs without it) and the portable code, and from bfloat16 logits.
 #[test]
 fn cpu_argmax_matches_mlx() {
     workers_only();
@@ -2289,6 +2289,64 @@ fn packed_int8_kernels_agree_with_the_plain_layout() {
     let w = arr(&rand_vec(16 * 128, 99), &[16, 128]);
     let (q, s, b) = ops::quantize(&w, 64, 2).unwrap();
     assert!(ops::pack_rows16(&q, &s, &b, 64, 2).unwrap().is_none());
+}
+
+/// The largest sums the packed int8 kernels meet: every weight but one a group at its top code
+/// (15 or 255) times activations all at +-127. The AVX2 kernel adds products in 16-bit lanes
+/// before widening them; these must neither wrap nor saturate: the SIMD code gives the
+/// portable code's bits and the exact sum (each group: one weight 1, the rest 0, which MLX's
+/// quantizer stores as the top code at a negative scale; times x = +-1).
+#[test]
+fn packed_int8_kernels_hold_the_largest_sums() {
+    workers_only();
+    let (n, k) = (24usize, 512usize);
+    for &(bits, group) in &[(4, 32), (4, 64), (4, 128), (8, 32), (8, 64), (8, 128)] {
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| if i % group == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let (q, s, b) = ops::quantize(&arr(&w, &[n as i32, k as i32]), group as i32, bits).unwrap();
+        let width = bits as u32;
+        let top = (1u32 << width) - 1;
+        let codes = q.to_vec::<u32>().unwrap();
+        let at_top = codes
+            .iter()
+            .flat_map(|&word| (0..32 / width).map(move |i| (word >> (i * width)) & top))
+            .filter(|&c| c == top)
+            .count();
+        assert_eq!(
+            at_top,
+            n * (k - k / group),
+            "{bits}-bit group {group}: codes"
+        );
+        let p = ops::pack_rows16(&q, &s, &b, group as i32, bits)
+            .unwrap()
+            .expect("packs");
+        for sign in [1.0f32, -1.0] {
+            let x = arr(&vec![sign; 3 * k], &[3, k as i32]);
+            let run = || {
+                let blocks = [&p];
+                let weights = ops::GemvWeights::Quantized {
+                    weights: &[(&q, &s, &b)],
+                    packed: &blocks,
+                    group_size: group as i32,
+                    bits,
+                };
+                ops::gemv_many(&x, weights, false).unwrap()[0]
+                    .to_vec::<f32>()
+                    .unwrap()
+            };
+            ops::set_int8_activations(true);
+            let simd = run();
+            ops::set_scalar_kernels(true);
+            let portable = run();
+            ops::set_scalar_kernels(false);
+            ops::set_int8_activations(false);
+            let what = format!("{bits}-bit group {group}, x = {sign}");
+            assert_eq!(f32_bits(&simd), f32_bits(&portable), "{what}");
+            let want = vec![sign * (k / group) as f32; 3 * n];
+            assert_close(&simd, &want, 1e-5);
+        }
+    }
 }
 
 #[test]

@@ -28,7 +28,7 @@ pub enum LinearWeight {
         /// The compute dtype.
         dtype: Dtype,
         /// The weight repacked for the int8 kernels ([`ops::pack_rows16`]): kept when the
-        /// model runs with int8 activations on a CPU with AVX-512 VNNI.
+        /// model runs with int8 activations on an x86 CPU with SIMD int8 kernels.
         packed: Option<Array>,
     },
 }

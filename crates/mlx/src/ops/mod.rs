@@ -351,6 +351,16 @@ pub fn int8_kernel_name() -> String {
     bridge::int8_kernel_name()
 }
 
+/// Whether the int8 path holds its quantized weights a second time, repacked 16 rows per
+/// vector ([`pack_rows16`]): on every x86 CPU with SIMD int8 kernels (AVX-512 VNNI, AVX-VNNI
+/// or AVX2), not where they run the portable code.
+pub fn int8_repacks() -> bool {
+    matches!(
+        int8_kernel_name().as_str(),
+        "avx512vnni" | "avxvnni" | "avx2"
+    )
+}
+
 macro_rules! unary_methods {
     ($($name:ident => $op:ident),* $(,)?) => {
         $(pub fn $name(&self) -> Result<Array> {
