@@ -22,9 +22,9 @@
 //! flipped 6.65% of SmolLM2's greedy tokens (bench/accuracy.sh, 2,000 tokens: top-1 agreement
 //! 93.35%, perplexity +1.0%); with two the measured agreement is 100% and perplexity moves by
 //! 0.002%. With the path's int8 KV cache (below) the agreement is 99.1% and perplexity moves
-//! by 0.01%. It is faster (on the 2-core reference machine, decode about 1.3x the float
-//! path's in bench/compare.py, eight streams' about 1.7x; docs/ARCHITECTURE.md) but **off by
-//! default**: it holds the quantized weights a second time (repacked for the int8 kernels),
+//! by 0.01%. It is faster (decode about 1.3x the float path's in bench/compare.py on the
+//! 2-core Xeon with AVX-512 VNNI, 1.2x on a 2-core EPYC with AVX2 only; docs/ARCHITECTURE.md)
+//! but **off by default**: it holds the quantized weights a second time (repacked for the int8 kernels),
 //! and it changes the numbers, while the exact float path is what the parity tests hold to
 //! mlx-lm. Turn it on with `int8_activations: Some(true)` ([`ComputeOptions::cpu_int8`]),
 //! `CORTEX_INT8=1` or `cortex bench --activations int8`. Prefill's matmuls stay float either
