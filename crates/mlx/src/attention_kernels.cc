@@ -241,9 +241,15 @@ AVX2_ATTN inline void value_heads8(const Attn& a, const Job* heads, const float*
   }
 }
 
-// Head dimension 8 * C, V divides C (2 or 4 vectors per value pass, else 1).
-template <int V, class T>
-AVX2_ATTN void attn_groups_avx2_v(const Attn& a, int j0, int j1) {
+// Positions scored per tile (a multiple of 4, the scoring step): 64 keys of up to 128 features
+// stay in L1 while every query head of the group scores them.
+constexpr int kScoreTile = 64;
+
+// The job loop of the grouped kernels (AVX2 and AVX-512): a job is one row and KV head, its
+// query heads (one sequence, the same positions) scored tile by tile (S::score), softmaxed,
+// then their values summed (S::values). S's steps carry the instruction set.
+template <class S, class T>
+void attn_groups(const Attn& a, int j0, int j1) {
   const int per = a.hq / a.hkv;
   thread_local std::vector<Job> heads;
   thread_local std::vector<float> sc, inv;
@@ -258,24 +264,37 @@ AVX2_ATTN void attn_groups_avx2_v(const Attn& a, int j0, int j1) {
     const int n = heads[0].n;
     sc.resize(size_t(per) * n);
     inv.resize(per);
-    for (int t0 = 0; t0 < n; t0 += 64) {  // 64 keys stay in L1 while every head scores them
-      const int t1 = std::min(n, t0 + 64);
-      int h = 0;
-      for (; h + 3 <= per; h += 3) score_heads8<3, T>(a, heads.data() + h, t0, t1, sc.data() + size_t(h) * n, n);
-      for (; h + 2 <= per; h += 2) score_heads8<2, T>(a, heads.data() + h, t0, t1, sc.data() + size_t(h) * n, n);
-      for (; h < per; ++h) score_heads8<1, T>(a, heads.data() + h, t0, t1, sc.data() + size_t(h) * n, n);
+    for (int t0 = 0; t0 < n; t0 += kScoreTile) {
+      S::template score<T>(a, heads.data(), per, t0, std::min(n, t0 + kScoreTile), sc.data(), n);
     }
     for (int h = 0; h < per; ++h) {
       float* s = sc.data() + size_t(h) * n;
       inv[h] = 1.f / exp_and_sum(s, n, cap_and_max(a, s, n));
     }
-    int h = 0;
-    const float* w = sc.data();
-    for (; h + 3 <= per; h += 3) value_heads8<3, (V > 2 ? 2 : V), T>(a, heads.data() + h, w + size_t(h) * n, inv.data() + h);
-    for (; h + 2 <= per; h += 2) value_heads8<2, V, T>(a, heads.data() + h, w + size_t(h) * n, inv.data() + h);
-    for (; h < per; ++h) value_heads8<1, V, T>(a, heads.data() + h, w + size_t(h) * n, inv.data() + h);
+    S::template values<T>(a, heads.data(), sc.data(), inv.data(), per);
   }
 }
+
+// The AVX2 steps, head dimension 8 * C, V dividing C (4 or 2 vectors per value pass, else 1):
+// three query heads at a time, then two, then one.
+template <int V>
+struct Avx2Steps {
+  template <class T>
+  AVX2_ATTN static void score(const Attn& a, const Job* heads, int count, int j0, int j1, float* sc, int n) {
+    int h = 0;
+    for (; h + 3 <= count; h += 3) score_heads8<3, T>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
+    for (; h + 2 <= count; h += 2) score_heads8<2, T>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
+    for (; h < count; ++h) score_heads8<1, T>(a, heads + h, j0, j1, sc + size_t(h) * n, n);
+  }
+  template <class T>
+  AVX2_ATTN static void values(const Attn& a, const Job* heads, const float* w, const float* inv, int count) {
+    const int n = heads[0].n;
+    int h = 0;
+    for (; h + 3 <= count; h += 3) value_heads8<3, (V > 2 ? 2 : V), T>(a, heads + h, w + size_t(h) * n, inv + h);
+    for (; h + 2 <= count; h += 2) value_heads8<2, V, T>(a, heads + h, w + size_t(h) * n, inv + h);
+    for (; h < count; ++h) value_heads8<1, V, T>(a, heads + h, w + size_t(h) * n, inv + h);
+  }
+};
 
 using AttnJobs = void (*)(const Attn&, int, int);
 
@@ -284,7 +303,9 @@ template <class T>
 AttnJobs attn_groups_avx2(int d) {
   if (d <= 0 || d % 8 != 0) return nullptr;
   const int c = d / 8;
-  return c % 4 == 0 ? attn_groups_avx2_v<4, T> : c % 2 == 0 ? attn_groups_avx2_v<2, T> : attn_groups_avx2_v<1, T>;
+  return c % 4 == 0   ? attn_groups<Avx2Steps<4>, T>
+         : c % 2 == 0 ? attn_groups<Avx2Steps<2>, T>
+                      : attn_groups<Avx2Steps<1>, T>;
 }
 
 #define AVX512_ATTN __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
@@ -347,10 +368,6 @@ AVX512_ATTN inline __m512 score_lanes(const __m512 (&q)[C], const T* kr, int d) 
 // pass was C chains of multiply-adds, run at their latency; heads side by side give the CPU
 // independent chains.) A head's operations and their order do not depend on its neighbours, so
 // a sequence's results are the same alone or in a batch.
-
-// Positions scored per tile (a multiple of 4, the scoring step): 64 keys of up to 128 features
-// stay in L1 while every query head of the group scores them.
-constexpr int kScoreTile = 64;
 
 // P query heads' scores for positions j0..j1 of their job (j0 a multiple of 4; positions past
 // the last multiple of 4 are in the job's last tile only, and are scored one by one). Each key
@@ -441,48 +458,33 @@ AVX512_ATTN inline void value_passes(const Attn& a, const Job* heads, const floa
   }
 }
 
-template <int C, class T>
-AVX512_ATTN void attn_groups_avx512_d(const Attn& a, int j0, int j1) {
-  const int per = a.hq / a.hkv;
-  thread_local std::vector<Job> heads;
-  thread_local std::vector<float> sc, inv;
-  for (int job = j0; job < j1; ++job) {
-    // the group's query heads: one sequence, one KV head, the same positions
-    const int head0 = (job / a.hkv) * a.hq + (job % a.hkv) * per;
-    heads.clear();
-    for (int h = 0; h < per; ++h) heads.emplace_back(a, head0 + h);
-    if (heads[0].sees_nothing(a)) {
-      for (int h = 1; h < per; ++h) heads[h].sees_nothing(a);
-      continue;
-    }
-    const int n = heads[0].n;
-    sc.resize(size_t(per) * n);
-    inv.resize(per);
-    for (int t0 = 0; t0 < n; t0 += kScoreTile) {
-      score_group<C, T>(a, heads.data(), per, t0, std::min(n, t0 + kScoreTile), sc.data(), n);
-    }
-    for (int h = 0; h < per; ++h) {
-      float* s = sc.data() + size_t(h) * n;
-      inv[h] = 1.f / exp_and_sum(s, n, cap_and_max(a, s, n));
-    }
-    value_passes<C, kValueHeads<C>, T>(a, heads.data(), sc.data(), inv.data(), per);
+// The AVX-512 steps, head dimension 16 * C.
+template <int C>
+struct Avx512Steps {
+  template <class T>
+  AVX512_ATTN static void score(const Attn& a, const Job* heads, int count, int j0, int j1, float* sc, int n) {
+    score_group<C, T>(a, heads, count, j0, j1, sc, n);
   }
-}
+  template <class T>
+  AVX512_ATTN static void values(const Attn& a, const Job* heads, const float* w, const float* inv, int count) {
+    value_passes<C, kValueHeads<C>, T>(a, heads, w, inv, count);
+  }
+};
 
 // The AVX-512 kernel (jobs per KV head) for head dimensions 16 * C up to 128, and 256; nullptr
 // for others.
 template <class T>
 AttnJobs attn_groups_avx512(int d) {
   switch (d % 16 == 0 ? d / 16 : 0) {
-    case 1: return attn_groups_avx512_d<1, T>;
-    case 2: return attn_groups_avx512_d<2, T>;
-    case 3: return attn_groups_avx512_d<3, T>;
-    case 4: return attn_groups_avx512_d<4, T>;
-    case 5: return attn_groups_avx512_d<5, T>;
-    case 6: return attn_groups_avx512_d<6, T>;
-    case 7: return attn_groups_avx512_d<7, T>;
-    case 8: return attn_groups_avx512_d<8, T>;
-    case 16: return attn_groups_avx512_d<16, T>;
+    case 1: return attn_groups<Avx512Steps<1>, T>;
+    case 2: return attn_groups<Avx512Steps<2>, T>;
+    case 3: return attn_groups<Avx512Steps<3>, T>;
+    case 4: return attn_groups<Avx512Steps<4>, T>;
+    case 5: return attn_groups<Avx512Steps<5>, T>;
+    case 6: return attn_groups<Avx512Steps<6>, T>;
+    case 7: return attn_groups<Avx512Steps<7>, T>;
+    case 8: return attn_groups<Avx512Steps<8>, T>;
+    case 16: return attn_groups<Avx512Steps<16>, T>;
     default: return nullptr;
   }
 }
