@@ -24,8 +24,8 @@
 //! 0.002%. With the path's int8 KV cache (below) the agreement is 99.1% and perplexity moves
 //! by 0.01%. It is faster (decode about 1.3x the float path's in bench/compare.py on the
 //! 2-core Xeon with AVX-512 VNNI, 1.2x on a 2-core EPYC with AVX2 only; docs/ARCHITECTURE.md)
-//! but **off by default**: it holds the quantized weights a second time (repacked for the int8 kernels),
-//! and it changes the numbers, while the exact float path is what the parity tests hold to
+//! but **off by default**: it holds the quantized weights a second time (repacked for the
+//! int8 kernels), and it changes the numbers, while the exact float path is what the parity tests hold to
 //! mlx-lm. Turn it on with `int8_activations: Some(true)` ([`ComputeOptions::cpu_int8`]),
 //! `CORTEX_INT8=1` or `cortex bench --activations int8`. Prefill's matmuls stay float either
 //! way: nodes of more than 8 rows never quantize their activations (and above 256 rows they
