@@ -56,20 +56,6 @@ inline float value_of(T x, float rs) {
 }
 
 #if defined(__x86_64__)
-// exp for x <= 0 (scores minus their max), with kernels.h's constants.
-using kernels::kExpFloor, kernels::kExpPoly, kernels::kLn2Hi, kernels::kLn2Lo, kernels::kLog2e;
-__attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(kExpFloor));
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
-  __m256 p = _mm256_set1_ps(kExpPoly[0]);
-  for (int i = 1; i < 6; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpPoly[i]));
-  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 // 8 stored values as float32.
 __attribute__((target("avx2,f16c"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 __attribute__((target("avx2,f16c"))) inline __m256 load8(const Half* p) {
@@ -111,7 +97,7 @@ __attribute__((target("avx2,fma"))) inline float exp_and_sum(float* sc, int n, f
   const __m256 vmax = _mm256_set1_ps(mx);
   int j = 0;
   for (; j + 8 <= n; j += 8) {
-    __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(sc + j), vmax));
+    __m256 e = kernels::exp_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(sc + j), vmax));
     _mm256_storeu_ps(sc + j, e);
     vsum = _mm256_add_ps(vsum, e);
   }
@@ -522,15 +508,12 @@ void attn_jobs_scalar(const Attn& a, int j0, int j1) {
 template <class T>
 void attend(const Attn& a, int r, bool scalar) {
 #if defined(__x86_64__)
-  // AVX-512: a job per (query row, KV head), each a few query heads' work, so chunks of two;
-  // of one each when there are few (one sequence of SmolLM2 has three jobs: in chunks of two
-  // they all ran on one thread while the other waited)
-  if (const AttnJobs groups = kernels::have_avx512() && !scalar ? attn_groups_avx512<T>(a.d) : nullptr) {
-    const int jobs = r * a.hkv;
-    kernels::parallel_for(jobs, [&a, groups](int j0, int j1) { groups(a, j0, j1); }, jobs < 8 ? 1 : 2);
-    return;
-  }
-  if (const AttnJobs groups = kernels::have_avx2() && !scalar ? attn_groups_avx2<T>(a.d) : nullptr) {
+  // The grouped kernels (AVX-512, else AVX2): a job per (query row, KV head), each a few query
+  // heads' work, so chunks of two; of one each when there are few (one sequence of SmolLM2 has
+  // three jobs: in chunks of two they all ran on one thread while the other waited)
+  AttnJobs groups = kernels::have_avx512() && !scalar ? attn_groups_avx512<T>(a.d) : nullptr;
+  if (groups == nullptr && kernels::have_avx2() && !scalar) groups = attn_groups_avx2<T>(a.d);
+  if (groups != nullptr) {
     const int jobs = r * a.hkv;
     kernels::parallel_for(jobs, [&a, groups](int j0, int j1) { groups(a, j0, j1); }, jobs < 8 ? 1 : 2);
     return;

@@ -132,25 +132,13 @@ __attribute__((target("avx512f"))) void silu_mul512(const float* gate, const flo
 
 // The same operations 8 values at a time, for CPUs without AVX-512 (the last few values take
 // the portable code, which does the same operations one value at a time).
-__attribute__((target("avx2,fma"))) inline __m256 exp_nonpositive256(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(kExpFloor));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
-  __m256 p = _mm256_set1_ps(kExpPoly[0]);
-  for (int i = 1; i < 6; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpPoly[i]));
-  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 __attribute__((target("avx2,fma"))) size_t silu_mul256(const float* gate, const float* up, float* out, size_t n) {
   const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
   const __m256 sign = _mm256_set1_ps(-0.0f);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 g = _mm256_loadu_ps(gate + i), u = _mm256_loadu_ps(up + i);
-    const __m256 e = exp_nonpositive256(_mm256_or_ps(g, sign)), d = _mm256_add_ps(one, e);
+    const __m256 e = exp_nonpositive8(_mm256_or_ps(g, sign)), d = _mm256_add_ps(one, e);
     const __m256 s = _mm256_blendv_ps(_mm256_div_ps(e, d), _mm256_div_ps(one, d), _mm256_cmp_ps(g, zero, _CMP_GE_OQ));
     _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(g, s), u));
   }

@@ -203,22 +203,19 @@ __attribute__((target("avx2"))) float row_max256(const float* x, int n, bool& na
 uint32_t row_argmax(const float* x, int n, bool portable) {
   float best = -INFINITY;
   bool nan = false;
+  int done = 0;  // values the SIMD code has taken; the rest one at a time
 #if defined(__x86_64__)
   if (!portable && kernels::have_avx512()) {
     best = row_max512(x, n, nan);
+    done = n;
   } else if (!portable && kernels::have_avx2()) {
     best = row_max256(x, n, nan);
-    for (int i = n - n % 8; i < n; ++i) {
-      nan = nan || std::isnan(x[i]);
-      best = x[i] > best ? x[i] : best;
-    }
-  } else
+    done = n - n % 8;
+  }
 #endif
-  {
-    for (int i = 0; i < n; ++i) {
-      nan = nan || std::isnan(x[i]);
-      best = x[i] > best ? x[i] : best;
-    }
+  for (int i = done; i < n; ++i) {
+    nan = nan || std::isnan(x[i]);
+    best = x[i] > best ? x[i] : best;
   }
   for (int i = 0; i < n; ++i) {
     if (nan ? std::isnan(x[i]) : x[i] == best) return uint32_t(i);
