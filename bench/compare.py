@@ -10,10 +10,11 @@ a float32 copy made from it with `mlx_lm.convert --dequantize`. Each round runs 
 and bench/mlx_lm_bench.py alternately (the order flips every round) and llama.cpp on the GGUF
 itself: its own llama-bench for prefill and decode (built by `bench/install_llama_cpp.sh
 --bench`), llama-cpp-python for load -> first token. mlx-lm runs with Debian's OpenBLAS
-preloaded and the same OPENBLAS_CORETYPE the cortex binary picks, so both use the same BLAS
-kernels. Load -> first token is measured the same way for all three: a fresh process (files in
-the page cache), a 16-token prompt, the first, cold, generation. Prints a table of medians and
-the ratios cortex/mlx-lm and cortex/llama.cpp. `cortex` runs with int8 activations
+preloaded and the OpenBLAS settings the cortex binary gives itself (OPENBLAS_CORETYPE,
+OPENBLAS_THREAD_TIMEOUT), so both use the same BLAS kernels. Load -> first token is measured
+the same way for all three: a fresh process (files in the page cache), a 16-token prompt, the
+first, cold, generation. Prints a table of medians and the ratios cortex/mlx-lm and
+cortex/llama.cpp. `cortex` runs with int8 activations
 in decode's quantized matmuls (--activations int8), `cortex-float` the exact float path (the
 default, see docs/ARCHITECTURE.md).
 
@@ -33,10 +34,9 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORTEX = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "cortex"
 PY = sys.executable
-OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
 LLAMA_BENCH = ROOT / "bench" / ".work" / "llama-bench"
 sys.path.insert(0, str(ROOT / "bench"))
-from serve_bench import blas_coretype  # noqa: E402  (the same choice for every bench script)
+from serve_bench import with_cortex_blas  # noqa: E402  (the same BLAS for every bench script)
 
 
 def run_json(cmd, env=None, array=False):
@@ -99,13 +99,7 @@ def bandwidth_check(a, tokenizer_from):
 
 
 def mlx_lm_bench(model_dir, a):
-    env = dict(os.environ)
-    if os.path.exists(OPENBLAS):
-        env["LD_PRELOAD"] = OPENBLAS
-        # the OpenBLAS kernels the cortex binary selects for itself (cortex_mlx::blas)
-        core = blas_coretype()
-        if core:
-            env.setdefault("OPENBLAS_CORETYPE", core)
+    env = with_cortex_blas(dict(os.environ))
     bench = [PY, ROOT / "bench" / "mlx_lm_bench.py", model_dir, "--runs", "1"]
     r = run_json(bench + ["--prompt-tokens", str(a.prompt_tokens), "--gen-tokens", str(a.gen_tokens)], env)
     # load -> first token as `cortex bench` measures it: a fresh process, the 16-token prompt,

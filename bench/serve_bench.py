@@ -173,6 +173,19 @@ def blas_coretype():
     return None
 
 
+def with_cortex_blas(env):
+    """env with Debian's OpenBLAS preloaded and the settings the cortex binary gives itself
+    (cortex_mlx::blas: the kernels for this CPU, idle threads asleep at once), so mlx-lm's
+    float matmuls run on the same BLAS as cortex's."""
+    if os.path.exists(OPENBLAS):
+        env["LD_PRELOAD"] = OPENBLAS
+        core = blas_coretype()
+        if core:
+            env.setdefault("OPENBLAS_CORETYPE", core)
+        env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    return env
+
+
 def start_cortex(model_dir, port, a):
     env = dict(os.environ, CORTEX_HOME=str(ROOT / "bench" / ".work" / "home"))
     cmd = [str(CORTEX), "serve", str(model_dir), "--port", str(port)]
@@ -180,13 +193,7 @@ def start_cortex(model_dir, port, a):
 
 
 def start_mlx_lm(model_dir, port, a):
-    env = dict(os.environ)
-    if os.path.exists(OPENBLAS):
-        env["LD_PRELOAD"] = OPENBLAS
-        # the same OpenBLAS kernels the cortex binary selects for itself (cortex_mlx::blas)
-        core = blas_coretype()
-        if core:
-            env.setdefault("OPENBLAS_CORETYPE", core)
+    env = with_cortex_blas(dict(os.environ))
     cmd = [PY, "-m", "mlx_lm", "server", "--model", str(model_dir), "--port", str(port),
            "--decode-concurrency", str(a.streams), "--prompt-concurrency", str(a.streams),
            "--max-tokens", str(a.max_tokens), "--log-level", "WARNING"]

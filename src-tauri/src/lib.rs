@@ -151,6 +151,9 @@ fn bundled_default_model() -> Option<std::path::PathBuf> {
 
 /// Runs the desktop app until its window closes.
 pub fn run() {
+    // first, on one thread: OpenBLAS (MLX's float matmuls on Linux) reads its kernel choice and
+    // how its threads wait when it loads, so the app re-executes itself once with them set
+    cortex_mlx::reexec_with_blas_env();
     // before any thread starts: the service layer reads CORTEX_DEFAULT_GGUF, WebKit its mode
     rendering::apply_defaults();
     if std::env::var_os("CORTEX_DEFAULT_GGUF").is_none() {

@@ -55,8 +55,8 @@ enum Command {
 }
 
 fn main() {
-    // before anything else: OpenBLAS chose its kernels when it loaded (see cortex_mlx::blas)
-    cortex_mlx::reexec_with_blas_coretype();
+    // before anything else: OpenBLAS reads its settings when it loads (see cortex_mlx::blas)
+    cortex_mlx::reexec_with_blas_env();
     let cli = Cli::parse();
     init_logging(matches!(cli.command, Command::Serve(_)));
     let result = match cli.command {

@@ -17,7 +17,7 @@ pub mod ops;
 pub mod random;
 
 pub use array::{Array, Dtype, Element};
-pub use blas::{blas_coretype, reexec_with_blas_coretype};
+pub use blas::{blas_coretype, blas_env_to_set, reexec_with_blas_env, BLAS_THREAD_TIMEOUT};
 pub use device::{
     active_memory, cache_memory, clear_cache, default_device_is_gpu, gpu_available, mlx_version,
     peak_memory, reset_peak_memory, set_cache_limit, set_default_device, set_memory_limit,
