@@ -189,51 +189,61 @@ QDOT16_AVX2 inline __m256i word8(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
+// Chunks whose 16-bit sums fit one accumulator before it widens: per chunk a 4-bit weight's
+// accumulator takes two vpmaddubsw sums (even and odd nibbles), an 8-bit weight's low and high
+// accumulators one each (see above).
+template <int BITS>
+constexpr int kFlush = BITS == 4 ? 4 : 8;
+
 // M activation rows (rows j0 .. j0 + M of band `band`) against half `half` (rows 8 * half ..)
-// of one block of 16 weight rows.
-template <int M, int BITS>
+// of one block of 16 weight rows. kOneFlush: a group's chunks fit in one run of 16-bit sums
+// (groups of 32), so the sums widen straight into the float epilogue and no 32-bit
+// accumulators stay live across chunks (with them, GCC kept the two-row pass's 32-bit sums
+// and outputs on the stack; with its loops over rows unrolled too, eight rows of a 4-bit
+// layer went from half of vpmaddubsw's issue rate to two thirds).
+template <int M, int BITS, bool kOneFlush>
 QDOT16_AVX2 void half_avx2(const Problem16& p, int band, int j0, int blk, int half) {
   const Bands& bd = *p.bands;
   const Block b(p, blk);
   constexpr int kWord = BITS == 4 ? 8 : 4, kChunkBytes = kBand * kRoundings * kWord;
-  // 16-bit sums a chunk adds to each accumulator: 4-bit two (even and odd nibbles), 8-bit one
-  constexpr int kFlush = BITS == 4 ? 4 : 8;
-  const int8_t* aq = bd.q.data() + size_t(band) * b.chunks * kChunkBytes;
-  const float* side = bd.side.data() + size_t(band) * b.groups * Bands::kSideFloats;
+  const int8_t* ac = bd.q.data() + size_t(band) * b.chunks * kChunkBytes + j0 * kRoundings * kWord;
+  const float* sd = bd.side.data() + size_t(band) * b.groups * Bands::kSideFloats;
+  const uint8_t* w = b.w + half * 32;
+  const float* sc = b.scales + half * 8;
+  const float* bi = b.biases + half * 8;
   const __m256i lo4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
   const bool first = half == 0 && band == 0 && j0 == 0;  // the block's first pass
+  // the next block's lines: its chunks, scales and biases (see block_avx512; here the biases'
+  // and the scales' loads had been a third of one stream's kernel time, the weights' a
+  // quarter, at a fraction of the machine's read bandwidth)
+  const uint8_t* next = b.w + size_t(b.chunks) * 64;
+  const float* next_sides = b.scales + size_t(b.groups) * kRows16 * 2;
   __m256 t[M];
+#pragma GCC unroll 8
   for (int j = 0; j < M; ++j) t[j] = _mm256_setzero_ps();
-  for (int g = 0; g < b.groups; ++g) {
-    __m256i acc[M][kRoundings];
-    for (int j = 0; j < M; ++j) {
-      for (int r = 0; r < kRoundings; ++r) acc[j][r] = _mm256_setzero_si256();
-    }
-    const uint8_t* w = b.w + size_t(g) * b.per_group * 64 + half * 32;
-    const int8_t* ac = aq + size_t(g) * b.per_group * kChunkBytes + j0 * kRoundings * kWord;
+  for (int g = 0; g < b.groups; ++g, sc += kRows16, bi += kRows16, sd += Bands::kSideFloats) {
     if (first) {
-      // The next block's lines for this group: its chunks, scales and biases (see block_avx512;
-      // here the biases' and the scales' loads had been a third of one stream's kernel time,
-      // the weights' a quarter, at a fraction of the machine's read bandwidth).
-      const uint8_t* next = b.w + size_t(b.chunks) * 64 + size_t(g) * b.per_group * 64;
       for (int i = 0; i < b.per_group; ++i) _mm_prefetch(reinterpret_cast<const char*>(next + size_t(i) * 64), _MM_HINT_T0);
-      const float* ns = b.scales + size_t(b.groups) * kRows16 * 2 + size_t(g) * kRows16;
-      _mm_prefetch(reinterpret_cast<const char*>(ns), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(ns + size_t(b.groups) * kRows16), _MM_HINT_T0);
+      next += size_t(b.per_group) * 64;
+      _mm_prefetch(reinterpret_cast<const char*>(next_sides + size_t(g) * kRows16), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(next_sides + size_t(b.groups + g) * kRows16), _MM_HINT_T0);
     }
-    for (int i0 = 0; i0 < b.per_group; i0 += kFlush) {
-      const int i1 = std::min(b.per_group, i0 + kFlush);
+    __m256i acc[M][kRoundings];
+    for (int left = b.per_group; left > 0; left -= kFlush<BITS>) {
       __m256i lo[M][kRoundings], hi[M][kRoundings];
+#pragma GCC unroll 8
       for (int j = 0; j < M; ++j) {
+#pragma GCC unroll 8
         for (int r = 0; r < kRoundings; ++r) lo[j][r] = hi[j][r] = _mm256_setzero_si256();
       }
-      for (int i = i0; i < i1; ++i) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + size_t(i) * 64));
+      for (const uint8_t* end = w + size_t(std::min(left, kFlush<BITS>)) * 64; w < end; w += 64, ac += kChunkBytes) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
         const __m256i even = _mm256_and_si256(v, lo4), odd = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
-        const int8_t* a = ac + size_t(i) * kChunkBytes;
+#pragma GCC unroll 8
         for (int j = 0; j < M; ++j) {
+#pragma GCC unroll 8
           for (int r = 0; r < kRoundings; ++r) {
-            const int8_t* x = a + (j * kRoundings + r) * kWord;
+            const int8_t* x = ac + (j * kRoundings + r) * kWord;
             if constexpr (BITS == 4) {
               lo[j][r] = _mm256_add_epi16(lo[j][r], _mm256_maddubs_epi16(even, word8(x)));
               lo[j][r] = _mm256_add_epi16(lo[j][r], _mm256_maddubs_epi16(odd, word8(x + 4)));
@@ -245,17 +255,21 @@ QDOT16_AVX2 void half_avx2(const Problem16& p, int band, int j0, int blk, int ha
           }
         }
       }
+#pragma GCC unroll 8
       for (int j = 0; j < M; ++j) {
+#pragma GCC unroll 8
         for (int r = 0; r < kRoundings; ++r) {
-          acc[j][r] = _mm256_add_epi32(acc[j][r], _mm256_madd_epi16(lo[j][r], ones));
-          if constexpr (BITS == 8) acc[j][r] = _mm256_add_epi32(acc[j][r], _mm256_madd_epi16(hi[j][r], sixteen));
+          __m256i sum = _mm256_madd_epi16(lo[j][r], ones);
+          if constexpr (BITS == 8) sum = _mm256_add_epi32(sum, _mm256_madd_epi16(hi[j][r], sixteen));
+          acc[j][r] = kOneFlush || left == b.per_group ? sum : _mm256_add_epi32(acc[j][r], sum);
         }
       }
+      if constexpr (kOneFlush) break;
     }
-    const __m256 s = _mm256_loadu_ps(b.scales + size_t(g) * kRows16 + half * 8);
-    const __m256 bias = _mm256_loadu_ps(b.biases + size_t(g) * kRows16 + half * 8);
-    const float* sd = side + size_t(g) * Bands::kSideFloats;
+    const __m256 s = _mm256_loadu_ps(sc), bias = _mm256_loadu_ps(bi);
+#pragma GCC unroll 8
     for (int j = 0; j < M; ++j) {
+#pragma GCC unroll 8
       for (int r = 0; r < kRoundings; ++r) {
         t[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[j][r]),
                                _mm256_mul_ps(s, _mm256_set1_ps(sd[(j0 + j) * kRoundings + r])), t[j]);
@@ -264,6 +278,7 @@ QDOT16_AVX2 void half_avx2(const Problem16& p, int band, int j0, int blk, int ha
     }
   }
   const int rows = std::min(8, p.n - blk * kRows16 - half * 8);
+#pragma GCC unroll 8
   for (int j = 0; j < M; ++j) {
     float* out = p.out + size_t(band * kBand + j0 + j) * p.stride + size_t(blk) * kRows16 + half * 8;
     if (rows == 8) {
@@ -277,22 +292,36 @@ QDOT16_AVX2 void half_avx2(const Problem16& p, int band, int j0, int blk, int ha
 }
 
 // Blocks b0..b1 for every activation row: per block, each half's 8 rows against the bands'
-// rows two at a time (4-bit; 8-bit one at a time: its high and low sums take twice the
-// registers), the half's weights staying in L1 between the passes.
-template <int BITS>
-void blocks_avx2(const Problem16& p, int b0, int b1) {
-  constexpr int kPair = BITS == 4 ? 2 : 1;
+// rows, as many to a pass as keep their sums in the 16 vector registers (with one flush per
+// group: 4-bit four, 8-bit two, its high and low sums taking twice the registers; with 32-bit
+// accumulators beside them, two and one), the half's weights staying in L1 between the passes.
+// A pass's rows never straddle a band: j starts each pass of 4 at a multiple of 4 (kBand) and
+// each pass of 2 at a multiple of 2.
+template <int BITS, bool kOneFlush>
+void blocks_avx2_flush(const Problem16& p, int b0, int b1) {
+  constexpr int kMost = kOneFlush ? (BITS == 4 ? 4 : 2) : (BITS == 4 ? 2 : 1);
+  static_assert(kBand % 4 == 0);
   const int m = p.a->m / kRoundings;
   for (int blk = b0; blk < b1; ++blk) {
     for (int half = 0; half < 2 && blk * kRows16 + half * 8 < p.n; ++half) {
-      for (int j = 0; j < m; j += kPair) {
-        if (kPair == 2 && j + 1 < m) {
-          half_avx2<kPair, BITS>(p, j / kBand, j % kBand, blk, half);
-        } else {
-          half_avx2<1, BITS>(p, j / kBand, j % kBand, blk, half);
-        }
+      int j = 0;
+      if constexpr (kMost >= 4) {
+        for (; j + 4 <= m; j += 4) half_avx2<4, BITS, kOneFlush>(p, j / kBand, j % kBand, blk, half);
       }
+      if constexpr (kMost >= 2) {
+        for (; j + 2 <= m; j += 2) half_avx2<2, BITS, kOneFlush>(p, j / kBand, j % kBand, blk, half);
+      }
+      for (; j < m; ++j) half_avx2<1, BITS, kOneFlush>(p, j / kBand, j % kBand, blk, half);
     }
+  }
+}
+
+template <int BITS>
+void blocks_avx2(const Problem16& p, int b0, int b1) {
+  if (p.a->group * BITS / 32 <= kFlush<BITS>) {
+    blocks_avx2_flush<BITS, true>(p, b0, b1);
+  } else {
+    blocks_avx2_flush<BITS, false>(p, b0, b1);
   }
 }
 
