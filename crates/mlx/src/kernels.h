@@ -49,8 +49,9 @@ constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f, kExpFloor = -87
 
 // out[i] = silu(gate[i]) * up[i] for i < n (the SwiGLU of a fused gate/up matmul), the
 // sigmoid from exp(-|gate|) so nothing overflows. AVX-512 (else AVX2, 8 values at a time)
-// where the CPU has it and `portable` is false, else portable code with the same float operations in the same order (std::fma
-// for each fused multiply-add): every value is the same bits either way, whatever n.
+// where the CPU has it and `portable` is false, else portable code with the same float
+// operations in the same order (std::fma for each fused multiply-add): every value is the same
+// bits either way, whatever n.
 void silu_mul(const float* gate, const float* up, float* out, size_t n, bool portable);
 
 // Row-major copy of a strided array (an input MLX left as a view or a broadcast).

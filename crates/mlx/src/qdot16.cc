@@ -300,18 +300,15 @@ QDOT16_AVX2 void half_avx2(const Problem16& p, int band, int j0, int blk, int ha
 // each pass of 2 at a multiple of 2.
 template <int BITS, bool kOneFlush>
 void blocks_avx2_flush(const Problem16& p, int b0, int b1) {
-  constexpr int kMost = BITS == 4 ? 4 : 2;
   static_assert(kBand % 4 == 0);
   const int m = p.a->m / kRoundings;
   for (int blk = b0; blk < b1; ++blk) {
     for (int half = 0; half < 2 && blk * kRows16 + half * 8 < p.n; ++half) {
       int j = 0;
-      if constexpr (kMost >= 4) {
+      if constexpr (BITS == 4) {
         for (; j + 4 <= m; j += 4) half_avx2<4, BITS, kOneFlush>(p, j / kBand, j % kBand, blk, half);
       }
-      if constexpr (kMost >= 2) {
-        for (; j + 2 <= m; j += 2) half_avx2<2, BITS, kOneFlush>(p, j / kBand, j % kBand, blk, half);
-      }
+      for (; j + 2 <= m; j += 2) half_avx2<2, BITS, kOneFlush>(p, j / kBand, j % kBand, blk, half);
       for (; j < m; ++j) half_avx2<1, BITS, kOneFlush>(p, j / kBand, j % kBand, blk, half);
     }
   }
