@@ -10,6 +10,7 @@ import {
   formatQuantization,
   formatRelative,
   formatSpeed,
+  formatSpeedAndEta,
   formatTokensPerSecond,
   titleFrom,
 } from '../src/lib/format';
@@ -39,6 +40,15 @@ describe('formatting', () => {
     expect(formatEta(3 * 86_400 + 4 * 3_600)).toBe('3 d 4 h');
     expect(formatEta(null)).toBe('—');
     expect(formatEta(Infinity)).toBe('—');
+  });
+
+  it("a download's speed and time left, never a row of dashes", () => {
+    expect(formatSpeedAndEta(32_400_000, 125)).toBe('32.4 MB/s · 2 min 5 s left');
+    // size unknown: the speed alone
+    expect(formatSpeedAndEta(32_400_000, null)).toBe('32.4 MB/s');
+    // nothing measured yet
+    expect(formatSpeedAndEta(null, null)).toBe('estimating time left…');
+    expect(formatSpeedAndEta(0, 12)).toBe('estimating time left…');
   });
 
   it('counts, parameters, percent, durations, speeds', () => {

@@ -43,6 +43,21 @@ export function formatSpeed(bytesPerSecond: number | null | undefined, locale?: 
   return `${formatBytes(bytesPerSecond, locale)}/s`;
 }
 
+/**
+ * A running download's speed and time left: "32.4 MB/s · 2 min left", or "32.4 MB/s" while the
+ * size is unknown; before any speed is measured, "estimating time left…" instead of dashes.
+ */
+export function formatSpeedAndEta(
+  bytesPerSecond: number | null | undefined,
+  seconds: number | null | undefined,
+  locale?: string,
+): string {
+  const speed = formatSpeed(bytesPerSecond, locale);
+  if (speed === '—') return 'estimating time left…';
+  const eta = formatEta(seconds);
+  return eta === '—' ? speed : `${speed} · ${eta} left`;
+}
+
 /** Remaining time: "8 s", "2 min 5 s", "1 h 20 min", "3 d 4 h"; unknown -> "—". */
 export function formatEta(seconds: number | null | undefined): string {
   if (seconds == null || !Number.isFinite(seconds) || seconds < 0) return '—';

@@ -3,7 +3,7 @@ import { Icon, type IconName } from '../components/Icon';
 import { Badge, EmptyState, ErrorNotice, ProgressBar, Spinner } from '../components/ui';
 import { actionsFor, downloadBytes, downloadFraction, STATE_LABELS } from '../lib/downloads';
 import { modelPageHref } from '../lib/errors-ui';
-import { formatBytes, formatEta, formatPercent, formatSpeed } from '../lib/format';
+import { formatBytes, formatPercent, formatSpeedAndEta } from '../lib/format';
 import { api } from '../services';
 import { AppError } from '../services/errors';
 import type { DownloadState, Id } from '../services/types';
@@ -47,7 +47,7 @@ export default function DownloadsScreen(): JSX.Element {
               {total().count} active · {formatPercent(total().fraction)}
             </strong>
             <span class="muted">
-              {formatBytes(total().done)} of {formatBytes(total().total)} · {formatSpeed(total().speed)} · {formatEta(total().eta)} left
+              {formatBytes(total().done)} of {formatBytes(total().total)} · {formatSpeedAndEta(total().speed, total().eta)}
             </span>
           </div>
           <ProgressBar value={total().fraction} label="Total download progress" />
@@ -161,7 +161,7 @@ function DownloadRow(props: { id: Id }): JSX.Element {
             </span>
             <Show when={dl().state === 'running' || dl().state === 'retrying'}>
               <span>
-                {formatSpeed(dl().speed_bps)} · {formatEta(dl().eta_s)} left
+                {formatSpeedAndEta(dl().speed_bps, dl().eta_s)}
               </span>
             </Show>
             <Show when={dl().files.length > 0}>
