@@ -108,6 +108,21 @@ inline float* scale_buffer(int groups, int rows) {
   return buf.data();
 }
 
+// The end of one output of the AVX2 kernels: hsum(total + the weights' bias term) (sum over
+// groups of b[g] * xsum[g], 8 groups to a vector, the rest one at a time).
+template <SideType S>
+__attribute__((target("avx2,fma,f16c"))) inline float finish_avx2(__m256 total, const SideElem<S>* b, const float* xs,
+                                                                  int groups) {
+  __m256 bias = _mm256_setzero_ps();
+  int g = 0;
+  for (; g + 8 <= groups; g += 8) bias = _mm256_fmadd_ps(side8<S>(b + g), _mm256_loadu_ps(xs + g), bias);
+  float tail = 0.f;
+  // a fused multiply-add per term, spelled out: left to the compiler, the contraction of a * b + c
+  // into a fused multiply-add differed between the float32 and the 16-bit instantiations
+  for (; g < groups; ++g) tail = std::fma(side1<S>(b + g), xs[g], tail);
+  return hsum(_mm256_add_ps(total, bias)) + tail;
+}
+
 // M rows of x (M <= 4) against weight rows n0..n1. Per row and group: d = q . x over the
 // group's unscaled weights (each unpacked slice shared by the M rows), then total += s_g * d;
 // after the groups, the bias term sum_g b_g * xsum_g. The scale is applied once per group, not
@@ -118,14 +133,14 @@ inline float* scale_buffer(int groups, int rows) {
 // 4-bit weights come in 16-weight slices (8 bytes): low nibbles are the even elements, high
 // nibbles the odd ones; `p.x` is then permuted to match (permute_for_nibbles), so a slice is
 // two vectors with no shuffles. Groups that are not a multiple of 16 use x as it is and unpack
-// 8 weights at a time.
-template <int M, SideType S, int G>
+// 8 weights at a time. Groups of 32 and 64 (the sizes models use) take rows_avx2_fixed below,
+// which does the same arithmetic with the group size as a constant.
+template <int M, SideType S>
 __attribute__((target("avx2,fma,f16c"))) void rows_avx2_block(const Problem& p, int m0, int n0, int n1) {
   const Operands<M, S> o(p, m0);
   float* buf = S == SideType::F32 ? nullptr : scale_buffer(o.groups, 1);
   const int groups = o.groups;
-  // the group size: a constant for the sizes models use, so the group loops unroll
-  const int group = G > 0 ? G : p.group;
+  const int group = p.group;
   const auto& x = o.x;
   const auto& xs = o.xs;
   const bool slices16 = group % 16 == 0;
@@ -174,16 +189,103 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2_block(const Problem& p, 
       const __m256 s = _mm256_set1_ps(sc[g]);
       for (int j = 0; j < M; ++j) total[j] = _mm256_fmadd_ps(d[j], s, total[j]);
     }
-    for (int j = 0; j < M; ++j) {
-      __m256 bias = _mm256_setzero_ps();
-      int g = 0;
-      for (; g + 8 <= groups; g += 8) bias = _mm256_fmadd_ps(side8<S>(brow + g), _mm256_loadu_ps(xs[j] + g), bias);
-      float tail = 0.f;
-      // a fused multiply-add per term, spelled out: left to the compiler, the contraction of a * b + c
-      // into a fused multiply-add differed between the float32 and the 16-bit instantiations
-      for (; g < groups; ++g) tail = std::fma(side1<S>(brow + g), xs[j][g], tail);
-      p.out[size_t(m0 + j) * p.n + r] = hsum(_mm256_add_ps(total[j], bias)) + tail;
+    for (int j = 0; j < M; ++j) p.out[size_t(m0 + j) * p.n + r] = finish_avx2<S>(total[j], brow, xs[j], groups);
+  }
+}
+
+// M rows of x (M <= 4) against weight rows n0..n1, R weight rows to a pass, groups of G (32 or
+// 64): rows_avx2_block's arithmetic for each output (the same products, chains and order, so
+// bit-identical: a row's result still does not depend on its batch) with fewer instructions
+// around it. That kernel ran at 5.5 cycles per 16 4-bit weights for one row of x in L2 (one
+// thread, SmolLM2's [1536, 576] gate), issuing 15 instructions for them where the arithmetic
+// needs 7: index arithmetic, a run-time test of the bit width, a 16-bit scale converted per
+// group. Here a 4-bit slice is one vpmovzxbd from memory (8 bytes into 8 lanes) split into its
+// nibbles by an and and a shift, bits and group size are constants, a row's scales are
+// converted 8 at a time before its groups, and one offset indexes every row. For one row of x
+// two weight rows to a pass give the core two independent chains: 3.8 cycles (the converts,
+// one a cycle on Zen 2, bound it at 2); four rows of x 22.2 -> 7.7. In decode the weights
+// come from memory: each row prefetches a line kPrefetch bytes ahead (the 211 matmuls of a
+// SmolLM2 token on weights from DRAM, two threads: 8.4 -> 5.9 ms; bench/gemv_rows_bench.cc).
+constexpr int kPrefetch = 2048;
+template <int M, int R, int BITS, SideType S, int G>
+__attribute__((target("avx2,fma,f16c"))) void rows_avx2_fixed(const Problem& p, int m0, int n0, int n1) {
+  static_assert(G % 16 == 0 && (BITS == 4 || BITS == 8));
+  constexpr int kGroupBytes = G * BITS / 8;  // a row's bytes per group
+  const Operands<M, S> o(p, m0);
+  const int groups = o.groups;
+  const int stride = scale_stride(groups);
+  float* buf = S == SideType::F32 ? nullptr : scale_buffer(groups, R);
+  const __m256i lo4 = _mm256_set1_epi32(0xF);
+  int r = n0;
+  for (; r + R <= n1; r += R) {
+    const uint8_t* w[R];
+    const float* sc[R];
+    __m256 total[M][R];
+    for (int k = 0; k < R; ++k) {
+      w[k] = o.w(r + k);
+      sc[k] = row_scales8<S>(o.s(r + k), groups, S == SideType::F32 ? nullptr : buf + k * stride);
+      for (int j = 0; j < M; ++j) total[j][k] = _mm256_setzero_ps();
     }
+    const auto& x = o.x;
+    // one offset into every row (x and weights) rather than a pointer per row to step: GCC
+    // stepped four pointers in a vector register, through the stack
+    for (int g = 0; g < groups; ++g) {
+      const size_t xo = size_t(g) * G, wo = size_t(g) * kGroupBytes;
+      // a cache line kPrefetch bytes ahead of each row, one per 64 bytes the row advances
+      if (kGroupBytes >= 64 || g % (64 / kGroupBytes) == 0) {
+        for (int k = 0; k < R; ++k) {
+          for (int c = 0; c < std::max(kGroupBytes, 64); c += 64) {
+            _mm_prefetch(reinterpret_cast<const char*>(w[k] + wo + kPrefetch + c), _MM_HINT_T0);
+          }
+        }
+      }
+      __m256 d[M][R];
+      for (int j = 0; j < M; ++j) {
+        for (int k = 0; k < R; ++k) d[j][k] = _mm256_setzero_ps();
+      }
+      if constexpr (BITS == 4) {
+#pragma GCC unroll 8
+        for (int i = 0; i < G; i += 16) {
+#pragma GCC unroll 4
+          for (int k = 0; k < R; ++k) {
+            const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[k] + wo + i / 2)));
+            const __m256 even = _mm256_cvtepi32_ps(_mm256_and_si256(v, lo4)), odd = _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4));
+#pragma GCC unroll 4
+            for (int j = 0; j < M; ++j) {
+              d[j][k] = _mm256_fmadd_ps(even, _mm256_loadu_ps(x[j] + xo + i), d[j][k]);
+              d[j][k] = _mm256_fmadd_ps(odd, _mm256_loadu_ps(x[j] + xo + i + 8), d[j][k]);
+            }
+          }
+        }
+      } else {
+#pragma GCC unroll 8
+        for (int i = 0; i < G; i += 8) {
+#pragma GCC unroll 4
+          for (int k = 0; k < R; ++k) {
+            const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[k] + wo + i));
+            const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
+#pragma GCC unroll 4
+            for (int j = 0; j < M; ++j) d[j][k] = _mm256_fmadd_ps(q, _mm256_loadu_ps(x[j] + xo + i), d[j][k]);
+          }
+        }
+      }
+#pragma GCC unroll 4
+      for (int k = 0; k < R; ++k) {
+        const __m256 s = _mm256_broadcast_ss(sc[k] + g);
+#pragma GCC unroll 4
+        for (int j = 0; j < M; ++j) total[j][k] = _mm256_fmadd_ps(d[j][k], s, total[j][k]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < R; ++k) {
+#pragma GCC unroll 4
+      for (int j = 0; j < M; ++j) {
+        p.out[size_t(m0 + j) * p.n + r + k] = finish_avx2<S>(total[j][k], o.b(r + k), o.xs[j], groups);
+      }
+    }
+  }
+  if constexpr (R > 1) {
+    if (r < n1) rows_avx2_fixed<M, 1, BITS, S, G>(p, m0, r, n1);
   }
 }
 
@@ -352,7 +454,14 @@ void by_group(const Problem& p, int m0, int n0, int n1) {
 template <SideType S>
 struct QuantBlock {
   template <int M, int G>
-  static void run_group(const Problem& p, int m0, int n0, int n1) { rows_avx2_block<M, S, G>(p, m0, n0, n1); }
+  static void run_group(const Problem& p, int m0, int n0, int n1) {
+    if constexpr (G > 0) {
+      // two weight rows to a pass for one row of x (4-bit: two chains; 8-bit streams the head)
+      if (p.bits == 4) return rows_avx2_fixed<M, M == 1 ? 2 : 1, 4, S, G>(p, m0, n0, n1);
+      return rows_avx2_fixed<M, 1, 8, S, G>(p, m0, n0, n1);
+    }
+    rows_avx2_block<M, S>(p, m0, n0, n1);
+  }
   template <int M>
   static void run(const Problem& p, int m0, int n0, int n1) { by_group<QuantBlock, M>(p, m0, n0, n1); }
 };
