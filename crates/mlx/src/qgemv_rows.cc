@@ -133,8 +133,8 @@ __attribute__((target("avx2,fma,f16c"))) inline float finish_avx2(__m256 total, 
 // 4-bit weights come in 16-weight slices (8 bytes): low nibbles are the even elements, high
 // nibbles the odd ones; `p.x` is then permuted to match (permute_for_nibbles), so a slice is
 // two vectors with no shuffles. Groups that are not a multiple of 16 use x as it is and unpack
-// 8 weights at a time. Groups of 32 and 64 (the sizes models use) take rows_avx2_fixed below,
-// which does the same arithmetic with the group size as a constant.
+// 8 weights at a time. Groups of 32, 64 and 128 (the sizes models use) take rows_avx2_fixed
+// below, which does the same arithmetic with the group size as a constant.
 template <int M, SideType S>
 __attribute__((target("avx2,fma,f16c"))) void rows_avx2_block(const Problem& p, int m0, int n0, int n1) {
   const Operands<M, S> o(p, m0);
@@ -193,8 +193,8 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2_block(const Problem& p, 
   }
 }
 
-// M rows of x (M <= 4) against weight rows n0..n1, R weight rows to a pass, groups of G (32 or
-// 64): rows_avx2_block's arithmetic for each output (the same products, chains and order, so
+// M rows of x (M <= 4) against weight rows n0..n1, R weight rows to a pass, groups of G (32, 64
+// or 128): rows_avx2_block's arithmetic for each output (the same products, chains and order, so
 // bit-identical: a row's result still does not depend on its batch) with fewer instructions
 // around it. That kernel ran at 5.5 cycles per 16 4-bit weights for one row of x in L2 (one
 // thread, SmolLM2's [1536, 576] gate), issuing 15 instructions for them where the arithmetic
@@ -231,7 +231,8 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2_fixed(const Problem& p, 
     // stepped four pointers in a vector register, through the stack
     for (int g = 0; g < groups; ++g) {
       const size_t xo = size_t(g) * G, wo = size_t(g) * kGroupBytes;
-      // a cache line kPrefetch bytes ahead of each row, one per 64 bytes the row advances
+      // a cache line kPrefetch bytes ahead of each row, one per 64 bytes the row advances (past
+      // the last row's end that is harmless: prefetches do not fault)
       if (kGroupBytes >= 64 || g % (64 / kGroupBytes) == 0) {
         for (int k = 0; k < R; ++k) {
           for (int c = 0; c < std::max(kGroupBytes, 64); c += 64) {
@@ -447,6 +448,7 @@ void by_group(const Problem& p, int m0, int n0, int n1) {
   switch (p.group) {
     case 32: return K::template run_group<M, 32>(p, m0, n0, n1);
     case 64: return K::template run_group<M, 64>(p, m0, n0, n1);
+    case 128: return K::template run_group<M, 128>(p, m0, n0, n1);
     default: return K::template run_group<M, 0>(p, m0, n0, n1);
   }
 }
@@ -456,7 +458,8 @@ struct QuantBlock {
   template <int M, int G>
   static void run_group(const Problem& p, int m0, int n0, int n1) {
     if constexpr (G > 0) {
-      // two weight rows to a pass for one row of x (4-bit: two chains; 8-bit streams the head)
+      // one row of x takes 4-bit weight rows two to a pass (two chains); 8-bit ones (the head,
+      // streamed from memory) and blocks of rows one at a time
       if (p.bits == 4) return rows_avx2_fixed<M, M == 1 ? 2 : 1, 4, S, G>(p, m0, n0, n1);
       return rows_avx2_fixed<M, 1, 8, S, G>(p, m0, n0, n1);
     }
