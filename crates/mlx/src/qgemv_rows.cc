@@ -123,18 +123,9 @@ __attribute__((target("avx2,fma,f16c"))) inline float finish_avx2(__m256 total, 
   return hsum(_mm256_add_ps(total, bias)) + tail;
 }
 
-// M rows of x (M <= 4) against weight rows n0..n1. Per row and group: d = q . x over the
-// group's unscaled weights (each unpacked slice shared by the M rows), then total += s_g * d;
-// after the groups, the bias term sum_g b_g * xsum_g. The scale is applied once per group, not
-// per weight, and the groups' dot products are independent, so the CPU overlaps them: only the
-// one multiply-add per group is a chain (the old order, scale per slice into one accumulator,
-// made every slice wait on the last). The arithmetic is the same whatever M is, so a sequence
-// gets bit-identical results alone or inside a batch.
-// 4-bit weights come in 16-weight slices (8 bytes): low nibbles are the even elements, high
-// nibbles the odd ones; `p.x` is then permuted to match (permute_for_nibbles), so a slice is
-// two vectors with no shuffles. Groups that are not a multiple of 16 use x as it is and unpack
-// 8 weights at a time. Groups of 32, 64 and 128 (the sizes models use) take rows_avx2_fixed
-// below, which does the same arithmetic with the group size as a constant.
+// 4-bit weights in groups that are not a multiple of 16 (rows_avx2_fixed's slices): M rows of
+// x (M <= 4), x as it is, 8 weights unpacked at a time from a 32-bit word; otherwise
+// rows_avx2_fixed's arithmetic (d per group, total += s_g * d, then the bias term).
 template <int M, SideType S>
 __attribute__((target("avx2,fma,f16c"))) void rows_avx2_block(const Problem& p, int m0, int n0, int n1) {
   const Operands<M, S> o(p, m0);
@@ -143,64 +134,48 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2_block(const Problem& p, 
   const int group = p.group;
   const auto& x = o.x;
   const auto& xs = o.xs;
-  const bool slices16 = group % 16 == 0;
   const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   const __m256i nibble = _mm256_set1_epi32(0xF);
-  const __m128i lo4 = _mm_set1_epi8(0x0F);
   for (int r = n0; r < n1; ++r) {
     const uint8_t* wrow = o.w(r);
-    const auto* srow = o.s(r);
-    const auto* brow = o.b(r);
     __m256 total[M];
     for (int j = 0; j < M; ++j) total[j] = _mm256_setzero_ps();
-    const float* sc = row_scales8<S>(srow, groups, buf);
+    const float* sc = row_scales8<S>(o.s(r), groups, buf);
     for (int g = 0; g < groups; ++g) {
       const int base = g * group;
       __m256 d[M];
       for (int j = 0; j < M; ++j) d[j] = _mm256_setzero_ps();
-      if (p.bits == 4 && slices16) {
-        const uint8_t* q = wrow + base / 2;
-        for (int i = 0; i < group; i += 16) {
-          const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i / 2));
-          const __m256 even = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(v, lo4)));
-          const __m256 odd = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), lo4)));
-          for (int j = 0; j < M; ++j) {
-            d[j] = _mm256_fmadd_ps(even, _mm256_loadu_ps(x[j] + base + i), d[j]);
-            d[j] = _mm256_fmadd_ps(odd, _mm256_loadu_ps(x[j] + base + i + 8), d[j]);
-          }
-        }
-      } else if (p.bits == 4) {
-        const uint8_t* q = wrow + base / 2;
-        for (int i = 0; i < group; i += 8) {
-          uint32_t word;
-          std::memcpy(&word, q + i / 2, 4);
-          const __m256 w = _mm256_cvtepi32_ps(
-              _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(word)), shifts), nibble));
-          for (int j = 0; j < M; ++j) d[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), d[j]);
-        }
-      } else {
-        const uint8_t* q = wrow + base;
-        for (int i = 0; i < group; i += 8) {
-          const __m256 w =
-              _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + i))));
-          for (int j = 0; j < M; ++j) d[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), d[j]);
-        }
+      const uint8_t* q = wrow + base / 2;
+      for (int i = 0; i < group; i += 8) {
+        uint32_t word;
+        std::memcpy(&word, q + i / 2, 4);
+        const __m256 w =
+            _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(word)), shifts), nibble));
+        for (int j = 0; j < M; ++j) d[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[j] + base + i), d[j]);
       }
       const __m256 s = _mm256_set1_ps(sc[g]);
       for (int j = 0; j < M; ++j) total[j] = _mm256_fmadd_ps(d[j], s, total[j]);
     }
-    for (int j = 0; j < M; ++j) p.out[size_t(m0 + j) * p.n + r] = finish_avx2<S>(total[j], brow, xs[j], groups);
+    for (int j = 0; j < M; ++j) p.out[size_t(m0 + j) * p.n + r] = finish_avx2<S>(total[j], o.b(r), xs[j], groups);
   }
 }
 
-// M rows of x (M <= 4) against weight rows n0..n1, R weight rows to a pass, groups of G (32, 64
-// or 128): rows_avx2_block's arithmetic for each output (the same products, chains and order, so
-// bit-identical: a row's result still does not depend on its batch) with fewer instructions
-// around it. That kernel ran at 5.5 cycles per 16 4-bit weights for one row of x in L2 (one
-// thread, SmolLM2's [1536, 576] gate), issuing 15 instructions for them where the arithmetic
-// needs 7: index arithmetic, a run-time test of the bit width, a 16-bit scale converted per
-// group. Here a 4-bit slice is one vpmovzxbd from memory (8 bytes into 8 lanes) split into its
-// nibbles by an and and a shift, bits and group size are constants, a row's scales are
+// M rows of x (M <= 4) against weight rows n0..n1, R weight rows to a pass, in groups of G
+// (32, 64 or 128, a constant so the group loops unroll; 0: p.group, any multiple of 16 for
+// 4-bit weights and of 8 for 8-bit ones). Per row and group: d = q . x over the group's
+// unscaled weights (each unpacked slice shared by the M rows), then total += s_g * d; after
+// the groups, the bias term sum_g b_g * xsum_g. The scale is applied once per group, not per
+// weight, and the groups' dot products are independent, so the CPU overlaps them: only the one
+// multiply-add per group is a chain. The arithmetic is the same whatever M and R are, so a
+// sequence gets bit-identical results alone or inside a batch.
+// 4-bit weights come in 16-weight slices (8 bytes): low nibbles are the even elements, high
+// nibbles the odd ones; `p.x` is then permuted to match (permute_for_nibbles), so a slice is
+// one vpmovzxbd from memory (8 bytes into 8 lanes) split into its nibbles by an and and a
+// shift, and two vectors of x with no shuffles.
+// Until the twenty-first session this was the general kernel above, at 5.5 cycles per 16
+// 4-bit weights for one row of x in L2 (one thread, SmolLM2's [1536, 576] gate): it issued 15
+// instructions for them where the arithmetic needs 7 (index arithmetic, a run-time test of the
+// bit width, a 16-bit scale converted per group). Here bits are a constant, a row's scales are
 // converted 8 at a time before its groups, and one offset indexes every row. For one row of x
 // two weight rows to a pass give the core two independent chains: 3.8 cycles (the converts,
 // one a cycle on Zen 2, bound it at 2); four rows of x 22.2 -> 7.7. In decode the weights
@@ -210,7 +185,9 @@ constexpr int kPrefetch = 2048;
 template <int M, int R, int BITS, SideType S, int G>
 __attribute__((target("avx2,fma,f16c"))) void rows_avx2_fixed(const Problem& p, int m0, int n0, int n1) {
   static_assert(G % 16 == 0 && (BITS == 4 || BITS == 8));
-  constexpr int kGroupBytes = G * BITS / 8;  // a row's bytes per group
+  const int group = G > 0 ? G : p.group;
+  const int group_bytes = group * BITS / 8;  // a row's bytes per group
+  const int per_line = std::max(1, 64 / group_bytes);  // groups per cache line of a row
   const Operands<M, S> o(p, m0);
   const int groups = o.groups;
   const int stride = scale_stride(groups);
@@ -229,13 +206,14 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2_fixed(const Problem& p, 
     const auto& x = o.x;
     // one offset into every row (x and weights) rather than a pointer per row to step: GCC
     // stepped four pointers in a vector register, through the stack
-    for (int g = 0; g < groups; ++g) {
-      const size_t xo = size_t(g) * G, wo = size_t(g) * kGroupBytes;
+    for (int g = 0, line = 0; g < groups; ++g) {
+      const size_t xo = size_t(g) * group, wo = size_t(g) * group_bytes;
       // a cache line kPrefetch bytes ahead of each row, one per 64 bytes the row advances (past
       // the last row's end that is harmless: prefetches do not fault)
-      if (kGroupBytes >= 64 || g % (64 / kGroupBytes) == 0) {
+      if (g == line) {
+        line += per_line;
         for (int k = 0; k < R; ++k) {
-          for (int c = 0; c < std::max(kGroupBytes, 64); c += 64) {
+          for (int c = 0; c < std::max(group_bytes, 64); c += 64) {
             _mm_prefetch(reinterpret_cast<const char*>(w[k] + wo + kPrefetch + c), _MM_HINT_T0);
           }
         }
@@ -246,7 +224,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2_fixed(const Problem& p, 
       }
       if constexpr (BITS == 4) {
 #pragma GCC unroll 8
-        for (int i = 0; i < G; i += 16) {
+        for (int i = 0; i < group; i += 16) {
 #pragma GCC unroll 4
           for (int k = 0; k < R; ++k) {
             const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[k] + wo + i / 2)));
@@ -260,7 +238,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2_fixed(const Problem& p, 
         }
       } else {
 #pragma GCC unroll 8
-        for (int i = 0; i < G; i += 8) {
+        for (int i = 0; i < group; i += 8) {
 #pragma GCC unroll 4
           for (int k = 0; k < R; ++k) {
             const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[k] + wo + i));
@@ -457,12 +435,10 @@ template <SideType S>
 struct QuantBlock {
   template <int M, int G>
   static void run_group(const Problem& p, int m0, int n0, int n1) {
-    if constexpr (G > 0) {
-      // one row of x takes 4-bit weight rows two to a pass (two chains); 8-bit ones (the head,
-      // streamed from memory) and blocks of rows one at a time
-      if (p.bits == 4) return rows_avx2_fixed<M, M == 1 ? 2 : 1, 4, S, G>(p, m0, n0, n1);
-      return rows_avx2_fixed<M, 1, 8, S, G>(p, m0, n0, n1);
-    }
+    // one row of x takes 4-bit weight rows two to a pass (two chains); 8-bit ones (the head,
+    // streamed from memory) and blocks of rows one at a time
+    if (p.bits == 8) return rows_avx2_fixed<M, 1, 8, S, G>(p, m0, n0, n1);
+    if (p.group % 16 == 0) return rows_avx2_fixed<M, M == 1 ? 2 : 1, 4, S, G>(p, m0, n0, n1);
     rows_avx2_block<M, S>(p, m0, n0, n1);
   }
   template <int M>
