@@ -15,8 +15,8 @@ OPENBLAS_THREAD_TIMEOUT), so both use the same BLAS kernels. Load -> first token
 the same way for all three: a fresh process (files in the page cache), a 16-token prompt, the
 first, cold, generation. Prints a table of medians and the ratios cortex/mlx-lm and
 cortex/llama.cpp. `cortex` runs with int8 activations
-in decode's quantized matmuls (--activations int8), `cortex-float` the exact float path (the
-default, see docs/ARCHITECTURE.md).
+in decode's quantized matmuls (--activations int8), `cortex-float` the float path as it runs by
+default (float activations, a float16 KV cache; see docs/ARCHITECTURE.md).
 
 Then the bandwidth check: a ~1.1B-parameter random llama in 4-bit (bench/make_random_llama.py,
 made once into bench/.work), its decode tokens/s times the bytes it reads per token, as a

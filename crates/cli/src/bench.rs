@@ -23,12 +23,17 @@ pub struct BenchArgs {
     /// KV cache memory for --concurrency, in MiB (default: the engine's share of RAM)
     #[arg(long)]
     pub kv_memory: Option<usize>,
-    /// Decode's activations on the CPU: float (the default, exact) or int8 (integer dot
-    /// products, VNNI where the CPU has it). Same as CORTEX_INT8=1 for int8.
+    /// Decode's activations on the CPU: float (the default) or int8 (integer dot products,
+    /// VNNI where the CPU has it; its KV cache holds int8 rows). Same as CORTEX_INT8=1 for int8.
     #[arg(long, value_parser = ["int8", "float"])]
     pub activations: Option<String>,
-    /// Instead of timing: the int8 path's accuracy against the float path on this text
-    /// (top-1 agreement and perplexity, teacher-forced, one token at a time)
+    /// The float path's KV cache on the CPU: f16 (the default, half the bytes to read) or f32
+    /// (exact, with float activations what the parity tests hold to mlx-lm). Same as
+    /// CORTEX_KV=f32 for f32.
+    #[arg(long, value_parser = ["f16", "f32"])]
+    pub kv_cache: Option<String>,
+    /// Instead of timing: the float16 cache's and the int8 path's accuracy against the exact
+    /// path on this text (top-1 agreement and perplexity, teacher-forced, one token at a time)
     #[arg(long, value_name = "TEXT_FILE")]
     pub accuracy: Option<std::path::PathBuf>,
     /// Tokens of the --accuracy text to score
@@ -41,6 +46,7 @@ impl BenchArgs {
     pub fn compute(&self) -> cortex_engine::ComputeOptions {
         cortex_engine::ComputeOptions {
             int8_activations: self.activations.as_deref().map(|a| a == "int8"),
+            half_kv: self.kv_cache.as_deref().map(|k| k == "f16"),
             ..Default::default()
         }
     }
@@ -96,6 +102,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         "model": dir.display().to_string(),
         "dtype": model.dtype.to_string(),
         "activations": activations_label(&model),
+        "kv_cache": kv_cache_label(model.compute.int8_activations, model.compute.half_kv, model.dtype),
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
         "prefill_tokens_per_s": median(pre),
@@ -107,6 +114,18 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
+}
+
+/// "int8", "float16" or the compute dtype ("float32"): what the KV cache stores
+/// (`compute::kv_dtype`).
+pub fn kv_cache_label(int8: bool, half_kv: bool, dtype: cortex_mlx::Dtype) -> String {
+    if int8 {
+        "int8".into()
+    } else if half_kv && dtype == cortex_mlx::Dtype::Float32 {
+        "float16".into()
+    } else {
+        dtype.to_string()
+    }
 }
 
 /// "int8 (avx512vnni)" or "float": what decode's quantized matmuls ran.

@@ -214,9 +214,15 @@ pub fn run(dir: &Path, args: &BenchArgs, n: usize) -> Result<()> {
     let ratio = many["decode_tokens_per_s"].as_f64().unwrap_or(0.0) / one;
     let steady_ratio = many["steady_decode_tokens_per_s"].as_f64().map(|s| s / one);
     let stats = engine.stats();
+    let compute = args.compute();
     let v = serde_json::json!({
         "model": dir.display().to_string(),
-        "activations": if args.compute().int8_activations() { "int8" } else { "float" },
+        "activations": if compute.int8_activations() { "int8" } else { "float" },
+        "kv_cache": crate::bench::kv_cache_label(
+            compute.int8_activations(),
+            compute.half_kv(),
+            compute.dtype(None),
+        ),
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
         "single": single,

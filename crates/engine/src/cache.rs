@@ -284,29 +284,22 @@ mod tests {
     use super::*;
     use crate::compute::{scoped, Compute, ComputePath};
 
-    /// On the int8 path the cache keeps int8 rows (`ops::kv_quantize_rows`: per position and
-    /// head, D values over their scale, the largest magnitude / 127, then the scale) and hands
-    /// attention float32: each value comes back as its int8 value times its row's scale, so a
-    /// value far below its row's largest becomes 0; on the exact path as they were.
+    /// What each path's cache keeps, and hands attention back as float32. The int8 path: int8
+    /// rows (`ops::kv_quantize_rows`: per position and head, D values over their scale, the
+    /// largest magnitude / 127, then the scale), so each value comes back as its int8 value
+    /// times its row's scale and a value far below its row's largest becomes 0. The float
+    /// path's default: float16, each value rounded to nearest even (a subnormal too) and
+    /// saturated at 65504. The exact path: float32, as they were.
     #[test]
-    fn the_int8_paths_cache_stores_int8_rows() {
+    fn each_paths_cache_stores_its_rows() {
         // two positions of one head, D = 4
         let x = [0.1f32, 1.0e6, -3.0, 2.5e-7, 1.0, -0.5, 0.25, 0.0];
         let k = Array::from_slice(&x, &[1, 1, 2, 4]).unwrap();
-        for int8 in [true, false] {
-            let compute = Compute {
-                path: ComputePath::Cpu,
-                scalar_kernels: false,
-                int8_activations: int8,
-            };
-            let mut cache = SimpleKvCache::new(1);
-            let (keys, values) =
-                scoped(compute, || cache.update_and_fetch(0, k.clone(), k.clone())).unwrap();
-            assert_eq!(keys.dtype(), Dtype::Float32);
-            assert_eq!(keys.shape(), vec![1, 1, 2, 4]);
-            let want = if int8 {
-                let (big, one) = (1.0e6f32 / 127.0, 1.0f32 / 127.0);
-                // -0.5 * 127 = -63.5 rounds to even
+        let (big, one) = (1.0e6f32 / 127.0, 1.0f32 / 127.0);
+        let cases = [
+            // -0.5 * 127 = -63.5 rounds to even
+            (
+                (true, false),
                 vec![
                     0.0,
                     127.0 * big,
@@ -316,19 +309,50 @@ mod tests {
                     -64.0 * one,
                     32.0 * one,
                     0.0,
-                ]
-            } else {
-                x.to_vec()
+                ],
+                (Dtype::Int8, 8),
+            ),
+            // 0.1 = 1.6 * 2^-4: 1 + 614 / 1024; 2.5e-7 = 4.19 * 2^-24, float16's least step
+            (
+                (false, true),
+                vec![
+                    0.099975586,
+                    65504.0,
+                    -3.0,
+                    2.3841858e-7,
+                    1.0,
+                    -0.5,
+                    0.25,
+                    0.0,
+                ],
+                (Dtype::Float16, 4),
+            ),
+            ((false, false), x.to_vec(), (Dtype::Float32, 4)),
+        ];
+        for ((int8, half_kv), want, stored) in cases {
+            let compute = Compute {
+                path: ComputePath::Cpu,
+                scalar_kernels: false,
+                int8_activations: int8,
+                half_kv,
             };
-            assert_eq!(keys.to_vec::<f32>().unwrap(), want, "int8 {int8}");
-            assert_eq!(values.to_vec::<f32>().unwrap(), want, "int8 {int8}");
+            let mut cache = SimpleKvCache::new(1);
+            let (keys, values) =
+                scoped(compute, || cache.update_and_fetch(0, k.clone(), k.clone())).unwrap();
+            assert_eq!(keys.dtype(), Dtype::Float32);
+            assert_eq!(keys.shape(), vec![1, 1, 2, 4]);
+            assert_eq!(
+                keys.to_vec::<f32>().unwrap(),
+                want,
+                "int8 {int8}, half {half_kv}"
+            );
+            assert_eq!(
+                values.to_vec::<f32>().unwrap(),
+                want,
+                "int8 {int8}, half {half_kv}"
+            );
             for a in cache.arrays() {
-                let (dtype, width) = if int8 {
-                    (Dtype::Int8, 8)
-                } else {
-                    (Dtype::Float32, 4)
-                };
-                assert_eq!((a.dtype(), a.dim(3)), (dtype, width), "int8 {int8}");
+                assert_eq!((a.dtype(), a.dim(3)), stored, "int8 {int8}, half {half_kv}");
             }
         }
     }

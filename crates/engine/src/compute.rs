@@ -36,6 +36,18 @@
 //! path's dequantized copy holds), so a sequence's results do not depend on which other
 //! sequences share its steps.
 //!
+//! The float path keeps its KV cache in **float16** by default ([`kv_dtype`], `half_kv`):
+//! decode attention reads every cached key and value once per token, and in float32 that was
+//! the bound on long contexts (SmolLM2 at 3,000 tokens of context reads 138 MB of cache per
+//! token against 98 MB of weights). Half the bytes: decode at 1,024 tokens of context 89 ->
+//! 106 tokens/s, at 3,000 50 -> 70, eight serving streams 240 -> 270 (the twenty-second
+//! session's figures in docs/ARCHITECTURE.md). Keys and values are computed in float32 and
+//! rounded once as they are stored (to nearest even, saturating at float16's largest finite
+//! value), as llama.cpp's and mlx-lm's own float16 caches hold them; `bench/accuracy.sh`
+//! measures what it costs against the exact path (top-1 agreement and perplexity). The
+//! **exact path** (float32 activations and cache, what the parity tests hold to mlx-lm) is
+//! [`ComputeOptions::cpu`], `CORTEX_KV=f32` or `cortex bench --kv-cache f32`.
+//!
 //! The choice is fixed when a model is loaded ([`crate::loader::load_with`]); every forward
 //! pass of that model builds its graph under it (a per-thread scope, so models with different
 //! settings can run side by side, as the tests do).
@@ -99,17 +111,30 @@ pub struct ComputeOptions {
     /// int8 activations in decode's quantized matmuls (see the module's docs). None: off unless
     /// `CORTEX_INT8=1`.
     pub int8_activations: Option<bool>,
+    /// The CPU path's float32 KV cache stored as float16 (see the module's docs). None: on
+    /// unless `CORTEX_KV=f32`. The int8 path keeps int8 rows either way.
+    pub half_kv: Option<bool>,
 }
 
 impl ComputeOptions {
-    /// The CPU path in float32, exact: float activations everywhere (the default; what the
-    /// parity tests compare with mlx-lm).
+    /// The CPU path in float32, exact: float activations and a float32 KV cache (what the
+    /// parity tests compare with mlx-lm; the default differs in its float16 cache).
     pub fn cpu() -> ComputeOptions {
         ComputeOptions {
             path: Some(ComputePath::Cpu),
             dtype: Some(ComputeDtype::Float32),
             scalar_kernels: false,
             int8_activations: Some(false),
+            half_kv: Some(false),
+        }
+    }
+
+    /// The CPU path in float32 as it runs by default: float activations, the KV cache in
+    /// float16.
+    pub fn cpu_half_kv() -> ComputeOptions {
+        ComputeOptions {
+            half_kv: Some(true),
+            ..ComputeOptions::cpu()
         }
     }
 
@@ -121,6 +146,15 @@ impl ComputeOptions {
         }
     }
 
+    /// The device's default path with the KV cache kept as computed (on the CPU the exact
+    /// path): for comparisons at float32 rounding that otherwise take the device's defaults.
+    pub fn exact_cache() -> ComputeOptions {
+        ComputeOptions {
+            half_kv: Some(false),
+            ..ComputeOptions::default()
+        }
+    }
+
     /// The GPU path (MLX's kernels, padded batched attention) in `dtype`.
     pub fn gpu(dtype: ComputeDtype) -> ComputeOptions {
         ComputeOptions {
@@ -128,6 +162,7 @@ impl ComputeOptions {
             dtype: Some(dtype),
             scalar_kernels: false,
             int8_activations: None,
+            half_kv: None,
         }
     }
 
@@ -144,6 +179,12 @@ impl ComputeOptions {
                 .unwrap_or_else(|| std::env::var("CORTEX_INT8").as_deref() == Ok("1"))
     }
 
+    /// Whether a float32 KV cache is stored as float16: on the CPU path (the GPU path computes
+    /// in its device's half type, or in float32 when a test forces it, and stores that).
+    pub fn half_kv(&self) -> bool {
+        self.path() == ComputePath::Cpu && self.half_kv.unwrap_or_else(half_kv_from_env)
+    }
+
     /// The dtype for a checkpoint saved in `checkpoint_dtype`.
     pub fn dtype(&self, checkpoint_dtype: Option<Dtype>) -> Dtype {
         match self.dtype {
@@ -153,12 +194,27 @@ impl ComputeOptions {
     }
 }
 
+/// `CORTEX_KV`: `f32` keeps the float path's KV cache in float32 (exact), `f16` or unset in
+/// float16; another value is reported once and leaves the default.
+fn half_kv_from_env() -> bool {
+    static HALF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HALF.get_or_init(|| match std::env::var("CORTEX_KV") {
+        Ok(v) if v == "f32" => false,
+        Ok(v) if v != "f16" => {
+            tracing::warn!("CORTEX_KV={v:?} is neither f16 nor f32: the KV cache stays float16");
+            true
+        }
+        _ => true,
+    })
+}
+
 /// The resolved settings a loaded model runs under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Compute {
     pub path: ComputePath,
     pub scalar_kernels: bool,
     pub int8_activations: bool,
+    pub half_kv: bool,
 }
 
 thread_local! {
@@ -179,10 +235,16 @@ pub fn current_int8_activations() -> bool {
     CURRENT.with(Cell::get).is_some_and(|c| c.int8_activations)
 }
 
+/// Whether the KV cache of graphs built on this thread now stores float32 as float16.
+pub fn current_half_kv() -> bool {
+    CURRENT.with(Cell::get).is_some_and(|c| c.half_kv)
+}
+
 /// What the KV cache stores for keys and values computed in `dtype`, under the setting graphs
 /// built on this thread take now: int8 rows on the int8 path (each head's D values in blocks
 /// of 32, each scaled by its largest magnitude, the float32 scales stored after them:
-/// `cortex_mlx::ops::kv_quantize_rows`), else `dtype` itself. The int8 path's decode
+/// `cortex_mlx::ops::kv_quantize_rows`), float16 for float32 under `half_kv` (the float
+/// path's default; the module's docs), else `dtype` itself. The int8 path's decode
 /// attention reads the cache from memory (a batch of 8 at a few hundred positions reads about
 /// as many cache bytes per step as weight bytes); int8 rows of 64 values are 72 bytes against
 /// float16's 128 and float32's 256, and the same budget holds that many more tokens. The exact
@@ -190,6 +252,8 @@ pub fn current_int8_activations() -> bool {
 pub fn kv_dtype(dtype: Dtype) -> Dtype {
     if current_int8_activations() {
         Dtype::Int8
+    } else if dtype == Dtype::Float32 && current_half_kv() {
+        Dtype::Float16
     } else {
         dtype
     }
@@ -222,11 +286,13 @@ mod tests {
             path: ComputePath::Cpu,
             scalar_kernels: false,
             int8_activations: true,
+            half_kv: false,
         };
         let gpu = Compute {
             path: ComputePath::Gpu,
             scalar_kernels: true,
             int8_activations: false,
+            half_kv: false,
         };
         let outside = current_path();
         scoped(cpu, || {
@@ -242,6 +308,43 @@ mod tests {
             outside,
             "a panic must not leave the scope set"
         );
+    }
+
+    /// What the cache stores under each setting: int8 rows on the int8 path whatever
+    /// `half_kv` says, float16 for float32 under `half_kv`, other dtypes and the exact path as
+    /// computed; outside any scope as computed.
+    #[test]
+    fn the_cache_dtype_follows_the_setting() {
+        let (f32, f16, bf16) = (Dtype::Float32, Dtype::Float16, Dtype::Bfloat16);
+        let setting = |int8_activations, half_kv| Compute {
+            path: ComputePath::Cpu,
+            scalar_kernels: false,
+            int8_activations,
+            half_kv,
+        };
+        let cases = [
+            ((false, true), [f16, f16, bf16]),
+            ((false, false), [f32, f16, bf16]),
+            ((true, true), [Dtype::Int8; 3]),
+            ((true, false), [Dtype::Int8; 3]),
+        ];
+        for ((int8, half), want) in cases {
+            let got = scoped(setting(int8, half), || [f32, f16, bf16].map(kv_dtype));
+            assert_eq!(got, want, "int8 {int8}, half_kv {half}");
+        }
+        assert_eq!([f32, bf16].map(kv_dtype), [f32, bf16]);
+    }
+
+    /// `half_kv` applies on the CPU path only, and `cpu()` is the exact path.
+    #[test]
+    fn half_kv_is_the_cpu_paths_and_exact_is_explicit() {
+        assert!(ComputeOptions::cpu_half_kv().half_kv());
+        assert!(!ComputeOptions::cpu().half_kv());
+        let gpu = ComputeOptions {
+            half_kv: Some(true),
+            ..ComputeOptions::gpu(ComputeDtype::Float32)
+        };
+        assert!(!gpu.half_kv());
     }
 
     #[test]

@@ -118,6 +118,7 @@ pub fn load_with(dir: &Path, options: &ComputeOptions) -> Result<LoadedModel> {
         path: options.path(),
         scalar_kernels: options.scalar_kernels,
         int8_activations: options.int8_activations(),
+        half_kv: options.half_kv(),
     };
     let weights = Weights::load_dir(dir, config.quantization()?, dtype)?;
     // Built under the model's compute setting: how its layers keep their weights depends on

@@ -96,9 +96,12 @@ pub fn estimate(dir: &Path, options: &ComputeOptions) -> Result<MemoryNeed> {
     }
     Ok(MemoryNeed {
         weights_bytes,
-        // the int8 path's cache holds int8 rows (`compute::kv_dtype`)
+        // the int8 path's cache holds int8 rows, the float path's float16 for float32
+        // (`compute::kv_dtype`)
         kv_bytes_per_token: if cpu && options.int8_activations() {
             kv_int8_bytes_per_token(&config.value)
+        } else if options.half_kv() && dtype == Dtype::Float32 {
+            kv_bytes_per_token(&config.value, 2)
         } else {
             kv_bytes_per_token(&config.value, float_size)
         },

@@ -3,7 +3,7 @@
 //! against mlx-lm's logits and against float models of the same dequantized weights.
 mod common;
 use cortex_engine::gguf_import::import_gguf;
-use cortex_engine::EngineError;
+use cortex_engine::{ComputeOptions, EngineError};
 use cortex_mlx::{load_safetensors, ops, Dtype};
 
 /// Every tensor type the importer reads, decoded to MLX's layout and dequantized by MLX,
@@ -118,7 +118,7 @@ fn q4_k_m_gguf_imports_within_q6_k_error() {
 }
 
 fn prompt_logits(model_dir: &std::path::Path) -> Vec<f32> {
-    let model = cortex_engine::load(model_dir).unwrap();
+    let model = cortex_engine::load_with(model_dir, &ComputeOptions::exact_cache()).unwrap();
     let mut cache = cortex_engine::cache::SimpleKvCache::new(model.model.num_layers());
     let prompt: Vec<u32> = (0..64u32).map(|i| (i * 37 + 5) % 300).collect();
     let tokens = cortex_engine::generate::tokens_array(&prompt).unwrap();
@@ -153,7 +153,7 @@ fn kquant_logits(kind: &str) -> (f32, f32, serde_json::Value) {
 }
 
 fn check_logits(dir: &std::path::Path, tol: f32) -> f32 {
-    let model = cortex_engine::load(dir).unwrap();
+    let model = cortex_engine::load_with(dir, &ComputeOptions::exact_cache()).unwrap();
     let d = common::compare(&model, &common::Reference::mlx_lm("tiny-llama"), 0).prompt;
     assert!(
         d <= tol,
@@ -248,7 +248,8 @@ fn truncated_gguf_fails_cleanly_and_leaves_nothing() {
 fn import_and_load(file: &std::path::Path, tag: &str) -> cortex_engine::LoadedModel {
     let out = common::scratch_dir(&format!("gguf-{tag}")).join("m");
     import_gguf(file, &out).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    cortex_engine::load(&out).unwrap_or_else(|e| panic!("{tag}: {e}"))
+    cortex_engine::load_with(&out, &ComputeOptions::exact_cache())
+        .unwrap_or_else(|e| panic!("{tag}: {e}"))
 }
 
 /// The largest logit difference over the prompt and every decode step.

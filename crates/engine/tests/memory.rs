@@ -146,6 +146,22 @@ fn the_estimate_matches_what_the_engine_holds() {
             0.02,
         );
     }
+    // The float path's default cache holds float16: half the exact path's bytes.
+    for (label, dir) in [&cases[1], &cases[3]] {
+        let exact = estimate(dir, &ComputeOptions::cpu()).unwrap();
+        let half = estimate(dir, &ComputeOptions::cpu_half_kv()).unwrap();
+        assert_eq!(half.weights_bytes, exact.weights_bytes, "{label}");
+        let per_token = half.kv_bytes_per_token.unwrap();
+        assert_eq!(2 * per_token, exact.kv_bytes_per_token.unwrap(), "{label}");
+        let (_, kv) = measure(dir, &ComputeOptions::cpu_half_kv());
+        // the 2,048 bytes above the cache: 0.8% of tiny-llama's float16 cache
+        within(
+            &format!("{label} KV cache, float16"),
+            kv,
+            per_token * FILLED as u64,
+            0.02,
+        );
+    }
     let mut file_sizes = Vec::new();
     for (label, dir) in &cases {
         let need: MemoryNeed = estimate(dir, &ComputeOptions::cpu()).unwrap();

@@ -14,7 +14,7 @@
 mod common;
 use cortex_engine::sampler::{self, Sampler};
 use cortex_engine::serving::{EngineConfig, EngineHandle, Event, RequestParams};
-use cortex_engine::SamplerParams;
+use cortex_engine::{ComputeOptions, SamplerParams};
 use cortex_mlx::Array;
 
 /// Logits over a 12-token vocabulary: a clear favourite, a plateau, a long tail and a tie.
@@ -315,6 +315,8 @@ fn engine_logprobs_match_log_softmax_of_mlx_lm_logits() {
         &common::fixtures().join("tiny-llama"),
         EngineConfig {
             kv_memory_bytes: Some(16 << 20),
+            // mlx-lm's float32 logits: the cache as computed
+            compute: ComputeOptions::exact_cache(),
             ..Default::default()
         },
     )

@@ -133,6 +133,13 @@ fn synchronous_steps_give_the_same_tokens() {
     batched_equals_alone(ComputeOptions::cpu(), false);
 }
 
+/// The float path as it runs by default, its KV cache in float16: the contiguous cache, the
+/// paged pool and a shared batch round each key and value once, the same way.
+#[test]
+fn float16_cache_batched_greedy_equals_one_at_a_time_and_the_plain_generator() {
+    batched_equals_alone(ComputeOptions::cpu_half_kv(), true);
+}
+
 #[test]
 fn gpu_path_batched_greedy_equals_one_at_a_time_and_the_plain_generator() {
     batched_equals_alone(gpu_path(), true);
