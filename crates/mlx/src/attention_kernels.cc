@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels.h"
@@ -21,19 +23,43 @@ using kernels::run_kernel;
 using kernels::hsum;
 #endif
 
-// What one (sequence, head) job reads: its query, the first visible position and how many.
+// The positions row b sees: the first and how many.
+inline std::pair<int, int> visible(const Attn& a, int b) {
+  const int len = a.lens[b];
+  const int start = a.window > 0 ? std::max(0, len - a.window) : 0;
+  return {start, len - start};
+}
+
+// What one (row, head) job reads: its query, the first visible position and how many; where
+// it writes its output, and (a part of a split row) its score max and exp-sum.
 struct Job {
   int b, kvh, start, n;
   const float* q;
   float* o;
-  Job(const Attn& a, int job) : b(job / a.hq) {
-    const int h = job % a.hq;
+  float* ms = nullptr;
+  Job(const Attn& a, int job) {
+    const int row = job / a.hq, h = job % a.hq;
     kvh = h / (a.hq / a.hkv);
-    const int len = a.lens[b];
-    start = a.window > 0 ? std::max(0, len - a.window) : 0;
-    n = len - start;
+    if (a.parts != nullptr) {
+      const Part& p = a.parts[row];
+      b = p.b;
+      start = p.start;
+      n = p.n;
+      o = p.o + size_t(h) * a.d;
+      ms = p.ms + 2 * h;
+    } else {
+      b = row;
+      std::tie(start, n) = visible(a, b);
+      o = a.out + (size_t(b) * a.hq + h) * a.d;
+    }
     q = a.q + (size_t(b) * a.hq + h) * a.d;
-    o = a.out + (size_t(b) * a.hq + h) * a.d;
+  }
+  // A part's softmax max and sum, for attend to combine the parts.
+  void keep(float mx, float sum) const {
+    if (ms != nullptr) {
+      ms[0] = mx;
+      ms[1] = sum;
+    }
   }
   // Whether the query sees no position (its output is then zero).
   bool sees_nothing(const Attn& a) const {
@@ -121,7 +147,9 @@ __attribute__((target("avx2,fma,f16c"))) void attn_jobs_avx2(const Attn& a, int 
       sc[j] = dot_avx2(t.q, kr, a.d) * a.scale;
     }
     const auto vrow = [&](int u) { return a.at<T>(a.v, t.b, t.start + u, t.kvh); };
-    const float sum = exp_and_sum(sc.data(), t.n, cap_and_max(a, sc.data(), t.n));
+    const float mx = cap_and_max(a, sc.data(), t.n);
+    const float sum = exp_and_sum(sc.data(), t.n, mx);
+    t.keep(mx, sum);
     const float inv = 1.f / sum;
     int i = 0;
     for (; i + 8 <= a.d; i += 8) {
@@ -255,7 +283,10 @@ void attn_groups(const Attn& a, int j0, int j1) {
     }
     for (int h = 0; h < per; ++h) {
       float* s = sc.data() + size_t(h) * n;
-      inv[h] = 1.f / exp_and_sum(s, n, cap_and_max(a, s, n));
+      const float mx = cap_and_max(a, s, n);
+      const float sum = exp_and_sum(s, n, mx);
+      heads[h].keep(mx, sum);
+      inv[h] = 1.f / sum;
     }
     S::template values<T>(a, heads.data(), sc.data(), inv.data(), per);
   }
@@ -495,6 +526,7 @@ void attn_jobs_scalar(const Attn& a, int j0, int j1) {
     }
     float sum = 0.f;
     for (int j = 0; j < t.n; ++j) sum += (sc[j] = std::exp(sc[j] - mx));
+    t.keep(mx, sum);
     for (int u = 0; u < t.n; ++u) {
       const T* vr = a.at<T>(a.v, t.b, t.start + u, t.kvh);
       for (int i = 0; i < a.d; ++i) t.o[i] += sc[u] * value_of(vr[i], block_scale(vr, a.d, i));
@@ -505,8 +537,9 @@ void attn_jobs_scalar(const Attn& a, int j0, int j1) {
 
 }  // namespace
 
+// Rows of r jobs' worth, a job per (row, KV head) or (row, query head), on the pool.
 template <class T>
-void attend(const Attn& a, int r, bool scalar) {
+void attend_rows(const Attn& a, int r, bool scalar) {
 #if defined(__x86_64__)
   // The grouped kernels (AVX-512, else AVX2): a job per (query row, KV head), each a few query
   // heads' work, so chunks of two; of one each when there are few (one sequence of SmolLM2 has
@@ -520,6 +553,78 @@ void attend(const Attn& a, int r, bool scalar) {
   }
 #endif
   run_kernel<Attn>(a, r * a.hq, AVX2_KERNEL(attn_jobs_avx2<T>), attn_jobs_scalar<T>, scalar);
+}
+
+// Positions per part of a split row. A decode step of one sequence has a job per KV head (3
+// for SmolLM2) for two threads, each job reading its rows' keys and values from memory; a row
+// over more positions is split into parts of kSplit, each a row of its own for the kernels
+// (normalized over its part, its heads' score max and exp-sum kept), and the parts are
+// combined: out = sum_p w_p o_p / sum_p w_p, w_p = sum_p * exp(max_p - max). The split depends
+// on the row's own positions only (not on the batch or the threads), so a sequence's results
+// stay the same alone or in a batch, in a prompt or decoded.
+constexpr int kSplit = 512;
+
+template <class T>
+void attend(const Attn& a, int r, bool scalar) {
+  int parts = 0;
+  for (int b = 0; b < r; ++b) parts += std::max(1, (visible(a, b).second + kSplit - 1) / kSplit);
+  if (parts == r) {
+    attend_rows<T>(a, r, scalar);
+    return;
+  }
+  thread_local std::vector<Part> part;
+  thread_local std::vector<float> outs, ms;
+  part.resize(parts);
+  const size_t per = size_t(a.hq) * a.d;
+  outs.resize(size_t(parts) * per);
+  ms.resize(size_t(parts) * a.hq * 2);
+  for (int b = 0, i = 0; b < r; ++b) {
+    const auto [start, n] = visible(a, b);
+    if (n <= kSplit) {
+      // whole: straight into the output; its max and sum are not needed
+      part[i] = Part{b, start, n, a.out + size_t(b) * per, ms.data() + size_t(i) * a.hq * 2};
+      ++i;
+      continue;
+    }
+    for (int j = 0; j < n; j += kSplit, ++i) {
+      part[i] = Part{b, start + j, std::min(kSplit, n - j), outs.data() + size_t(i) * per, ms.data() + size_t(i) * a.hq * 2};
+    }
+  }
+  Attn split = a;
+  split.parts = part.data();
+  attend_rows<T>(split, parts, scalar);
+  // combine each split row's parts, a (row, head) per job (the workers see the vectors
+  // through these pointers: a thread_local named in the lambda would be each worker's own)
+  std::vector<int> first(r + 1, 0);
+  for (int i = 0, b = 0; i < parts; ++i) {
+    if (part[i].b != b) first[++b] = i;
+  }
+  first[r] = parts;
+  const Part* pp = part.data();
+  kernels::parallel_for(
+      r * a.hq,
+      [&a, &first, pp](int j0, int j1) {
+        const Part* part = pp;
+        for (int job = j0; job < j1; ++job) {
+          const int b = job / a.hq, h = job % a.hq;
+          const int p0 = first[b], p1 = first[b + 1];
+          if (p1 - p0 < 2) continue;
+          float mx = -INFINITY;
+          for (int i = p0; i < p1; ++i) mx = std::max(mx, part[i].ms[2 * h]);
+          float total = 0.f;
+          float* o = a.out + (size_t(b) * a.hq + h) * a.d;
+          std::fill(o, o + a.d, 0.f);
+          for (int i = p0; i < p1; ++i) {
+            const float w = part[i].ms[2 * h + 1] * std::exp(part[i].ms[2 * h] - mx);
+            total += w;
+            const float* src = part[i].o + size_t(h) * a.d;
+            for (int c = 0; c < a.d; ++c) o[c] += w * src[c];
+          }
+          const float inv = 1.f / total;
+          for (int c = 0; c < a.d; ++c) o[c] *= inv;
+        }
+      },
+      4);
 }
 
 template void attend<float>(const Attn&, int, bool);

@@ -46,6 +46,16 @@ inline float block_scale<Q8>(const Q8* row, int d, int i) {
 }
 
 
+// One part of a row's positions when attend splits long rows (see kSplit in
+// attention_kernels.cc): row b's positions start..start + n - 1, its Hq heads' outputs written
+// normalized over the part to o ([Hq, D]) with each head's score max and exp-sum to ms
+// ([Hq][2]), for attend to combine.
+struct Part {
+  int b, start, n;
+  float* o;
+  float* ms;
+};
+
 // Attention for one query per sequence over its cached keys and values.
 struct Attn {
   const float* q;        // [B, Hq, D], RoPE applied
@@ -58,6 +68,7 @@ struct Attn {
   int64_t pos_stride, head_stride;  // elements between slots, and between heads of a slot
   float scale, softcap;
   int window;            // 0: none; else the query sees its last `window` positions
+  const Part* parts = nullptr;  // set by attend alone: the kernels' rows are these parts
 
   template <class T>
   const T* at(const void* base, int b, int j, int kvh) const {

@@ -1337,6 +1337,84 @@ fn decode_attention_on_a_pool_matches_rope_then_direct_attention() {
     }
 }
 
+/// Rows over more than 512 positions are attended in parts of 512, each normalized over its
+/// part, then combined by their score maxima and sums (`attention_kernels.cc`, kSplit: one
+/// sequence's few jobs then fill both threads). The result still equals attention computed
+/// directly (f64), with a window that is itself split and with soft-capping, on the vector
+/// code and the portable code; and each row gets the same bits alone as inside the batch
+/// (rows of 1,301, 514, 701 and 41 positions, SmolLM2's head dimension and grouping).
+#[test]
+fn long_rows_are_attended_in_parts_and_stay_batch_invariant() {
+    workers_only();
+    let positions = [1300i32, 513, 700, 40];
+    let rows = positions.len();
+    // distinct slots for every row's every position: a row alone writes only its own
+    let width = 1400usize;
+    let slots = rows * width;
+    let (table, write) = scattered_slots(&positions, slots, width);
+    let c = DecodeCase::full_rope(6, 2, 64);
+    let (hkv, d) = (c.hkv, c.d);
+    for (i, (softcap, window)) in [(0.0f32, 0i32), (0.0, 900), (2.5, 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let seed = 700 + 10 * i as u64;
+        let [q, k, v, inv] = c.new_rows(rows, seed);
+        let kp = rand_vec(slots * hkv * d, seed + 4);
+        let vp = rand_vec(slots * hkv * d, seed + 5);
+        let pool = |x: &[f32]| arr(x, &[slots as i32, hkv as i32, d as i32]);
+        let inv_arr = arr(&inv, &[inv.len() as i32]);
+        let step_of = |rs: std::ops::Range<usize>, scalar: bool| {
+            let n = rs.len();
+            let (qw, kw) = (c.hq * d, hkv * d);
+            let arrays = c.row_arrays(
+                &q[rs.start * qw..rs.end * qw],
+                &k[rs.start * kw..rs.end * kw],
+                &v[rs.start * kw..rs.end * kw],
+                n,
+            );
+            let pos = Array::from_slice(&positions[rs.clone()], &[n as i32]).unwrap();
+            let step = c.step(&arrays, &pos, &inv_arr, (0.125, softcap, window));
+            let w = Array::from_slice(&write[rs.clone()], &[n as i32]).unwrap();
+            let t = Array::from_slice(
+                &table[rs.start * width..rs.end * width],
+                &[n as i32, width as i32],
+            )
+            .unwrap();
+            let (out, keys, values) = run_paged(&step, [&pool(&kp), &pool(&vp), &w, &t], scalar);
+            (out.to_vec::<f32>().unwrap(), keys, values)
+        };
+        for scalar in [false, true] {
+            let (out, keys, values) = step_of(0..rows, scalar);
+            let f64s = |a: &Array| {
+                a.to_vec::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|&x| x as f64)
+                    .collect::<Vec<_>>()
+            };
+            let want = c.paged_reference(
+                &q,
+                &inv,
+                &positions,
+                (&table, width),
+                (&f64s(&keys), &f64s(&values)),
+                (0.125, softcap as f64, window),
+            );
+            assert_close(&out, &want, 1e-5);
+            let per = c.hq * d;
+            for r in 0..rows {
+                let (alone, _, _) = step_of(r..r + 1, scalar);
+                assert_eq!(
+                    f32_bits(&alone),
+                    f32_bits(&out[r * per..(r + 1) * per]),
+                    "case {i}, row {r} (scalar {scalar}): alone vs in the batch"
+                );
+            }
+        }
+    }
+}
+
 /// A float16 pool (the int8 path's cache): the step writes the new rows as MLX's astype to
 /// float16 rounds them (to nearest even), except that magnitudes past the largest half
 /// saturate at +-65504 instead of becoming infinite, subnormals included; and it attends over
