@@ -561,7 +561,7 @@ void attend_rows(const Attn& a, int r, bool scalar) {
 // (normalized over its part, its heads' score max and exp-sum kept), and the parts are
 // combined: out = sum_p w_p o_p / sum_p w_p, w_p = sum_p * exp(max_p - max). The split depends
 // on the row's own positions only (not on the batch or the threads), so a sequence's results
-// stay the same alone or in a batch, in a prompt or decoded.
+// stay the same alone or in a batch; a prompt's rows are split as decode's are.
 constexpr int kSplit = 512;
 
 template <class T>
