@@ -284,6 +284,15 @@ fn array_bits(a: &Array) -> Vec<u32> {
     f32_bits(&a.to_vec::<f32>().unwrap())
 }
 
+/// A float32 array's values as f64 (for the f64 references).
+fn array_f64(a: &Array) -> Vec<f64> {
+    a.to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|&x| x as f64)
+        .collect()
+}
+
 /// SwiGLU's elementwise node (`ops::silu_mul_cpu`) against f64 silu(g) * u: sizes with a tail
 /// past 16 lanes and of several chunks of the pool's work, gates far enough out that exp(-g)
 /// would overflow; the portable code gives the same bits; views (the halves of a fused
@@ -1386,19 +1395,12 @@ fn long_rows_are_attended_in_parts_and_stay_batch_invariant() {
         };
         for scalar in [false, true] {
             let (out, keys, values) = step_of(0..rows, scalar);
-            let f64s = |a: &Array| {
-                a.to_vec::<f32>()
-                    .unwrap()
-                    .iter()
-                    .map(|&x| x as f64)
-                    .collect::<Vec<_>>()
-            };
             let want = c.paged_reference(
                 &q,
                 &inv,
                 &positions,
                 (&table, width),
-                (&f64s(&keys), &f64s(&values)),
+                (&array_f64(&keys), &array_f64(&values)),
                 (0.125, softcap as f64, window),
             );
             assert_close(&out, &want, 1e-5);
@@ -1642,19 +1644,12 @@ fn decode_attention_on_an_int8_pool_writes_quantized_rows_and_attends_as_dequant
                 out32.to_vec::<f32>().unwrap(),
                 "{case}: as dequantized"
             );
-            let f64s = |a: &Array| -> Vec<f64> {
-                a.to_vec::<f32>()
-                    .unwrap()
-                    .iter()
-                    .map(|&x| x as f64)
-                    .collect()
-            };
             let want = c.paged_reference(
                 &q,
                 &inv,
                 &positions,
                 (&table, width),
-                (&f64s(&kd), &f64s(&vd)),
+                (&array_f64(&kd), &array_f64(&vd)),
                 (0.125, 0.0, 0),
             );
             assert_close(&got, &want, 1e-5);
